@@ -1,0 +1,41 @@
+# Two commands do all set-up on a fresh machine with Python 3.11+ and make:
+#   make demo   run the main job on embedded defaults
+#   make test   lint, type-check and run the whole suite
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: venv demo test lint typecheck unit bench schemas clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+demo: venv
+	$(BIN)/kpistream demo $(DEMO_ARGS)
+
+lint: venv
+	$(BIN)/ruff check schemas streams sinks kpistream tests bench
+
+typecheck: venv
+	$(BIN)/mypy
+
+test: lint typecheck
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+unit: venv
+	$(BIN)/python -m pytest -q tests/unit
+
+bench: venv
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
+
+schemas: venv
+	$(BIN)/python -m schemas.generate
+
+clean:
+	rm -rf $(VENV) *.egg-info .pytest_cache .mypy_cache .ruff_cache

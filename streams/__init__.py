@@ -1,0 +1,1 @@
+"""Stream processing: the faust app, the batch hot path, sessionization and KPI deltas."""

@@ -1,0 +1,54 @@
+"""The faust application: the frame that runs the stream processors.
+
+faust provides the worker lifecycle, signal handling and logging; the clickstream hot path
+is :class:`streams.batch_consumer.BatchConsumer`, run here as a service of the app because
+faust's per-message streams are too slow for it (DESIGN.md "Hot path").
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import faust
+from mode import Service
+
+from kpistream.settings import Settings
+from streams.batch_consumer import BatchConsumer
+
+log = logging.getLogger(__name__)
+
+
+class ClickstreamService(Service):  # type: ignore[misc]
+    """Runs the batch consumer for as long as the faust worker runs."""
+
+    def __init__(self, settings: Settings, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.batch = BatchConsumer(settings)
+
+    async def on_start(self) -> None:
+        await self.batch.start()
+
+    async def on_stop(self) -> None:
+        await self.batch.stop()
+
+    @Service.task  # type: ignore[misc]
+    async def _consume(self) -> None:
+        await self.batch.run()
+
+
+def create_app(settings: Settings) -> faust.App:
+    app = faust.App(
+        f"{settings.consumer_group}-app",
+        broker=[f"kafka://{host}" for host in settings.kafka.split(",")],
+        store="memory://",
+        web_enabled=False,
+        # The app's own group only carries faust's leader topic; keep its joins short.
+        broker_rebalance_timeout=settings.rebalance_timeout_s,
+        broker_session_timeout=max(6, 2 * settings.rebalance_timeout_s),
+        broker_heartbeat_interval=1,
+        topic_allow_declare=True,
+        topic_partitions=1,
+    )
+    app.service(ClickstreamService(settings, loop=app.loop, beacon=app.beacon))
+    return app
