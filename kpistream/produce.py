@@ -13,19 +13,21 @@ from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
 from typing import Any
 
+import msgspec
 from aiokafka import AIOKafkaProducer
 
 from kpistream.settings import Settings
 from schemas.events import SOCIAL_TYPES, type_name
 
 SOCIAL = frozenset(type_name(t) for t in SOCIAL_TYPES)
+_route_decoder = msgspec.json.Decoder()
 
 
 def route(line: bytes, settings: Settings) -> tuple[str, bytes | None]:
     """(topic, key) of one raw event line."""
     try:
-        event: Any = json.loads(line)
-    except ValueError:
+        event: Any = _route_decoder.decode(line)
+    except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError, RecursionError):
         return settings.clickstream_topic, None
     if not isinstance(event, dict):
         return settings.clickstream_topic, None

@@ -118,16 +118,19 @@ def kpi_families(snapshot: StoreSnapshot) -> Iterator[Metric]:
     yield from (sessions, bounce, impressions, clicks, ctr)
 
     totals = snapshot.totals
-    for name, kind, labels, doc in (
-        ("kpi_sessions", F.SESSIONS, SITE, "Sessions started (bounce-rate denominator)"),
-        ("kpi_non_bounced_sessions", F.NON_BOUNCED, SITE,
+    # A numerator counter exists (at 0) for every label set of its denominator, so that PromQL
+    # ratios of the two are defined as soon as the denominator is.
+    for name, kind, paired_with, labels, doc in (
+        ("kpi_sessions", F.SESSIONS, F.SESSIONS, SITE, "Sessions started (bounce-rate denominator)"),
+        ("kpi_non_bounced_sessions", F.NON_BOUNCED, F.SESSIONS, SITE,
          "Sessions that are not bounces (bounce rate = 1 - this / kpi_sessions_total)"),
-        ("kpi_impressions", F.IMPRESSIONS, ITEM, "Impressions (CTR denominator)"),
-        ("kpi_clicks", F.CLICKS, ITEM, "Clicks (CTR numerator)"),
+        ("kpi_impressions", F.IMPRESSIONS, F.IMPRESSIONS, ITEM, "Impressions (CTR denominator)"),
+        ("kpi_clicks", F.CLICKS, F.IMPRESSIONS, ITEM, "Clicks (CTR numerator)"),
     ):
         family = CounterMetricFamily(name, doc, labels=labels)
-        for values, n in sorted(_by(totals, kind).items()):
-            family.add_metric(list(values), n)
+        counts = _by(totals, kind)
+        for values in sorted(counts.keys() | _by(totals, paired_with).keys()):
+            family.add_metric(list(values), counts.get(values, 0))
         yield family
 
 

@@ -1,0 +1,61 @@
+"""Shared fixtures: one real embedded broker and one real redis-server per test session."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from kpistream import runtime
+from kpistream.settings import Settings, load
+
+
+@pytest.fixture(scope="session")
+def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("stack")
+
+
+@pytest.fixture(scope="session")
+def broker(workdir: Path) -> Iterator[str]:
+    server = runtime.start_broker(workdir)
+    yield server.address
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_url(workdir: Path) -> Iterator[str]:
+    server = runtime.start_redis(workdir)
+    yield server.address
+    server.stop()
+
+
+@pytest.fixture
+def settings_factory(broker: str, redis_url: str):  # type: ignore[no-untyped-def]
+    """Settings with topics, group and Redis prefix of their own, so tests never share state."""
+
+    def make(**overrides: object) -> Settings:
+        tag = uuid.uuid4().hex[:8]
+        base = {
+            "kafka": broker, "redis": redis_url, "redis_prefix": f"t{tag}",
+            "clickstream_topic": f"clicks-{tag}", "social_topic": f"social-{tag}",
+            "deadletter_topic": f"dlq-{tag}", "consumer_group": f"g-{tag}",
+            "partitions": 2, "rebalance_timeout_s": 1,
+        }
+        base.update(overrides)
+        return load(base, env={})
+
+    return make
+
+
+def require_binary(name: str) -> str:
+    """Path of a system binary; skip without it, but fail under CI, which installs it."""
+    path = shutil.which(name)
+    if path is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{name} is missing under CI; .ci/run must install it")
+        pytest.skip(f"{name} is not installed (Debian package: prometheus)")
+    return path

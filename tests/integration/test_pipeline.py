@@ -1,0 +1,123 @@
+"""The batch consumer on the real broker and Redis, read back through the real exporter."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import urllib.request
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+import redis
+from aiokafka import AIOKafkaConsumer
+
+from kpistream.produce import produce
+from kpistream.runtime import ensure_topics, free_port
+from kpistream.settings import Settings
+from sinks.exporter import serve
+from sinks.window_store import WindowReader
+from streams.batch_consumer import BatchConsumer
+from tests.conftest import require_binary
+from tests.integration import known_events as K
+
+
+@pytest.fixture
+async def workers() -> AsyncIterator[Callable[[Settings], Any]]:
+    """Start batch consumers; at teardown stop them and fail if one swallowed an error."""
+    running: list[tuple[BatchConsumer, asyncio.Task[None]]] = []
+
+    async def start(settings: Settings) -> BatchConsumer:
+        consumer = BatchConsumer(settings)
+        await consumer.start()
+        running.append((consumer, asyncio.create_task(consumer.run())))
+        return consumer
+
+    yield start
+    for consumer, task in running:
+        await consumer.stop()
+        await asyncio.wait_for(task, 10)
+        assert consumer.errors == [], f"worker swallowed errors: {consumer.errors!r}"
+
+
+async def wait_for_events(settings: Settings, expected: int, timeout_s: float = 30) -> WindowReader:
+    reader = WindowReader(redis.Redis.from_url(settings.redis), prefix=settings.redis_prefix)
+    windows = settings.window_minutes()
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    seen = -1
+    while loop.time() < deadline:
+        totals = (await asyncio.to_thread(reader.snapshot, windows)).totals
+        seen = sum(v for k, v in totals.items() if k == "_processed" or k.startswith("_rej"))
+        if seen >= expected:
+            return reader
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"only {seen} of {expected} events reached Redis in {timeout_s}s")
+
+
+def scrape(port: int) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        return str(response.read().decode())
+
+
+async def test_known_events_give_exact_kpis_on_metrics(settings_factory, workers) -> None:  # type: ignore[no-untyped-def]
+    settings = settings_factory()
+    await ensure_topics(settings)
+    await workers(settings)
+    await produce(settings, K.lines())
+    await wait_for_events(settings, len(K.EVENTS) + len(K.BAD_LINES))
+    port = free_port()
+    server = serve(settings, port=port)
+    try:
+        text = await asyncio.to_thread(scrape, port)
+    finally:
+        server.shutdown()
+    got = K.samples(text)
+    for key, value in K.EXPECTED.items():
+        assert key in got, f"missing sample {key}"
+        assert got[key] == pytest.approx(value, abs=1e-9), key
+    for key in K.ABSENT:
+        assert key not in got, key
+    promtool = require_binary("promtool")
+    check = subprocess.run([promtool, "check", "metrics"], input=text.encode(),
+                           capture_output=True, check=False)
+    assert check.returncode == 0 and check.stdout == check.stderr == b"", check
+
+
+async def test_invalid_events_go_to_the_dead_letter_topic_and_the_stream_goes_on(settings_factory, workers) -> None:  # type: ignore[no-untyped-def]
+    settings = settings_factory(partitions=1)
+    await ensure_topics(settings)
+    await workers(settings)
+    poison = [b"\xff\xfe not utf-8", b'{"type":"page_view","ts":NaN}',
+              b'{"event_id":"e","type":"page_view","ts":"1763800000000","site":"s","visitor_id":"v","path":"/"}',
+              b"[" * 10_000 + b"]" * 10_000, b'{"x":"' + b"y" * 5_000_000 + b'"}']
+    good = [json.dumps(e).encode() for e in K.EVENTS[:4]]
+    await produce(settings, [good[0], *poison[:3], good[1], *poison[3:], *good[2:]])
+    reader = await wait_for_events(settings, len(poison) + len(good))
+    totals = reader.snapshot(settings.window_minutes()).totals
+    assert totals["_processed"] == len(good)
+    assert totals["_rej\x1fmalformed_json"] == 2
+    assert totals["_rej\x1fwrong_type"] == 1
+    assert totals["_rej\x1fnot_an_object"] == 1
+    assert totals["_rej\x1ftoo_large"] == 1
+    consumer = AIOKafkaConsumer(settings.deadletter_topic, bootstrap_servers=settings.kafka,
+                                auto_offset_reset="earliest", group_id=None)
+    await consumer.start()
+    try:
+        letters = []
+        while len(letters) < len(poison):
+            batch = await consumer.getmany(timeout_ms=2000)
+            assert batch, "dead letters missing"
+            letters += [json.loads(r.value) for rs in batch.values() for r in rs]
+    finally:
+        await consumer.stop()
+    by_offset = {d["offset"]: d for d in letters}
+    assert [by_offset[o]["reason"] for o in sorted(by_offset)] == [
+        "malformed_json", "malformed_json", "wrong_type", "not_an_object", "too_large"]
+    first = by_offset[min(by_offset)]
+    assert first["payload_base64"] and first["topic"] == settings.clickstream_topic
+    assert by_offset[sorted(by_offset)[2]]["payload"] == poison[2].decode()
+    assert by_offset[sorted(by_offset)[2]]["field"] == "$.ts"
+    big = by_offset[max(by_offset)]
+    assert big["payload_truncated"] is True and len(big["payload"]) == 64 * 1024

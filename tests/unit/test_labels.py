@@ -1,0 +1,32 @@
+import pytest
+
+from streams.labels import NONE, OTHER, LabelBudget, sanitize
+
+
+def test_allowlist_folds_the_rest_into_other() -> None:
+    budget = LabelBudget(allowlist=["black-friday"], max_values=1)
+    assert budget.unknown(["x", "black-friday"]) == set()
+    assert budget.label("black-friday") == "black-friday"
+    assert budget.label("spring") == OTHER
+    assert budget.label(None) == NONE
+
+
+def test_budget_admits_learned_values_then_folds() -> None:
+    budget = LabelBudget(max_values=2)
+    assert budget.unknown(["a", "b", "c"]) == {"a", "b", "c"}
+    budget.learn({"a", "b"}, full=True)
+    assert budget.label("a") == "a"
+    assert budget.label("c") == OTHER
+    assert budget.unknown(["d"]) == set()
+
+
+def test_undecided_value_is_a_bug_not_a_silent_label() -> None:
+    budget = LabelBudget(max_values=5)
+    with pytest.raises(KeyError):
+        budget.label("never-admitted")
+
+
+def test_sanitize_strips_control_characters_and_caps_length() -> None:
+    assert sanitize("spring\x1fsale") == "springsale"
+    assert sanitize("x" * 500) == "x" * 100
+    assert sanitize("\x00\x01") == NONE

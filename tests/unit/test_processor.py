@@ -1,0 +1,167 @@
+"""Sessionization, bounce correction and CTR counting, against hand-computed buckets."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+
+from schemas.decoder import Rejection
+from schemas.events import Click, ClickstreamEvent, Impression, PageView
+from sinks import fields as F
+from streams.labels import LabelBudget
+from streams.processor import PartitionProcessor
+
+MIN = 60_000
+T0 = 1_700_000_000_000 - 1_700_000_000_000 % (60 * MIN)  # an hour boundary (event time)
+M0 = T0 // MIN  # its minute bucket
+GAP = 30 * MIN
+
+
+def processor(lateness_ms: int = 10 * MIN) -> PartitionProcessor:
+    sites = LabelBudget(max_values=10)
+    sites.learn({"shop"}, full=False)
+    campaigns = LabelBudget(allowlist=["bf"])
+    return PartitionProcessor(
+        session_gap_ms=GAP, allowed_lateness_ms=lateness_ms, sites=sites, campaigns=campaigns
+    )
+
+
+_n = 0
+
+
+def pv(ts: int, visitor: str = "v1", session_id: str | None = None) -> PageView:
+    global _n
+    _n += 1
+    return PageView(event_id=f"e{_n}", ts=ts, site="shop", visitor_id=visitor, path="/",
+                    session_id=session_id)
+
+
+def click(ts: int, visitor: str = "v1", campaign: str | None = "bf") -> Click:
+    global _n
+    _n += 1
+    return Click(event_id=f"e{_n}", ts=ts, site="shop", visitor_id=visitor, item_kind="ad",
+                 item_id="a1", campaign=campaign)
+
+
+def imp(ts: int, visitor: str = "v1", campaign: str | None = "bf") -> Impression:
+    global _n
+    _n += 1
+    return Impression(event_id=f"e{_n}", ts=ts, site="shop", visitor_id=visitor, item_kind="ad",
+                      item_id="a1", campaign=campaign)
+
+
+def run(p: PartitionProcessor, *batches: Iterable[ClickstreamEvent | Rejection]):  # type: ignore[no-untyped-def]
+    buckets: Counter[tuple[int, str]] = Counter()
+    totals: Counter[str] = Counter()
+    for batch in batches:
+        delta = p.process(batch)
+        buckets.update(delta.buckets)
+        totals.update(delta.totals)
+    return +buckets, totals  # unary + drops zero entries
+
+
+S, B, NB = F.field(F.SESSIONS, "shop"), F.field(F.BOUNCES, "shop"), F.field(F.NON_BOUNCED, "shop")
+
+
+def test_single_page_view_is_a_bounce_in_its_start_minute() -> None:
+    buckets, totals = run(processor(), [pv(T0 + 10_000)])
+    assert buckets == {(M0, S): 1, (M0, B): 1}
+    assert totals[S] == 1 and totals[NB] == 0 and totals[F.PROCESSED] == 1
+
+
+def test_second_page_view_corrects_the_bounce_in_the_start_bucket() -> None:
+    # The second view lands two minutes later, in a later batch; the correction goes to M0.
+    buckets, totals = run(processor(), [pv(T0 + 10_000)], [pv(T0 + 2 * MIN)])
+    assert buckets == {(M0, S): 1}
+    assert totals[S] == 1 and totals[NB] == 1
+
+
+def test_interaction_corrects_the_bounce_once() -> None:
+    buckets, totals = run(processor(), [pv(T0)], [click(T0 + 5_000)], [click(T0 + 6_000)])
+    assert buckets[(M0, B)] == 0 and buckets[(M0, S)] == 1
+    assert totals[NB] == 1  # corrections never double count
+
+
+def test_gap_of_exactly_thirty_minutes_continues_the_session() -> None:
+    buckets, totals = run(processor(), [pv(T0), pv(T0 + GAP)])
+    assert totals[S] == 1
+    assert buckets == {(M0, S): 1}
+
+
+def test_gap_one_millisecond_over_thirty_minutes_starts_a_new_session() -> None:
+    buckets, totals = run(processor(), [pv(T0), pv(T0 + GAP + 1)])
+    assert totals[S] == 2
+    assert buckets == {(M0, S): 1, (M0, B): 1, (M0 + 30, S): 1, (M0 + 30, B): 1}
+
+
+def test_session_crossing_a_bucket_edge_counts_in_its_start_minute_only() -> None:
+    buckets, _ = run(processor(), [pv(T0 - 10_000), pv(T0 + 10_000)])
+    assert buckets == {(M0 - 1, S): 1}
+
+
+def test_out_of_order_events_give_the_in_order_result() -> None:
+    in_order, totals_a = run(processor(), [pv(T0 + 3 * MIN), pv(T0 + 5 * MIN)])
+    shuffled, totals_b = run(processor(), [pv(T0 + 5 * MIN)], [pv(T0 + 3 * MIN)])
+    assert in_order == shuffled == {(M0 + 3, S): 1}
+    assert totals_a[S] == totals_b[S] == 1 and totals_a[NB] == totals_b[NB] == 1
+
+
+def test_earlier_event_moves_a_bounce_to_the_new_start_minute() -> None:
+    # An impression (no page view, no interaction) arrives before the page view it came with.
+    buckets, _ = run(processor(), [pv(T0 + 5 * MIN)], [imp(T0 + 4 * MIN)])
+    assert buckets == {(M0 + 4, S): 1, (M0 + 4, B): 1, (M0 + 4, F.field(F.IMPRESSIONS, "shop", "ad", "bf")): 1}
+
+
+def test_tracker_session_id_overrides_the_inactivity_gap() -> None:
+    _, totals = run(processor(lateness_ms=3 * 60 * MIN),
+                    [pv(T0, session_id="s1"), pv(T0 + 2 * 60 * MIN, session_id="s1")])
+    assert totals[S] == 1 and totals[NB] == 1
+
+
+def test_ctr_counts_by_event_time_and_folds_unknown_campaigns() -> None:
+    buckets, totals = run(processor(), [
+        imp(T0), imp(T0 + 1_000), imp(T0 + MIN, campaign="spring"), click(T0 + 2_000),
+        imp(T0 + 3_000, campaign=None),
+    ])
+    bf_imp = F.field(F.IMPRESSIONS, "shop", "ad", "bf")
+    other_imp = F.field(F.IMPRESSIONS, "shop", "ad", "other")
+    none_imp = F.field(F.IMPRESSIONS, "shop", "ad", "none")
+    bf_clk = F.field(F.CLICKS, "shop", "ad", "bf")
+    assert buckets[(M0, bf_imp)] == 2 and buckets[(M0 + 1, other_imp)] == 1
+    assert buckets[(M0, none_imp)] == 1 and buckets[(M0, bf_clk)] == 1
+    assert totals[bf_imp] == 2 and totals[bf_clk] == 1
+
+
+def test_event_older_than_allowed_lateness_is_counted_late_and_dropped() -> None:
+    p = processor(lateness_ms=10 * MIN)
+    buckets, totals = run(p, [pv(T0 + 20 * MIN, "a")], [pv(T0 + 10 * MIN - 1, "b"), pv(T0 + 10 * MIN, "c")])
+    assert totals[F.LATE] == 1 and totals[F.PROCESSED] == 2
+    assert buckets[(M0 + 10, S)] == 1  # "c" is exactly at the lateness bound: accepted
+
+
+def test_rejections_are_counted_by_reason() -> None:
+    _, totals = run(processor(), [Rejection("malformed_json", "x"), Rejection("too_large", "y"),
+                                  Rejection("too_large", "z")])
+    assert totals[F.field(F.REJECTED, "too_large")] == 2
+    assert totals[F.field(F.REJECTED, "malformed_json")] == 1
+    assert totals[F.PROCESSED] == 0
+
+
+def test_sessions_are_evicted_after_gap_plus_lateness_and_counted_once() -> None:
+    p = processor(lateness_ms=10 * MIN)
+    _, totals = run(p, [imp(T0, "quiet"), pv(T0, "bouncer")])
+    assert len(p.sessionizer.sessions) == 2
+    delta = p.process([pv(T0 + GAP + 10 * MIN + 1, "later")])
+    # horizon = wm - lateness = T0 + GAP + 1 > last + GAP for both old sessions
+    assert set(p.sessionizer.sessions) == {("shop", "later", "")}
+    assert delta.evicted_sessions == {("shop", "quiet", ""), ("shop", "bouncer", "")}
+    # the impression-only session never was a bounce: non_bounced grows at eviction
+    assert delta.totals[NB] == 1
+    assert totals[NB] == 0
+
+
+def test_late_event_does_not_merge_two_sessions() -> None:
+    buckets, totals = run(processor(lateness_ms=60 * MIN),
+                          [pv(T0), pv(T0 + 50 * MIN)], [pv(T0 + 25 * MIN)])
+    assert totals[S] == 2  # counters never go down, so the bridge joins the earlier session
+    assert buckets == {(M0, S): 1, (M0 + 50, S): 1, (M0 + 50, B): 1}
