@@ -208,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
         code: int = args.func(args)
         return code
     except (SettingsError, runtime.UserError) as exc:
-        console.print(f"kpistream: error: {exc}", markup=False, highlight=False)
+        console.print(f"kpistream: error: {exc}", markup=False, highlight=False, soft_wrap=True)
         return 2
     except KeyboardInterrupt:
         return 130

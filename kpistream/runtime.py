@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import ctypes
 import json
+import logging
 import os
 import shutil
 import signal
@@ -156,6 +157,9 @@ def check_redis(url: str) -> None:
 async def ensure_topics(settings: Settings, *, timeout_s: float = 10.0) -> None:
     """Create the topics if missing; a missing broker becomes one UserError line."""
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka, request_timeout_ms=5000)
+    kafka_log = logging.getLogger("aiokafka")
+    level = kafka_log.level
+    kafka_log.setLevel(logging.CRITICAL)  # the one line below says it better than its traces
     try:
         await asyncio.wait_for(admin.start(), timeout_s)
     except (KafkaError, OSError, asyncio.TimeoutError) as exc:
@@ -165,6 +169,8 @@ async def ensure_topics(settings: Settings, *, timeout_s: float = 10.0) -> None:
             f"cannot reach Kafka at {settings.kafka} ({type(exc).__name__}); "
             "start a broker or set KPISTREAM_KAFKA / --kafka"
         ) from None
+    finally:
+        kafka_log.setLevel(level)
     try:
         existing = set(await admin.list_topics())
         wanted = [

@@ -1,0 +1,110 @@
+"""The `kpistream` command as a user runs it: real processes, real broker and Redis."""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from kpistream.runtime import free_port
+from tests.integration import known_events as K
+
+KPISTREAM = [sys.executable, "-m", "kpistream"]
+
+
+def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KPISTREAM_")}
+    env.update(KPISTREAM_STATE_DIR=str(tmp_path / "state"), KPISTREAM_REBALANCE_TIMEOUT_S="1",
+               KPISTREAM_PARTITIONS="2", **extra)
+    return env
+
+
+def test_worker_without_a_broker_says_so_in_one_line(tmp_path: Path, redis_url: str) -> None:
+    port = free_port()
+    result = subprocess.run([*KPISTREAM, "worker", "--kafka", f"127.0.0.1:{port}", "--redis", redis_url],
+                            capture_output=True, text=True, timeout=60, env=_env(tmp_path), check=False)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert f"cannot reach Kafka at 127.0.0.1:{port}" in lines[0] and "KPISTREAM_KAFKA" in lines[0]
+
+
+def test_exporter_without_redis_says_so_in_one_line(tmp_path: Path) -> None:
+    url = f"redis://127.0.0.1:{free_port()}/0"
+    result = subprocess.run([*KPISTREAM, "exporter", "--redis", url], capture_output=True, text=True,
+                            timeout=60, env=_env(tmp_path), check=False)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and f"cannot reach Redis at {url}" in lines[0], result.stderr
+
+
+def test_bad_setting_says_which_and_why(tmp_path: Path) -> None:
+    result = subprocess.run([*KPISTREAM, "exporter"], capture_output=True, text=True, timeout=60,
+                            env=_env(tmp_path, KPISTREAM_SESSION_GAP_S="half an hour"), check=False)
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "kpistream: error: bad setting KPISTREAM_SESSION_GAP_S='half an hour': "
+        "Expected `int`, got `str`")
+
+
+def _port_open(address: str) -> bool:
+    host, port = address.rsplit(":", 1)
+    try:
+        socket.create_connection((host, int(port)), 0.5).close()
+        return True
+    except OSError:
+        return False
+
+
+@pytest.mark.slow
+def test_up_then_produce_serves_exact_kpis_and_children_die_with_it(tmp_path: Path) -> None:
+    env = _env(tmp_path)
+    up = subprocess.Popen([*KPISTREAM, "up"], stderr=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                          env=env, text=True)
+    second = None
+    try:
+        assert up.stderr is not None
+        header = "".join(up.stderr.readline() for _ in range(4))
+        kafka = re.search(r"kafka\s+(\S+)", header)
+        metrics = re.search(r"metrics\s+(\S+)", header)
+        assert kafka and metrics, header
+        # A second stack never collides with the first one's ports.
+        second = subprocess.Popen([*KPISTREAM, "up", "--duration", "60"], stderr=subprocess.PIPE,
+                                  stdout=subprocess.DEVNULL, env=_env(tmp_path / "b"), text=True)
+        assert second.stderr is not None
+        header2 = "".join(second.stderr.readline() for _ in range(4))
+        assert kafka.group(1) not in header2 and metrics.group(1) not in header2, header2
+
+        events = tmp_path / "events.jsonl"
+        events.write_bytes(b"\n".join(K.lines()) + b"\n")
+        sent = subprocess.run([*KPISTREAM, "produce", str(events)], capture_output=True,
+                              text=True, env=env, timeout=60, check=False)
+        assert sent.returncode == 0, sent.stderr
+        assert f"on {kafka.group(1)}" in sent.stderr  # found the running stack by itself
+
+        deadline = time.monotonic() + 90
+        got: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
+        while time.monotonic() < deadline:
+            with urllib.request.urlopen(metrics.group(1), timeout=5) as response:
+                got = K.samples(response.read().decode())
+            if got.get(("kpistream_events_processed_total", ())) == len(K.EVENTS):
+                break
+            time.sleep(0.5)
+        for key, value in K.EXPECTED.items():
+            assert got.get(key) == pytest.approx(value, abs=1e-9), key
+    finally:
+        up.terminate()
+        up.wait(30)
+        if second is not None:
+            second.kill()  # SIGKILL: its children must still die with it
+            second.wait(30)
+    time.sleep(1.0)
+    assert not _port_open(kafka.group(1)), "embedded broker outlived `kpistream up`"
+    assert not _port_open(header2.split("kafka")[1].split()[0]), "children outlived a killed `up`"
