@@ -30,8 +30,11 @@ RESULTS = Path(__file__).parent / "RESULTS.md"
 
 async def ceiling(settings: Settings, total: int) -> float:
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka, group_id=None, enable_auto_commit=False,
-        max_poll_records=settings.batch_max_records, fetch_max_bytes=64 * 1024 * 1024,
+        bootstrap_servers=settings.kafka,
+        group_id=None,
+        enable_auto_commit=False,
+        max_poll_records=settings.batch_max_records,
+        fetch_max_bytes=64 * 1024 * 1024,
         max_partition_fetch_bytes=16 * 1024 * 1024,
     )
     await consumer.start()
@@ -77,12 +80,17 @@ async def main(events: int) -> None:
     broker = runtime.start_broker(workdir)
     server = runtime.start_redis(workdir)
     try:
-        settings = load({"kafka": broker.address, "redis": server.address,
-                         "rebalance_timeout_s": 1}, env={})
+        settings = load(
+            {"kafka": broker.address, "redis": server.address, "rebalance_timeout_s": 1}, env={}
+        )
         await runtime.ensure_topics(settings)
         start_ms = time.time_ns() // 1_000_000 - 6 * 3_600_000
-        lines = [encode(e) for _, e in zip(range(events), sessions(7, start_ms=start_ms,
-                                                                     count=events), strict=False)]
+        lines = [
+            encode(e)
+            for _, e in zip(
+                range(events), sessions(7, start_ms=start_ms, count=events), strict=False
+            )
+        ]
         t = time.perf_counter()
         await produce(settings, lines)
         produce_rate = events / (time.perf_counter() - t)

@@ -24,8 +24,13 @@ console = Console(stderr=True)
 
 
 def _settings(args: argparse.Namespace) -> Settings:
-    return load({"kafka": getattr(args, "kafka", None), "redis": getattr(args, "redis", None),
-                 "metrics_port": getattr(args, "metrics_port", None)})
+    return load(
+        {
+            "kafka": getattr(args, "kafka", None),
+            "redis": getattr(args, "redis", None),
+            "metrics_port": getattr(args, "metrics_port", None),
+        }
+    )
 
 
 # -- worker and exporter --------------------------------------------------------------------
@@ -35,9 +40,9 @@ def cmd_worker(args: argparse.Namespace) -> int:
     settings = _settings(args)
     runtime.check_redis(settings.redis)
     asyncio.run(runtime.ensure_topics(settings))
-    from streams.app import create_app
-
     import faust
+
+    from streams.app import create_app
 
     app = create_app(settings)
     worker = faust.Worker(app, loglevel=args.loglevel, quiet=True)
@@ -108,10 +113,18 @@ def stack(args: argparse.Namespace) -> Iterator[tuple[Settings, runtime.StackInf
         port = args.metrics_port or runtime.free_port()
         base = [sys.executable, "-m", "kpistream"]
         children.append(runtime.spawn([*base, "worker"], log_path=workdir / "worker.log", env=env))
-        children.append(runtime.spawn([*base, "exporter", "--port", str(port)],
-                                      log_path=workdir / "exporter.log", env=env))
-        info = runtime.StackInfo(os.getpid(), settings.kafka, settings.redis,
-                                 f"http://127.0.0.1:{port}/metrics", time.time())
+        children.append(
+            runtime.spawn(
+                [*base, "exporter", "--port", str(port)], log_path=workdir / "exporter.log", env=env
+            )
+        )
+        info = runtime.StackInfo(
+            os.getpid(),
+            settings.kafka,
+            settings.redis,
+            f"http://127.0.0.1:{port}/metrics",
+            time.time(),
+        )
         console.print(f"[bold]kafka[/]    {info.kafka}")
         console.print(f"[bold]redis[/]    {info.redis}")
         console.print(f"[bold]metrics[/]  {info.metrics_url}")
@@ -153,8 +166,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
         async def run() -> None:
             task = asyncio.create_task(produce(settings, traffic(args.rate, deadline)))
-            with Live(kpi_table(reader.snapshot(windows)), console=Console(),
-                      refresh_per_second=2) as live:
+            with Live(
+                kpi_table(reader.snapshot(windows)), console=Console(), refresh_per_second=2
+            ) as live:
                 while not task.done():
                     await asyncio.sleep(1.0)
                     live.update(kpi_table(await asyncio.to_thread(reader.snapshot, windows)))
@@ -172,8 +186,10 @@ def parser() -> argparse.ArgumentParser:
         f"  {env_name(name):32} {text}" for name, text in HELP.items()
     )
     root = argparse.ArgumentParser(
-        prog="kpistream", description="Real-time marketing KPIs: Kafka -> Redis -> Prometheus",
-        epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter,
+        prog="kpistream",
+        description="Real-time marketing KPIs: Kafka -> Redis -> Prometheus",
+        epilog=epilog,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = root.add_subparsers(dest="command", required=True)
 

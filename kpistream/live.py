@@ -31,11 +31,18 @@ def kpi_table(snapshot: StoreSnapshot) -> Table:
         for site in sorted(per_site):
             c = per_site[site]
             table.add_row(
-                window, site, str(c[F.SESSIONS]), _pct(c[F.BOUNCES], c[F.SESSIONS]),
-                str(c[F.IMPRESSIONS]), str(c[F.CLICKS]), _pct(c[F.CLICKS], c[F.IMPRESSIONS]),
+                window,
+                site,
+                str(c[F.SESSIONS]),
+                _pct(c[F.BOUNCES], c[F.SESSIONS]),
+                str(c[F.IMPRESSIONS]),
+                str(c[F.CLICKS]),
+                _pct(c[F.CLICKS], c[F.IMPRESSIONS]),
             )
     t = snapshot.totals
     rejected = sum(v for k, v in t.items() if k.startswith(F.REJECTED))
-    table.caption = (f"events processed {t[F.PROCESSED]:,}  rejected {rejected:,}  "
-                     f"late {t[F.LATE]:,}  partitions {snapshot.partitions}")
+    table.caption = (
+        f"events processed {t[F.PROCESSED]:,}  rejected {rejected:,}  "
+        f"late {t[F.LATE]:,}  partitions {snapshot.partitions}"
+    )
     return table

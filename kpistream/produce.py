@@ -46,10 +46,14 @@ def file_lines(path: Path) -> Iterable[bytes]:
                 yield line
 
 
-async def produce(settings: Settings, lines: Iterable[bytes] | AsyncIterator[bytes]) -> dict[str, int]:
+async def produce(
+    settings: Settings, lines: Iterable[bytes] | AsyncIterator[bytes]
+) -> dict[str, int]:
     """Send every line; returns how many went to each topic."""
     producer = AIOKafkaProducer(
-        bootstrap_servers=settings.kafka, linger_ms=10, acks="all",
+        bootstrap_servers=settings.kafka,
+        linger_ms=10,
+        acks="all",
         max_request_size=8 * 1024 * 1024,  # so a test can send a 5 MB poison message
     )
     await producer.start()

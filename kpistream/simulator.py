@@ -23,7 +23,9 @@ BOUNCE_PROBABILITY = 0.45
 CLICK_PROBABILITY = {"ad": 0.02, "cta": 0.06, "banner": 0.01}
 
 
-def session_events(rng: random.Random, start_ms: int, *, think_ms: int = 8_000) -> list[dict[str, Any]]:
+def session_events(
+    rng: random.Random, start_ms: int, *, think_ms: int = 8_000
+) -> list[dict[str, Any]]:
     """All events of one simulated session, in event-time order."""
     site = rng.choice(SITES)
     visitor = uuid.UUID(int=rng.getrandbits(128)).hex
@@ -34,8 +36,16 @@ def session_events(rng: random.Random, start_ms: int, *, think_ms: int = 8_000) 
     ts = start_ms
 
     def emit(kind: str, **fields: Any) -> None:
-        events.append({"event_id": uuid.UUID(int=rng.getrandbits(128)).hex, "type": kind,
-                       "ts": ts, "site": site, "visitor_id": visitor, **fields})
+        events.append(
+            {
+                "event_id": uuid.UUID(int=rng.getrandbits(128)).hex,
+                "type": kind,
+                "ts": ts,
+                "site": site,
+                "visitor_id": visitor,
+                **fields,
+            }
+        )
 
     for page in range(pages):
         view: dict[str, Any] = {"path": rng.choice(PATHS)}
@@ -44,8 +54,11 @@ def session_events(rng: random.Random, start_ms: int, *, think_ms: int = 8_000) 
         emit("page_view", **view)
         for _ in range(rng.randint(0, 3)):
             kind = rng.choice(ITEM_KINDS)
-            item = {"item_kind": kind, "item_id": f"{kind}-{rng.randint(1, 5)}",
-                    "campaign": rng.choice(CAMPAIGNS)}
+            item = {
+                "item_kind": kind,
+                "item_id": f"{kind}-{rng.randint(1, 5)}",
+                "campaign": rng.choice(CAMPAIGNS),
+            }
             ts += rng.randint(50, 500)
             emit("impression", **item)
             # A bounce has no interaction, so only multi-page sessions click.
@@ -56,7 +69,9 @@ def session_events(rng: random.Random, start_ms: int, *, think_ms: int = 8_000) 
     return events
 
 
-def sessions(seed: int, *, start_ms: int, count: int, spacing_ms: int = 50) -> Iterator[dict[str, Any]]:
+def sessions(
+    seed: int, *, start_ms: int, count: int, spacing_ms: int = 50
+) -> Iterator[dict[str, Any]]:
     """``count`` sessions starting ``spacing_ms`` apart, merged into event-time order."""
     rng = random.Random(seed)
     heap: list[tuple[int, int, dict[str, Any]]] = []

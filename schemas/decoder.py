@@ -26,8 +26,16 @@ Reason = Literal[
     "unknown_site",
 ]
 REASONS: tuple[Reason, ...] = (
-    "too_large", "malformed_json", "not_an_object", "unknown_type", "missing_field",
-    "wrong_type", "invalid_value", "ts_out_of_range", "ts_in_future", "unknown_site",
+    "too_large",
+    "malformed_json",
+    "not_an_object",
+    "unknown_type",
+    "missing_field",
+    "wrong_type",
+    "invalid_value",
+    "ts_out_of_range",
+    "ts_in_future",
+    "unknown_site",
 )
 
 #: A tracker event is a few hundred bytes; 64 KiB leaves room for long URLs and stops

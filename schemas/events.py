@@ -106,14 +106,28 @@ class SurveyResponse(ClickstreamEvent, tag="survey_response", frozen=True):
             )
 
 
-Clickstream = PageView | Click | Impression | AddToCart | CheckoutStart | Purchase | Lead | SurveyResponse
+Clickstream = (
+    PageView | Click | Impression | AddToCart | CheckoutStart | Purchase | Lead | SurveyResponse
+)
 CLICKSTREAM_TYPES: tuple[type[ClickstreamEvent], ...] = (
-    PageView, Click, Impression, AddToCart, CheckoutStart, Purchase, Lead, SurveyResponse,
+    PageView,
+    Click,
+    Impression,
+    AddToCart,
+    CheckoutStart,
+    Purchase,
+    Lead,
+    SurveyResponse,
 )
 
 #: Events that show the visitor did something beyond viewing one page (KPIS.md "interaction").
 INTERACTION_TYPES: tuple[type[ClickstreamEvent], ...] = (
-    Click, AddToCart, CheckoutStart, Purchase, Lead, SurveyResponse,
+    Click,
+    AddToCart,
+    CheckoutStart,
+    Purchase,
+    Lead,
+    SurveyResponse,
 )
 
 
@@ -157,7 +171,13 @@ class FollowersSnapshot(SocialEvent, tag="followers_snapshot", frozen=True):
 
 Social = PostImpression | Like | Comment | Share | Follow | Unfollow | FollowersSnapshot
 SOCIAL_TYPES: tuple[type[SocialEvent], ...] = (
-    PostImpression, Like, Comment, Share, Follow, Unfollow, FollowersSnapshot,
+    PostImpression,
+    Like,
+    Comment,
+    Share,
+    Follow,
+    Unfollow,
+    FollowersSnapshot,
 )
 
 

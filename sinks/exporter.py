@@ -23,7 +23,9 @@ def build_registry(settings: Settings, client: redis.Redis | None = None) -> Col
     reader = WindowReader(client, prefix=settings.redis_prefix)
     windows = settings.window_minutes()
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(KpiCollector(lambda: reader.snapshot(windows), cache_s=settings.exporter_cache_s))
+    registry.register(
+        KpiCollector(lambda: reader.snapshot(windows), cache_s=settings.exporter_cache_s)
+    )
     return registry
 
 

@@ -120,14 +120,25 @@ def kpi_families(snapshot: StoreSnapshot) -> Iterator[Metric]:
     totals = snapshot.totals
     # A numerator counter exists (at 0) for every label set of its denominator, so that PromQL
     # ratios of the two are defined as soon as the denominator is.
-    for name, kind, paired_with, labels, doc in (
-        ("kpi_sessions", F.SESSIONS, F.SESSIONS, SITE, "Sessions started (bounce-rate denominator)"),
-        ("kpi_non_bounced_sessions", F.NON_BOUNCED, F.SESSIONS, SITE,
-         "Sessions that are not bounces (bounce rate = 1 - this / kpi_sessions_total)"),
+    for name, kind, paired_with, label_names, doc in (
+        (
+            "kpi_sessions",
+            F.SESSIONS,
+            F.SESSIONS,
+            SITE,
+            "Sessions started (bounce-rate denominator)",
+        ),
+        (
+            "kpi_non_bounced_sessions",
+            F.NON_BOUNCED,
+            F.SESSIONS,
+            SITE,
+            "Sessions that are not bounces (bounce rate = 1 - this / kpi_sessions_total)",
+        ),
         ("kpi_impressions", F.IMPRESSIONS, F.IMPRESSIONS, ITEM, "Impressions (CTR denominator)"),
         ("kpi_clicks", F.CLICKS, F.IMPRESSIONS, ITEM, "Clicks (CTR numerator)"),
     ):
-        family = CounterMetricFamily(name, doc, labels=labels)
+        family = CounterMetricFamily(name, doc, labels=label_names)
         counts = _by(totals, kind)
         for values in sorted(counts.keys() | _by(totals, paired_with).keys()):
             family.add_metric(list(values), counts.get(values, 0))
@@ -147,7 +158,8 @@ def health_families(snapshot: StoreSnapshot) -> Iterator[Metric]:
     late.add_metric([], totals[F.LATE])
     yield late
     rejected = CounterMetricFamily(
-        "kpistream_events_rejected", "Invalid events sent to the dead-letter topic",
+        "kpistream_events_rejected",
+        "Invalid events sent to the dead-letter topic",
         labels=["reason"],
     )
     for reason in REASONS:
@@ -157,14 +169,13 @@ def health_families(snapshot: StoreSnapshot) -> Iterator[Metric]:
         "kpistream_batch_processing_seconds",
         "Time to decode, process and dead-letter one partition batch (before its Redis commit)",
     )
-    buckets = [(repr(le), float(totals[F.field(F.BATCH_BUCKET, repr(le))]))
-               for le in F.BATCH_BUCKETS_S]
+    buckets = [
+        (repr(le), float(totals[F.field(F.BATCH_BUCKET, repr(le))])) for le in F.BATCH_BUCKETS_S
+    ]
     buckets.append(("+Inf", float(totals[F.BATCH_COUNT])))
     batch.add_metric([], buckets, sum_value=totals[F.BATCH_SUM_US] / 1_000_000)
     yield batch
-    partitions = GaugeMetricFamily(
-        "kpistream_partitions", "Kafka partitions with state in Redis"
-    )
+    partitions = GaugeMetricFamily("kpistream_partitions", "Kafka partitions with state in Redis")
     partitions.add_metric([], snapshot.partitions)
     yield partitions
     if snapshot.watermark_ms is not None:

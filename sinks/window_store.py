@@ -156,23 +156,32 @@ class WindowStore:
                 by_key[keys.minute(minute)][name] += delta
                 by_key[keys.hour(minute // HOUR_MINUTES)][name] += delta
         args: list[Any] = [
-            epoch, "" if expected_offset is None else expected_offset, next_offset,
-            watermark_ms, self.bucket_ttl_s, self.session_ttl_s,
+            epoch,
+            "" if expected_offset is None else expected_offset,
+            next_offset,
+            watermark_ms,
+            self.bucket_ttl_s,
+            self.session_ttl_s,
         ]
         _pairs(args, totals)
         bucket_keys = list(by_key)
         for key in bucket_keys:
             _pairs(args, by_key[key])
-        touched = [k for k in touched if k in sessions]
-        args.append(len(touched))
-        for key in touched:
-            args += (encode_key(key), _encode_sessions(sessions[key]))
-        evicted = list(evicted)
-        args.append(len(evicted))
-        args += (encode_key(k) for k in evicted)
+        live = [k for k in touched if k in sessions]
+        args.append(len(live))
+        for session_key in live:
+            args += (encode_key(session_key), _encode_sessions(sessions[session_key]))
+        gone = list(evicted)
+        args.append(len(gone))
+        args += (encode_key(k) for k in gone)
         result = await self._commit(
-            keys=[keys.key("epoch"), keys.key("meta"), keys.key("sessions"), keys.key("totals"),
-                  *bucket_keys],
+            keys=[
+                keys.key("epoch"),
+                keys.key("meta"),
+                keys.key("sessions"),
+                keys.key("totals"),
+                *bucket_keys,
+            ],
             args=args,
         )
         if result[0] == -1:

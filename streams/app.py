@@ -19,24 +19,6 @@ from streams.batch_consumer import BatchConsumer
 log = logging.getLogger(__name__)
 
 
-class ClickstreamService(Service):  # type: ignore[misc]
-    """Runs the batch consumer for as long as the faust worker runs."""
-
-    def __init__(self, settings: Settings, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.batch = BatchConsumer(settings)
-
-    async def on_start(self) -> None:
-        await self.batch.start()
-
-    async def on_stop(self) -> None:
-        await self.batch.stop()
-
-    @Service.task  # type: ignore[misc]
-    async def _consume(self) -> None:
-        await self.batch.run()
-
-
 def create_app(settings: Settings) -> faust.App:
     app = faust.App(
         f"{settings.consumer_group}-app",
@@ -50,5 +32,23 @@ def create_app(settings: Settings) -> faust.App:
         topic_allow_declare=True,
         topic_partitions=1,
     )
-    app.service(ClickstreamService(settings, loop=app.loop, beacon=app.beacon))
+
+    @app.service
+    class ClickstreamService(Service):
+        """Runs the batch consumer for as long as the faust worker runs."""
+
+        def __init__(self, **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            self.batch = BatchConsumer(settings)
+
+        async def on_start(self) -> None:
+            await self.batch.start()
+
+        async def on_stop(self) -> None:
+            await self.batch.stop()
+
+        @Service.task
+        async def _consume(self) -> None:
+            await self.batch.run()
+
     return app

@@ -24,6 +24,7 @@ import redis.asyncio as aioredis
 import redis.exceptions
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
+from aiokafka.structs import ConsumerRecord
 
 from kpistream.settings import Settings
 from schemas.decoder import EventDecoder, Rejection
@@ -97,8 +98,10 @@ class BatchConsumer:
         s = self.settings
         self.redis = aioredis.Redis.from_url(s.redis)
         self.store = WindowStore(
-            self.redis, prefix=s.redis_prefix,
-            bucket_ttl_s=s.bucket_ttl_s, session_ttl_s=s.session_ttl_s,
+            self.redis,
+            prefix=s.redis_prefix,
+            bucket_ttl_s=s.bucket_ttl_s,
+            session_ttl_s=s.session_ttl_s,
         )
         self.producer = AIOKafkaProducer(
             bootstrap_servers=s.kafka, client_id=f"{self.client_id}-dlq", linger_ms=5, acks="all"
@@ -173,8 +176,13 @@ class BatchConsumer:
                 claim = await self.store.claim(keys)
                 break
             except redis.exceptions.ConnectionError as exc:
-                log.warning("Redis unreachable at %s (%s); retrying partition %s in %.1fs",
-                            self.settings.redis, exc, keys.tag, delay)
+                log.warning(
+                    "Redis unreachable at %s (%s); retrying partition %s in %.1fs",
+                    self.settings.redis,
+                    exc,
+                    keys.tag,
+                    delay,
+                )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, RETRY_MAX_S)
         s = self.settings
@@ -191,17 +199,21 @@ class BatchConsumer:
             await self.consumer.seek_to_beginning(tp)
         else:
             self.consumer.seek(tp, claim.next_offset)
-        log.info("partition %s: epoch %d, resuming at offset %s", keys.tag, claim.epoch,
-                 claim.next_offset if claim.next_offset is not None else "earliest")
+        log.info(
+            "partition %s: epoch %d, resuming at offset %s",
+            keys.tag,
+            claim.epoch,
+            claim.next_offset if claim.next_offset is not None else "earliest",
+        )
 
     # -- the batch ---------------------------------------------------------------------------
 
-    async def _handle(self, tp: TopicPartition, records: list[object]) -> int:
+    async def _handle(self, tp: TopicPartition, records: list[ConsumerRecord[bytes, bytes]]) -> int:
         owned = self.owned.get(tp)
         if owned is None:
             return 0
         if owned.next_offset is not None:
-            records = [r for r in records if r.offset >= owned.next_offset]  # type: ignore[attr-defined]
+            records = [r for r in records if r.offset >= owned.next_offset]
         if not records:
             return 0
         try:
@@ -212,8 +224,11 @@ class BatchConsumer:
             assert self.consumer is not None
             self.consumer.pause(tp)
             return 0
-        except (OffsetMismatch, redis.exceptions.ConnectionError,
-                redis.exceptions.TimeoutError) as exc:
+        except (
+            OffsetMismatch,
+            redis.exceptions.ConnectionError,
+            redis.exceptions.TimeoutError,
+        ) as exc:
             log.warning("partition %s: %s; reloading its state from Redis", owned.keys.tag, exc)
             await self._claim(tp)
             return 0
@@ -225,10 +240,12 @@ class BatchConsumer:
             return 0
         return len(records)
 
-    async def _apply(self, tp: TopicPartition, owned: Owned, records: list[object]) -> None:
+    async def _apply(
+        self, tp: TopicPartition, owned: Owned, records: list[ConsumerRecord[bytes, bytes]]
+    ) -> None:
         assert self.store is not None and self.producer is not None
         started = time.perf_counter()
-        values = [r.value for r in records]  # type: ignore[attr-defined]
+        values = [r.value for r in records]
         decoded = self.decoder.decode_batch(values, clock_ms=self.clock_ms)
         await self._admit_labels(e for e in decoded if not isinstance(e, Rejection))
         processor = owned.processor
@@ -237,8 +254,11 @@ class BatchConsumer:
         for record, item in zip(records, decoded, strict=True):
             if isinstance(item, Rejection):
                 payload = dead_letter(
-                    item, value=record.value, topic=tp.topic,  # type: ignore[attr-defined]
-                    partition=tp.partition, offset=record.offset,  # type: ignore[attr-defined]
+                    item,
+                    value=record.value,
+                    topic=tp.topic,
+                    partition=tp.partition,
+                    offset=record.offset,
                 )
                 sends.append(await self.producer.send(self.settings.deadletter_topic, payload))
         if sends:
@@ -250,7 +270,7 @@ class BatchConsumer:
                 totals[F.field(F.BATCH_BUCKET, repr(le))] += 1
         totals[F.BATCH_SUM_US] += int(elapsed_s * 1_000_000)
         totals[F.BATCH_COUNT] += 1
-        next_offset = records[-1].offset + 1  # type: ignore[attr-defined]
+        next_offset = records[-1].offset + 1
         await self.store.commit(
             owned.keys,
             epoch=owned.epoch,
@@ -269,7 +289,8 @@ class BatchConsumer:
         assert self.store is not None
         sites, campaigns = dimension_values(events)
         for dimension, budget, values in (
-            ("site", self.sites, sites), ("campaign", self.campaigns, campaigns)
+            ("site", self.sites, sites),
+            ("campaign", self.campaigns, campaigns),
         ):
             unknown = budget.unknown(values)
             if unknown:
@@ -278,8 +299,10 @@ class BatchConsumer:
 
     async def _commit_hint(self, *, force: bool = False) -> None:
         now = time.monotonic()
-        if self.consumer is None or not self.owned or (
-            not force and now - self._last_hint < KAFKA_COMMIT_HINT_S
+        if (
+            self.consumer is None
+            or not self.owned
+            or (not force and now - self._last_hint < KAFKA_COMMIT_HINT_S)
         ):
             return
         self._last_hint = now

@@ -20,7 +20,7 @@ from schemas.events import INTERACTION_TYPES, Click, ClickstreamEvent, Impressio
 from sinks import fields as F
 from sinks.buckets import minute_of
 from streams.labels import LabelBudget
-from streams.sessionizer import SessionKey, Sessionizer
+from streams.sessionizer import Sessionizer, SessionKey
 
 
 @dataclass(slots=True)

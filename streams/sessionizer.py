@@ -126,9 +126,7 @@ class Sessionizer:
             change.became_non_bounced = True
         return session, change
 
-    def evict(
-        self, horizon_ms: int
-    ) -> tuple[list[SessionKey], list[SessionKey], list[SessionKey]]:
+    def evict(self, horizon_ms: int) -> tuple[list[SessionKey], list[SessionKey], list[SessionKey]]:
         """Drop sessions whose last event + gap is before ``horizon_ms``.
 
         Returns ``(emptied keys, shrunk keys, never-bounced)``: the last lists the key of each
@@ -152,8 +150,7 @@ class Sessionizer:
             never_bounced.extend(
                 key
                 for s in sessions
-                if s.last_ms + gap < horizon_ms and not s.non_bounced_counted
-                and s.page_views == 0
+                if s.last_ms + gap < horizon_ms and not s.non_bounced_counted and s.page_views == 0
             )
             if keep:
                 self.sessions[key] = keep

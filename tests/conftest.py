@@ -40,10 +40,15 @@ def settings_factory(broker: str, redis_url: str):  # type: ignore[no-untyped-de
     def make(**overrides: object) -> Settings:
         tag = uuid.uuid4().hex[:8]
         base = {
-            "kafka": broker, "redis": redis_url, "redis_prefix": f"t{tag}",
-            "clickstream_topic": f"clicks-{tag}", "social_topic": f"social-{tag}",
-            "deadletter_topic": f"dlq-{tag}", "consumer_group": f"g-{tag}",
-            "partitions": 2, "rebalance_timeout_s": 1,
+            "kafka": broker,
+            "redis": redis_url,
+            "redis_prefix": f"t{tag}",
+            "clickstream_topic": f"clicks-{tag}",
+            "social_topic": f"social-{tag}",
+            "deadletter_topic": f"dlq-{tag}",
+            "consumer_group": f"g-{tag}",
+            "partitions": 2,
+            "rebalance_timeout_s": 1,
         }
         base.update(overrides)
         return load(base, env={})

@@ -25,8 +25,16 @@ def _events() -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
 
     def add(kind: str, at_s: int, visitor: str, site: str = "shop", **fields: Any) -> None:
-        out.append({"event_id": f"{visitor}-{len(out)}", "type": kind, "ts": T + at_s * 1000,
-                    "site": site, "visitor_id": visitor, **fields})
+        out.append(
+            {
+                "event_id": f"{visitor}-{len(out)}",
+                "type": kind,
+                "ts": T + at_s * 1000,
+                "site": site,
+                "visitor_id": visitor,
+                **fields,
+            }
+        )
 
     ad = {"item_kind": "ad", "item_id": "ad-1", "campaign": "bf"}
     cta = {"item_kind": "cta", "item_id": "cta-1"}
@@ -52,10 +60,12 @@ def _events() -> list[dict[str, Any]]:
 EVENTS = _events()
 BAD_LINES = [
     b"{",
-    json.dumps({"event_id": "x1", "type": "teleport", "ts": T, "site": "shop",
-                "visitor_id": "v9"}).encode(),
-    json.dumps({"event_id": "x2", "type": "page_view", "ts": T, "site": "shop",
-                "path": "/"}).encode(),
+    json.dumps(
+        {"event_id": "x1", "type": "teleport", "ts": T, "site": "shop", "visitor_id": "v9"}
+    ).encode(),
+    json.dumps(
+        {"event_id": "x2", "type": "page_view", "ts": T, "site": "shop", "path": "/"}
+    ).encode(),
 ]
 BAD_REASONS = ["malformed_json", "unknown_type", "missing_field"]
 

@@ -21,15 +21,25 @@ KPISTREAM = [sys.executable, "-m", "kpistream"]
 
 def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("KPISTREAM_")}
-    env.update(KPISTREAM_STATE_DIR=str(tmp_path / "state"), KPISTREAM_REBALANCE_TIMEOUT_S="1",
-               KPISTREAM_PARTITIONS="2", **extra)
+    env.update(
+        KPISTREAM_STATE_DIR=str(tmp_path / "state"),
+        KPISTREAM_REBALANCE_TIMEOUT_S="1",
+        KPISTREAM_PARTITIONS="2",
+        **extra,
+    )
     return env
 
 
 def test_worker_without_a_broker_says_so_in_one_line(tmp_path: Path, redis_url: str) -> None:
     port = free_port()
-    result = subprocess.run([*KPISTREAM, "worker", "--kafka", f"127.0.0.1:{port}", "--redis", redis_url],
-                            capture_output=True, text=True, timeout=60, env=_env(tmp_path), check=False)
+    result = subprocess.run(
+        [*KPISTREAM, "worker", "--kafka", f"127.0.0.1:{port}", "--redis", redis_url],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=_env(tmp_path),
+        check=False,
+    )
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
@@ -38,20 +48,33 @@ def test_worker_without_a_broker_says_so_in_one_line(tmp_path: Path, redis_url: 
 
 def test_exporter_without_redis_says_so_in_one_line(tmp_path: Path) -> None:
     url = f"redis://127.0.0.1:{free_port()}/0"
-    result = subprocess.run([*KPISTREAM, "exporter", "--redis", url], capture_output=True, text=True,
-                            timeout=60, env=_env(tmp_path), check=False)
+    result = subprocess.run(
+        [*KPISTREAM, "exporter", "--redis", url],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=_env(tmp_path),
+        check=False,
+    )
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and f"cannot reach Redis at {url}" in lines[0], result.stderr
 
 
 def test_bad_setting_says_which_and_why(tmp_path: Path) -> None:
-    result = subprocess.run([*KPISTREAM, "exporter"], capture_output=True, text=True, timeout=60,
-                            env=_env(tmp_path, KPISTREAM_SESSION_GAP_S="half an hour"), check=False)
+    result = subprocess.run(
+        [*KPISTREAM, "exporter"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=_env(tmp_path, KPISTREAM_SESSION_GAP_S="half an hour"),
+        check=False,
+    )
     assert result.returncode == 2
     assert result.stderr.strip() == (
         "kpistream: error: bad setting KPISTREAM_SESSION_GAP_S='half an hour': "
-        "Expected `int`, got `str`")
+        "Expected `int`, got `str`"
+    )
 
 
 def _port_open(address: str) -> bool:
@@ -66,8 +89,9 @@ def _port_open(address: str) -> bool:
 @pytest.mark.slow
 def test_up_then_produce_serves_exact_kpis_and_children_die_with_it(tmp_path: Path) -> None:
     env = _env(tmp_path)
-    up = subprocess.Popen([*KPISTREAM, "up"], stderr=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                          env=env, text=True)
+    up = subprocess.Popen(
+        [*KPISTREAM, "up"], stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, env=env, text=True
+    )
     second = None
     try:
         assert up.stderr is not None
@@ -76,16 +100,27 @@ def test_up_then_produce_serves_exact_kpis_and_children_die_with_it(tmp_path: Pa
         metrics = re.search(r"metrics\s+(\S+)", header)
         assert kafka and metrics, header
         # A second stack never collides with the first one's ports.
-        second = subprocess.Popen([*KPISTREAM, "up", "--duration", "60"], stderr=subprocess.PIPE,
-                                  stdout=subprocess.DEVNULL, env=_env(tmp_path / "b"), text=True)
+        second = subprocess.Popen(
+            [*KPISTREAM, "up", "--duration", "60"],
+            stderr=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            env=_env(tmp_path / "b"),
+            text=True,
+        )
         assert second.stderr is not None
         header2 = "".join(second.stderr.readline() for _ in range(4))
         assert kafka.group(1) not in header2 and metrics.group(1) not in header2, header2
 
         events = tmp_path / "events.jsonl"
         events.write_bytes(b"\n".join(K.lines()) + b"\n")
-        sent = subprocess.run([*KPISTREAM, "produce", str(events)], capture_output=True,
-                              text=True, env=env, timeout=60, check=False)
+        sent = subprocess.run(
+            [*KPISTREAM, "produce", str(events)],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=60,
+            check=False,
+        )
         assert sent.returncode == 0, sent.stderr
         assert f"on {kafka.group(1)}" in sent.stderr  # found the running stack by itself
 

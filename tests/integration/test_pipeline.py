@@ -80,18 +80,29 @@ async def test_known_events_give_exact_kpis_on_metrics(settings_factory, workers
     for key in K.ABSENT:
         assert key not in got, key
     promtool = require_binary("promtool")
-    check = subprocess.run([promtool, "check", "metrics"], input=text.encode(),
-                           capture_output=True, check=False)
+    check = await asyncio.to_thread(
+        subprocess.run,
+        [promtool, "check", "metrics"],
+        input=text.encode(),
+        capture_output=True,
+        check=False,
+    )
     assert check.returncode == 0 and check.stdout == check.stderr == b"", check
 
 
-async def test_invalid_events_go_to_the_dead_letter_topic_and_the_stream_goes_on(settings_factory, workers) -> None:  # type: ignore[no-untyped-def]
+async def test_invalid_events_go_to_the_dead_letter_topic_and_the_stream_goes_on(
+    settings_factory, workers
+) -> None:  # type: ignore[no-untyped-def]
     settings = settings_factory(partitions=1)
     await ensure_topics(settings)
     await workers(settings)
-    poison = [b"\xff\xfe not utf-8", b'{"type":"page_view","ts":NaN}',
-              b'{"event_id":"e","type":"page_view","ts":"1763800000000","site":"s","visitor_id":"v","path":"/"}',
-              b"[" * 10_000 + b"]" * 10_000, b'{"x":"' + b"y" * 5_000_000 + b'"}']
+    poison = [
+        b"\xff\xfe not utf-8",
+        b'{"type":"page_view","ts":NaN}',
+        b'{"event_id":"e","type":"page_view","ts":"1763800000000","site":"s","visitor_id":"v","path":"/"}',
+        b"[" * 10_000 + b"]" * 10_000,
+        b'{"x":"' + b"y" * 5_000_000 + b'"}',
+    ]
     good = [json.dumps(e).encode() for e in K.EVENTS[:4]]
     await produce(settings, [good[0], *poison[:3], good[1], *poison[3:], *good[2:]])
     reader = await wait_for_events(settings, len(poison) + len(good))
@@ -101,8 +112,12 @@ async def test_invalid_events_go_to_the_dead_letter_topic_and_the_stream_goes_on
     assert totals["_rej\x1fwrong_type"] == 1
     assert totals["_rej\x1fnot_an_object"] == 1
     assert totals["_rej\x1ftoo_large"] == 1
-    consumer = AIOKafkaConsumer(settings.deadletter_topic, bootstrap_servers=settings.kafka,
-                                auto_offset_reset="earliest", group_id=None)
+    consumer = AIOKafkaConsumer(
+        settings.deadletter_topic,
+        bootstrap_servers=settings.kafka,
+        auto_offset_reset="earliest",
+        group_id=None,
+    )
     await consumer.start()
     try:
         letters = []
@@ -114,7 +129,12 @@ async def test_invalid_events_go_to_the_dead_letter_topic_and_the_stream_goes_on
         await consumer.stop()
     by_offset = {d["offset"]: d for d in letters}
     assert [by_offset[o]["reason"] for o in sorted(by_offset)] == [
-        "malformed_json", "malformed_json", "wrong_type", "not_an_object", "too_large"]
+        "malformed_json",
+        "malformed_json",
+        "wrong_type",
+        "not_an_object",
+        "too_large",
+    ]
     first = by_offset[min(by_offset)]
     assert first["payload_base64"] and first["topic"] == settings.clickstream_topic
     assert by_offset[sorted(by_offset)[2]]["payload"] == poison[2].decode()

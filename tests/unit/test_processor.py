@@ -32,22 +32,37 @@ _n = 0
 def pv(ts: int, visitor: str = "v1", session_id: str | None = None) -> PageView:
     global _n
     _n += 1
-    return PageView(event_id=f"e{_n}", ts=ts, site="shop", visitor_id=visitor, path="/",
-                    session_id=session_id)
+    return PageView(
+        event_id=f"e{_n}", ts=ts, site="shop", visitor_id=visitor, path="/", session_id=session_id
+    )
 
 
 def click(ts: int, visitor: str = "v1", campaign: str | None = "bf") -> Click:
     global _n
     _n += 1
-    return Click(event_id=f"e{_n}", ts=ts, site="shop", visitor_id=visitor, item_kind="ad",
-                 item_id="a1", campaign=campaign)
+    return Click(
+        event_id=f"e{_n}",
+        ts=ts,
+        site="shop",
+        visitor_id=visitor,
+        item_kind="ad",
+        item_id="a1",
+        campaign=campaign,
+    )
 
 
 def imp(ts: int, visitor: str = "v1", campaign: str | None = "bf") -> Impression:
     global _n
     _n += 1
-    return Impression(event_id=f"e{_n}", ts=ts, site="shop", visitor_id=visitor, item_kind="ad",
-                      item_id="a1", campaign=campaign)
+    return Impression(
+        event_id=f"e{_n}",
+        ts=ts,
+        site="shop",
+        visitor_id=visitor,
+        item_kind="ad",
+        item_id="a1",
+        campaign=campaign,
+    )
 
 
 def run(p: PartitionProcessor, *batches: Iterable[ClickstreamEvent | Rejection]):  # type: ignore[no-untyped-def]
@@ -109,20 +124,32 @@ def test_out_of_order_events_give_the_in_order_result() -> None:
 def test_earlier_event_moves_a_bounce_to_the_new_start_minute() -> None:
     # An impression (no page view, no interaction) arrives before the page view it came with.
     buckets, _ = run(processor(), [pv(T0 + 5 * MIN)], [imp(T0 + 4 * MIN)])
-    assert buckets == {(M0 + 4, S): 1, (M0 + 4, B): 1, (M0 + 4, F.field(F.IMPRESSIONS, "shop", "ad", "bf")): 1}
+    assert buckets == {
+        (M0 + 4, S): 1,
+        (M0 + 4, B): 1,
+        (M0 + 4, F.field(F.IMPRESSIONS, "shop", "ad", "bf")): 1,
+    }
 
 
 def test_tracker_session_id_overrides_the_inactivity_gap() -> None:
-    _, totals = run(processor(lateness_ms=3 * 60 * MIN),
-                    [pv(T0, session_id="s1"), pv(T0 + 2 * 60 * MIN, session_id="s1")])
+    _, totals = run(
+        processor(lateness_ms=3 * 60 * MIN),
+        [pv(T0, session_id="s1"), pv(T0 + 2 * 60 * MIN, session_id="s1")],
+    )
     assert totals[S] == 1 and totals[NB] == 1
 
 
 def test_ctr_counts_by_event_time_and_folds_unknown_campaigns() -> None:
-    buckets, totals = run(processor(), [
-        imp(T0), imp(T0 + 1_000), imp(T0 + MIN, campaign="spring"), click(T0 + 2_000),
-        imp(T0 + 3_000, campaign=None),
-    ])
+    buckets, totals = run(
+        processor(),
+        [
+            imp(T0),
+            imp(T0 + 1_000),
+            imp(T0 + MIN, campaign="spring"),
+            click(T0 + 2_000),
+            imp(T0 + 3_000, campaign=None),
+        ],
+    )
     bf_imp = F.field(F.IMPRESSIONS, "shop", "ad", "bf")
     other_imp = F.field(F.IMPRESSIONS, "shop", "ad", "other")
     none_imp = F.field(F.IMPRESSIONS, "shop", "ad", "none")
@@ -134,14 +161,22 @@ def test_ctr_counts_by_event_time_and_folds_unknown_campaigns() -> None:
 
 def test_event_older_than_allowed_lateness_is_counted_late_and_dropped() -> None:
     p = processor(lateness_ms=10 * MIN)
-    buckets, totals = run(p, [pv(T0 + 20 * MIN, "a")], [pv(T0 + 10 * MIN - 1, "b"), pv(T0 + 10 * MIN, "c")])
+    buckets, totals = run(
+        p, [pv(T0 + 20 * MIN, "a")], [pv(T0 + 10 * MIN - 1, "b"), pv(T0 + 10 * MIN, "c")]
+    )
     assert totals[F.LATE] == 1 and totals[F.PROCESSED] == 2
     assert buckets[(M0 + 10, S)] == 1  # "c" is exactly at the lateness bound: accepted
 
 
 def test_rejections_are_counted_by_reason() -> None:
-    _, totals = run(processor(), [Rejection("malformed_json", "x"), Rejection("too_large", "y"),
-                                  Rejection("too_large", "z")])
+    _, totals = run(
+        processor(),
+        [
+            Rejection("malformed_json", "x"),
+            Rejection("too_large", "y"),
+            Rejection("too_large", "z"),
+        ],
+    )
     assert totals[F.field(F.REJECTED, "too_large")] == 2
     assert totals[F.field(F.REJECTED, "malformed_json")] == 1
     assert totals[F.PROCESSED] == 0
@@ -161,7 +196,8 @@ def test_sessions_are_evicted_after_gap_plus_lateness_and_counted_once() -> None
 
 
 def test_late_event_does_not_merge_two_sessions() -> None:
-    buckets, totals = run(processor(lateness_ms=60 * MIN),
-                          [pv(T0), pv(T0 + 50 * MIN)], [pv(T0 + 25 * MIN)])
+    buckets, totals = run(
+        processor(lateness_ms=60 * MIN), [pv(T0), pv(T0 + 50 * MIN)], [pv(T0 + 25 * MIN)]
+    )
     assert totals[S] == 2  # counters never go down, so the bridge joins the earlier session
     assert buckets == {(M0, S): 1, (M0 + 50, S): 1, (M0 + 50, B): 1}

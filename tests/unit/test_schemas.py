@@ -27,8 +27,18 @@ def so(**fields: Any) -> dict[str, Any]:
 
 CLICKSTREAM_TABLE: list[tuple[dict[str, Any], str | None]] = [
     (ev(type="page_view", path="/"), None),
-    (ev(type="page_view", url="https://shop.example/x", referrer="https://g.example",
-        utm_source="google", utm_medium="cpc", utm_campaign="bf", session_id="s9"), None),
+    (
+        ev(
+            type="page_view",
+            url="https://shop.example/x",
+            referrer="https://g.example",
+            utm_source="google",
+            utm_medium="cpc",
+            utm_campaign="bf",
+            session_id="s9",
+        ),
+        None,
+    ),
     (ev(type="page_view"), "invalid_value"),  # neither url nor path
     (ev(type="click", item_kind="ad", item_id="a1", campaign="bf"), None),
     (ev(type="click", item_kind="popup", item_id="a1"), "invalid_value"),
@@ -49,7 +59,10 @@ CLICKSTREAM_TABLE: list[tuple[dict[str, Any], str | None]] = [
     (ev(type="survey_response", kind="ces", score=7), None),
     (ev(type="survey_response", kind="mood", score=3), "invalid_value"),
     (ev(type="teleport", path="/"), "unknown_type"),
-    ({k: v for k, v in ev(type="page_view", path="/").items() if k != "visitor_id"}, "missing_field"),
+    (
+        {k: v for k, v in ev(type="page_view", path="/").items() if k != "visitor_id"},
+        "missing_field",
+    ),
     ({k: v for k, v in ev(path="/").items()}, "missing_field"),  # no type
     (ev(type="page_view", path="/", ts=str(NOW)), "wrong_type"),
     (ev(type="page_view", path="/", ts=None), "wrong_type"),
@@ -74,10 +87,16 @@ SOCIAL_TABLE: list[tuple[dict[str, Any], str | None]] = [
 ]
 
 
-@pytest.mark.parametrize(("union", "name", "table"), [
-    (Clickstream, "clickstream", CLICKSTREAM_TABLE), (Social, "social", SOCIAL_TABLE),
-])
-def test_schema_and_decoder_agree(union: Any, name: str, table: list[tuple[dict[str, Any], str | None]]) -> None:
+@pytest.mark.parametrize(
+    ("union", "name", "table"),
+    [
+        (Clickstream, "clickstream", CLICKSTREAM_TABLE),
+        (Social, "social", SOCIAL_TABLE),
+    ],
+)
+def test_schema_and_decoder_agree(
+    union: Any, name: str, table: list[tuple[dict[str, Any], str | None]]
+) -> None:
     schema = json.loads((SCHEMA_DIR / f"{name}.schema.json").read_text())
     validator = jsonschema.Draft202012Validator(schema)
     decoder: EventDecoder[Any] = EventDecoder(union)
@@ -106,7 +125,10 @@ RAW_TABLE: list[tuple[bytes, str]] = [
     (b"{", "malformed_json"),
     (b"not json at all", "malformed_json"),
     (b"\xff\xfe\x00garbage", "malformed_json"),
-    (b'{"type":"page_view","event_id":"\xff","ts":1,"site":"s","visitor_id":"v","path":"/"}', "malformed_json"),
+    (
+        b'{"type":"page_view","event_id":"\xff","ts":1,"site":"s","visitor_id":"v","path":"/"}',
+        "malformed_json",
+    ),
     (b'{"type":"page_view","ts":NaN}', "malformed_json"),
     (b'{"type":"page_view","ts":Infinity}', "malformed_json"),
     (b"[" * 10_000 + b"]" * 10_000, "not_an_object"),
@@ -114,7 +136,10 @@ RAW_TABLE: list[tuple[bytes, str]] = [
     (b"[1,2]", "not_an_object"),
     (b"null", "not_an_object"),
     (b'"x"', "not_an_object"),
-    (b'{"type":"page_view","event_id":"e","ts":1e400,"site":"s","visitor_id":"v","path":"/"}', "ts_out_of_range"),
+    (
+        b'{"type":"page_view","event_id":"e","ts":1e400,"site":"s","visitor_id":"v","path":"/"}',
+        "ts_out_of_range",
+    ),
 ]
 
 
@@ -132,8 +157,12 @@ def test_megabyte_strings_are_rejected_before_parsing() -> None:
 
 def test_future_timestamps_beyond_skew_are_rejected() -> None:
     decoder = EventDecoder(Clickstream, max_future_skew_ms=60_000)
-    ok = decoder.decode(json.dumps(ev(type="page_view", path="/", ts=NOW + 60_000)).encode(), now_ms=NOW)
-    bad = decoder.decode(json.dumps(ev(type="page_view", path="/", ts=NOW + 60_001)).encode(), now_ms=NOW)
+    ok = decoder.decode(
+        json.dumps(ev(type="page_view", path="/", ts=NOW + 60_000)).encode(), now_ms=NOW
+    )
+    bad = decoder.decode(
+        json.dumps(ev(type="page_view", path="/", ts=NOW + 60_001)).encode(), now_ms=NOW
+    )
     assert not isinstance(ok, Rejection)
     assert isinstance(bad, Rejection) and bad.reason == "ts_in_future" and bad.field == "$.ts"
 
@@ -141,6 +170,8 @@ def test_future_timestamps_beyond_skew_are_rejected() -> None:
 def test_site_allowlist() -> None:
     decoder = EventDecoder(Clickstream, site_allowlist=["shop"])
     ok = decoder.decode(json.dumps(ev(type="page_view", path="/")).encode(), now_ms=NOW)
-    bad = decoder.decode(json.dumps(ev(type="page_view", path="/", site="evil")).encode(), now_ms=NOW)
+    bad = decoder.decode(
+        json.dumps(ev(type="page_view", path="/", site="evil")).encode(), now_ms=NOW
+    )
     assert not isinstance(ok, Rejection)
     assert isinstance(bad, Rejection) and bad.reason == "unknown_site"
