@@ -56,11 +56,11 @@ def settings_factory(broker: str, redis_url: str):  # type: ignore[no-untyped-de
     return make
 
 
-def require_binary(name: str) -> str:
+def require_binary(name: str, debian_package: str) -> str:
     """Path of a system binary; skip without it, but fail under CI, which installs it."""
     path = shutil.which(name)
     if path is None:
         if os.environ.get("CI") == "true":
-            pytest.fail(f"{name} is missing under CI; .ci/run must install it")
-        pytest.skip(f"{name} is not installed (Debian package: prometheus)")
+            pytest.fail(f"{name} is missing under CI; .ci/run must install {debian_package}")
+        pytest.skip(f"{name} is not installed (Debian package: {debian_package})")
     return path

@@ -79,7 +79,7 @@ async def test_known_events_give_exact_kpis_on_metrics(settings_factory, workers
         assert got[key] == pytest.approx(value, abs=1e-9), key
     for key in K.ABSENT:
         assert key not in got, key
-    promtool = require_binary("promtool")
+    promtool = require_binary("promtool", "prometheus")
     check = await asyncio.to_thread(
         subprocess.run,
         [promtool, "check", "metrics"],

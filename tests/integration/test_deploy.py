@@ -1,0 +1,117 @@
+"""docker-compose.yml and deploy/ checked without Docker: spec validation, promtool, and the
+compose services' own commands run natively against the real broker and Redis."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from kpistream.cli import parser
+from kpistream.runtime import free_port, spawn, stop
+from kpistream.settings import Settings, env_name
+from tests.conftest import require_binary
+from tests.integration import known_events as K
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPOSE = ROOT / "docker-compose.yml"
+
+
+def compose() -> dict[str, Any]:
+    data: dict[str, Any] = yaml.safe_load(COMPOSE.read_text())
+    return data
+
+
+def test_compose_file_is_valid_against_the_compose_spec() -> None:
+    tool = require_binary("docker-compose", "docker-compose")
+    result = subprocess.run(
+        [tool, "-f", str(COMPOSE), "config", "-q"], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def test_compose_starts_in_dependency_order_with_healthchecks() -> None:
+    services = compose()["services"]
+    assert {"kafka", "redis", "worker", "exporter", "prometheus"} <= services.keys()
+    for name in ("kafka", "redis", "exporter"):
+        assert "healthcheck" in services[name], name
+    assert services["worker"]["depends_on"] == {
+        "kafka": {"condition": "service_healthy"},
+        "redis": {"condition": "service_healthy"},
+    }
+    assert "container_name" not in services["worker"] and "ports" not in services["worker"], (
+        "the worker must stay scalable with --scale worker=N"
+    )
+    assert "--appendonly" in services["redis"]["command"]
+    known = {env_name(name) for name in Settings.__struct_fields__}
+    for name in ("worker", "exporter"):
+        assert set(services[name]["environment"]) <= known, name
+        parser().parse_args(services[name]["command"])  # a real kpistream subcommand
+
+
+def test_prometheus_config_passes_promtool() -> None:
+    promtool = require_binary("promtool", "prometheus")
+    config = ROOT / "deploy" / "prometheus" / "prometheus.yml"
+    result = subprocess.run(
+        [promtool, "check", "config", str(config)], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    targets = yaml.safe_load(config.read_text())["scrape_configs"][0]["static_configs"][0]
+    port = compose()["services"]["exporter"]["environment"]["KPISTREAM_METRICS_PORT"]
+    assert targets["targets"] == [f"exporter:{port}"]
+
+
+@pytest.mark.slow
+def test_compose_worker_and_exporter_commands_run_natively(
+    settings_factory: Any, tmp_path: Path
+) -> None:
+    settings = settings_factory()
+    services = compose()["services"]
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KPISTREAM_")}
+    env.update(services["worker"]["environment"])
+    # The compose environment, with addresses and names pointed at this test's broker/Redis.
+    env.update({env_name(f): str(getattr(settings, f)) for f in Settings.__struct_fields__})
+    env[env_name("metrics_port")] = str(port)
+    children = [
+        spawn(
+            [sys.executable, "-m", "kpistream", *services[name]["command"]],
+            log_path=tmp_path / f"{name}.log",
+            env=env,
+        )
+        for name in ("worker", "exporter")
+    ]
+    try:
+        events = tmp_path / "events.jsonl"
+        events.write_bytes(b"\n".join(K.lines()) + b"\n")
+        sent = subprocess.run(
+            [sys.executable, "-m", "kpistream", "produce", str(events)],
+            env=env,
+            capture_output=True,
+            timeout=60,
+            check=False,
+        )
+        assert sent.returncode == 0, sent.stderr
+        got: dict[Any, float] = {}
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+                    got = K.samples(r.read().decode())
+            except OSError:
+                pass
+            if got.get(("kpistream_events_processed_total", ())) == len(K.EVENTS):
+                break
+            time.sleep(0.5)
+        for key, value in K.EXPECTED.items():
+            assert got.get(key) == pytest.approx(value, abs=1e-9), key
+    finally:
+        for child in children:
+            stop(child)
