@@ -113,6 +113,16 @@ HELP: dict[str, str] = {
 }
 
 
+def markdown_table() -> str:
+    """The README's settings table."""
+    rows = ["| variable | default | meaning |", "| --- | --- | --- |"]
+    for name, text in HELP.items():
+        default = Settings.__struct_defaults__[Settings.__struct_fields__.index(name)]
+        shown = f"`{default}`" if default != "" else "(empty)"
+        rows.append(f"| `{env_name(name)}` | {shown} | {text} |")
+    return "\n".join(rows)
+
+
 def env_name(name: str) -> str:
     return f"KPISTREAM_{name.upper()}"
 

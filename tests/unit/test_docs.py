@@ -1,0 +1,60 @@
+"""The documentation says what the code does."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from kpistream.settings import HELP, Settings, markdown_table
+from schemas.decoder import REASONS, EventDecoder, Rejection
+from schemas.events import Clickstream, Social
+
+ROOT = Path(__file__).resolve().parents[2]
+EVENTS_DOC = (ROOT / "docs" / "events.md").read_text()
+
+
+def test_readme_settings_table_is_current() -> None:
+    assert markdown_table() in (ROOT / "README.md").read_text(), (
+        "README settings table is stale: paste kpistream.settings.markdown_table()"
+    )
+
+
+def test_every_setting_is_documented() -> None:
+    assert list(HELP) == list(Settings.__struct_fields__)
+
+
+def _examples(heading: str) -> list[bytes]:
+    section = EVENTS_DOC.split(f"## {heading}", 1)[1].split("\n## ", 1)[0]
+    block = re.search(r"```json\n(.*?)```", section, re.S)
+    assert block is not None
+    return [line.encode() for line in block.group(1).splitlines() if line.strip()]
+
+
+@pytest.mark.parametrize(
+    ("heading", "union", "count"),
+    [
+        ("Clickstream types", Clickstream, 8),
+        ("Social types", Social, 7),
+    ],
+)
+def test_documented_examples_are_valid_events(heading: str, union: Any, count: int) -> None:
+    examples = _examples(heading)
+    assert len(examples) == count
+    decoder: EventDecoder[Any] = EventDecoder(union)
+    for raw in examples:
+        result = decoder.decode(raw, now_ms=1_763_800_200_000)
+        assert not isinstance(result, Rejection), (raw, result)
+    assert {json.loads(r)["type"] for r in examples} == {
+        t.__struct_config__.tag for t in union.__args__
+    }
+
+
+def test_every_reject_reason_is_documented() -> None:
+    documented = set(
+        re.findall(r"^\| `([a-z_]+)` \|", EVENTS_DOC.split("## Dead letters")[1], re.M)
+    )
+    assert documented == set(REASONS)
