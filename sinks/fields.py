@@ -18,6 +18,7 @@ CLICKS = "c"  # site, item_kind, campaign
 # Service health counters, in totals only.
 PROCESSED = "_processed"
 LATE = "_late"
+DUPLICATE = "_dup"
 REJECTED = "_rej"  # reason
 BATCH_BUCKET = "_bh"  # le (seconds, as text)
 BATCH_SUM_US = "_bsum_us"

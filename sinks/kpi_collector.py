@@ -157,6 +157,12 @@ def health_families(snapshot: StoreSnapshot) -> Iterator[Metric]:
     )
     late.add_metric([], totals[F.LATE])
     yield late
+    duplicate = CounterMetricFamily(
+        "kpistream_events_duplicate",
+        "Events dropped as a retry of an event already counted (same event_id)",
+    )
+    duplicate.add_metric([], totals[F.DUPLICATE])
+    yield duplicate
     rejected = CounterMetricFamily(
         "kpistream_events_rejected",
         "Invalid events sent to the dead-letter topic",

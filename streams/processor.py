@@ -4,6 +4,9 @@ Pure and synchronous: no Kafka, no Redis, no clock. The batch consumer feeds it 
 events; the resulting :class:`BatchDelta` is applied to Redis in one atomic step together with
 the partition's next offset. The same code serves the live worker, replays and tests.
 
+Each event is counted exactly once: as processed, late, duplicate (same ``event_id`` as an
+event of its open session) or rejected.
+
 Lateness: the partition's watermark is the largest event time accepted so far. An event older
 than ``watermark - allowed_lateness_ms`` is counted as late and dropped (its session may
 already be evicted); sessions are evicted once no acceptable event can reach them.
@@ -82,17 +85,22 @@ class PartitionProcessor:
             if ts < watermark - lateness:
                 totals[F.LATE] += 1
                 continue
+            key = (event.site, event.visitor_id, event.session_id or "")
+            observed = observe(
+                key,
+                ts,
+                event.event_id,
+                page_view=isinstance(event, PageView),
+                interaction=isinstance(event, INTERACTION_TYPES),
+            )
+            if observed is None:
+                totals[F.DUPLICATE] += 1
+                continue
+            session, change = observed
             if ts > watermark:
                 watermark = ts
             totals[F.PROCESSED] += 1
             site = site_label(event.site)
-            key = (event.site, event.visitor_id, event.session_id or "")
-            session, change = observe(
-                key,
-                ts,
-                page_view=isinstance(event, PageView),
-                interaction=isinstance(event, INTERACTION_TYPES),
-            )
             delta.touched_sessions.add(key)
             start_minute = minute_of(session.start_ms)
             sessions_field = F.field(F.SESSIONS, site)

@@ -7,6 +7,12 @@ counters never go down, so an out-of-order event that would bridge two open sess
 earlier one. An event earlier than its session's start moves the session (and its counts) to
 the earlier start bucket.
 
+Deduplication: each session keeps the ids of its events, so a tracker retry (same
+``event_id``, new offset) is recognised as long as its session is open. Sessions stay open
+until no acceptable event can reach them, and any older retry is dropped as late, so within
+the allowed lateness every duplicate is caught. A session keeps at most
+``MAX_EVENT_IDS_PER_SESSION`` ids: longer sessions are bots, not people.
+
 Bounce (KPIS.md): a session with exactly one page view and no interaction. It is counted as a
 bounce from its first page view and corrected in its start bucket when a second page view or
 an interaction arrives. The monotonic ``non_bounced`` counter is incremented when a session
@@ -24,6 +30,9 @@ from sinks.buckets import minute_of
 
 SessionKey = tuple[str, str, str]  # (site, visitor_id, tracker session_id or "")
 
+#: Bounds the dedupe memory of one session (its ids are kept in its Redis state too).
+MAX_EVENT_IDS_PER_SESSION = 1000
+
 
 class Session(msgspec.Struct, array_like=True):
     start_ms: int
@@ -31,6 +40,7 @@ class Session(msgspec.Struct, array_like=True):
     page_views: int  # capped at 2: the rules only need 0, 1 or "2 or more"
     interacted: bool
     non_bounced_counted: bool
+    event_ids: set[str]
 
     @property
     def is_bounce(self) -> bool:
@@ -83,12 +93,15 @@ class Sessionizer:
         heapq.heapify(self._expiry)
 
     def observe(
-        self, key: SessionKey, ts_ms: int, *, page_view: bool, interaction: bool
-    ) -> tuple[Session, SessionChange]:
+        self, key: SessionKey, ts_ms: int, event_id: str, *, page_view: bool, interaction: bool
+    ) -> tuple[Session, SessionChange] | None:
+        """Apply one event; ``None`` when it is a duplicate of an event already seen."""
         change = SessionChange()
         candidates = self.sessions.get(key)
         session = None
         if candidates:
+            if any(event_id in s.event_ids for s in candidates):
+                return None
             if key[2]:  # tracker session id: one session per id
                 session = candidates[0]
             else:
@@ -98,7 +111,7 @@ class Sessionizer:
                         session = s
                         break
         if session is None:
-            session = Session(ts_ms, ts_ms, 0, False, False)
+            session = Session(ts_ms, ts_ms, 0, False, False, set())
             if candidates is None:
                 self.sessions[key] = [session]
                 heapq.heappush(self._expiry, (ts_ms, key))
@@ -113,6 +126,8 @@ class Sessionizer:
                 change.moved_from_minute = old_minute
             if candidates is not None and len(candidates) > 1:
                 candidates.sort(key=lambda s: s.start_ms)
+        if len(session.event_ids) < MAX_EVENT_IDS_PER_SESSION:
+            session.event_ids.add(event_id)
         was_bounce = session.is_bounce
         if page_view and session.page_views < 2:
             session.page_views += 1

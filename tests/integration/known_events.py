@@ -71,8 +71,10 @@ BAD_REASONS = ["malformed_json", "unknown_type", "missing_field"]
 
 
 def lines() -> list[bytes]:
+    """Valid events, three invalid ones, and a tracker retry of v3's click (counted once)."""
     good = [json.dumps(e).encode() for e in EVENTS]
-    return good[:5] + BAD_LINES + good[5:]
+    retry = good[7]
+    return good[:5] + BAD_LINES + good[5:9] + [retry] + good[9:]
 
 
 AD = {"site": "shop", "item_kind": "ad", "campaign": "bf"}
@@ -112,6 +114,7 @@ _expect("kpi_impressions_total", 2, **CTA)
 _expect("kpi_clicks_total", 1, **CTA)
 _expect("kpistream_events_processed_total", 16)
 _expect("kpistream_events_late_total", 0)
+_expect("kpistream_events_duplicate_total", 1)
 for _reason in BAD_REASONS:
     _expect("kpistream_events_rejected_total", 1, reason=_reason)
 _expect("kpistream_events_rejected_total", 0, reason="too_large")

@@ -201,3 +201,25 @@ def test_late_event_does_not_merge_two_sessions() -> None:
     )
     assert totals[S] == 2  # counters never go down, so the bridge joins the earlier session
     assert buckets == {(M0, S): 1, (M0 + 50, S): 1, (M0 + 50, B): 1}
+
+
+def test_a_retried_event_is_counted_once_in_the_same_batch() -> None:
+    first = click(T0 + 5_000)
+    buckets, totals = run(processor(), [pv(T0), first, first])
+    assert totals[F.DUPLICATE] == 1 and totals[F.PROCESSED] == 2
+    assert buckets[(M0, F.field(F.CLICKS, "shop", "ad", "bf"))] == 1
+
+
+def test_a_retried_event_is_counted_once_across_batches_and_sessions_of_the_visitor() -> None:
+    view = pv(T0)
+    later = pv(T0 + GAP + MIN)  # a second session of the same visitor
+    _, totals = run(processor(lateness_ms=2 * GAP), [view, later], [view], [later, view])
+    assert totals[F.DUPLICATE] == 3 and totals[F.PROCESSED] == 2 and totals[S] == 2
+
+
+def test_a_retry_older_than_the_lateness_is_late_not_recounted() -> None:
+    p = processor(lateness_ms=10 * MIN)
+    view = pv(T0, "a")
+    _, totals = run(p, [view], [pv(T0 + GAP + 10 * MIN + 1, "b")], [view])
+    assert ("shop", "a", "") not in p.sessionizer.sessions
+    assert totals[F.LATE] == 1 and totals[F.DUPLICATE] == 0 and totals[S] == 2
