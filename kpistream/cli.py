@@ -8,6 +8,7 @@ import contextlib
 import logging
 import os
 import signal
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -90,8 +91,27 @@ def cmd_produce(args: argparse.Namespace) -> int:
 # -- up and demo ----------------------------------------------------------------------------
 
 
+class Stack:
+    """A running stack: its settings, published info and the children to watch."""
+
+    def __init__(self, settings: Settings, info: runtime.StackInfo, workdir: Path) -> None:
+        self.settings = settings
+        self.info = info
+        self.workdir = workdir
+        self.watched: dict[str, subprocess.Popen[bytes]] = {}
+
+    def check(self) -> None:
+        """One line, naming the log, when a child died: a stack without it is no stack."""
+        for name, child in self.watched.items():
+            if child.poll() is not None:
+                raise runtime.UserError(
+                    f"the {name} exited with code {child.returncode}; "
+                    f"see {self.workdir / (name + '.log')}"
+                )
+
+
 @contextlib.contextmanager
-def stack(args: argparse.Namespace) -> Iterator[tuple[Settings, runtime.StackInfo]]:
+def stack(args: argparse.Namespace) -> Iterator[Stack]:
     """Embedded broker/Redis unless configured, plus worker and exporter children."""
     settings = _settings(args)
     workdir = runtime.workdir()
@@ -112,12 +132,14 @@ def stack(args: argparse.Namespace) -> Iterator[tuple[Settings, runtime.StackInf
         env = {**os.environ, env_name("kafka"): settings.kafka, env_name("redis"): settings.redis}
         port = args.metrics_port or runtime.free_port()
         base = [sys.executable, "-m", "kpistream"]
-        children.append(runtime.spawn([*base, "worker"], log_path=workdir / "worker.log", env=env))
-        children.append(
-            runtime.spawn(
-                [*base, "exporter", "--port", str(port)], log_path=workdir / "exporter.log", env=env
-            )
+        worker = runtime.spawn([*base, "worker"], log_path=workdir / "worker.log", env=env)
+        children.append(worker)
+        exporter = runtime.spawn(
+            [*base, "exporter", "--port", str(port)], log_path=workdir / "exporter.log", env=env
         )
+        children.append(exporter)
+        # Print the /metrics URL only once it answers.
+        runtime.wait_port(port, exporter, "exporter", workdir / "exporter.log")
         info = runtime.StackInfo(
             os.getpid(),
             settings.kafka,
@@ -129,23 +151,22 @@ def stack(args: argparse.Namespace) -> Iterator[tuple[Settings, runtime.StackInf
         console.print(f"[bold]redis[/]    {info.redis}")
         console.print(f"[bold]metrics[/]  {info.metrics_url}")
         console.print(f"[dim]logs     {workdir}[/]")
+        running = Stack(settings, info, workdir)
+        running.watched = {"worker": worker, "exporter": exporter}
         with runtime.published(info):
-            yield settings, info
+            yield running
     finally:
         for child in reversed(children):
             runtime.stop(child)
 
 
-def _until_signal(duration_s: float | None) -> None:
-    deadline = None if duration_s is None else time.monotonic() + duration_s
-    while deadline is None or time.monotonic() < deadline:
-        time.sleep(0.2)
-
-
 def cmd_up(args: argparse.Namespace) -> int:
-    with stack(args):
+    with stack(args) as running:
         console.print("running; Ctrl-C stops everything")
-        _until_signal(args.duration)
+        deadline = None if args.duration is None else time.monotonic() + args.duration
+        while deadline is None or time.monotonic() < deadline:
+            running.check()
+            time.sleep(0.2)
     return 0
 
 
@@ -157,9 +178,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from kpistream.produce import produce
     from sinks.window_store import WindowReader
 
-    with stack(args) as (settings, _info):
+    with stack(args) as running:
         import redis
 
+        settings = running.settings
         reader = WindowReader(redis.Redis.from_url(settings.redis), prefix=settings.redis_prefix)
         windows = settings.window_minutes()
         deadline = None if args.duration is None else time.monotonic() + args.duration
@@ -171,6 +193,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             ) as live:
                 while not task.done():
                     await asyncio.sleep(1.0)
+                    running.check()
                     live.update(kpi_table(await asyncio.to_thread(reader.snapshot, windows)))
                 await task
 

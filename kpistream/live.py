@@ -20,7 +20,7 @@ def kpi_table(snapshot: StoreSnapshot) -> Table:
     table.add_column("site")
     table.add_column("sessions", justify="right")
     table.add_column("bounce rate", justify="right")
-    table.add_column("impressions", justify="right")
+    table.add_column("impr.", justify="right")
     table.add_column("clicks", justify="right")
     table.add_column("CTR", justify="right")
     for window, counter in snapshot.windows.items():

@@ -77,7 +77,7 @@ def stop(process: subprocess.Popen[bytes], *, timeout_s: float = 10.0) -> None:
             process.wait()
 
 
-def _wait_port(port: int, process: subprocess.Popen[bytes], what: str, log_path: Path) -> None:
+def wait_port(port: int, process: subprocess.Popen[bytes], what: str, log_path: Path) -> None:
     deadline = time.monotonic() + START_TIMEOUT_S
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -137,7 +137,7 @@ def start_broker(workdir: Path, port: int | None = None) -> EmbeddedServer:
         [broker_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url],
         log_path=log_path,
     )
-    _wait_port(port, process, "Kafka broker (Tansu)", log_path)
+    wait_port(port, process, "Kafka broker (Tansu)", log_path)
     return EmbeddedServer(process, f"127.0.0.1:{port}", log_path)
 
 
@@ -160,7 +160,7 @@ def start_redis(workdir: Path, port: int | None = None, *, persist: bool = False
         "no",
     ]
     process = spawn(args, log_path=log_path)
-    _wait_port(port, process, "redis-server", log_path)
+    wait_port(port, process, "redis-server", log_path)
     return EmbeddedServer(process, f"redis://127.0.0.1:{port}/0", log_path)
 
 

@@ -143,3 +143,76 @@ def test_up_then_produce_serves_exact_kpis_and_children_die_with_it(tmp_path: Pa
     time.sleep(1.0)
     assert not _port_open(kafka.group(1)), "embedded broker outlived `kpistream up`"
     assert not _port_open(header2.split("kafka")[1].split()[0]), "children outlived a killed `up`"
+
+
+def _header(process: subprocess.Popen[str]) -> str:
+    assert process.stderr is not None
+    return "".join(process.stderr.readline() for _ in range(4))
+
+
+@pytest.mark.slow
+def test_demo_shows_plausible_live_kpis_and_ends_by_itself(tmp_path: Path) -> None:
+    port = free_port()
+    demo = subprocess.Popen(
+        [*KPISTREAM, "demo", "--duration", "14", "--metrics-port", str(port), "--rate", "40"],
+        stderr=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        env=_env(tmp_path),
+        text=True,
+    )
+    try:
+        assert f"127.0.0.1:{port}/metrics" in _header(demo)
+        got: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
+        deadline = time.monotonic() + 12
+        while time.monotonic() < deadline:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+                got = K.samples(r.read().decode())
+            if got.get(("kpistream_events_processed_total", ()), 0) > 300:
+                break
+            time.sleep(0.5)
+        demo.wait(60)
+        assert demo.stdout is not None and demo.stderr is not None
+        stdout, stderr = demo.stdout.read(), demo.stderr.read()
+    finally:
+        demo.kill()
+    assert demo.returncode == 0, stderr
+    assert "bounce rate" in stdout and "shop.example" in stdout
+    for site in ("shop.example", "blog.example"):
+        assert got[("kpi_sessions", (("site", site), ("window", "5m")))] > 0
+        assert 0 <= got[("kpi_bounce_ratio", (("site", site), ("window", "5m")))] <= 1
+    ctr = [v for (name, _), v in got.items() if name == "kpi_click_through_ratio"]
+    assert ctr and all(0 <= v <= 1 for v in ctr)
+    assert got[("kpistream_events_rejected_total", (("reason", "malformed_json"),))] == 0
+
+
+@pytest.mark.slow
+def test_up_exits_with_one_line_when_its_worker_dies(tmp_path: Path) -> None:
+    up = subprocess.Popen(
+        [*KPISTREAM, "up"],
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        env=_env(tmp_path),
+        text=True,
+    )
+    try:
+        header = _header(up)
+        workers = subprocess.run(
+            ["pgrep", "-P", str(up.pid), "-f", "kpistream worker"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.split()
+        assert len(workers) == 1
+        os.kill(int(workers[0]), 9)
+        up.wait(30)
+        # Read through the same buffered stream as _header (communicate() would skip its buffer).
+        assert up.stderr is not None
+        stderr = up.stderr.read()
+    finally:
+        up.kill()
+    assert up.returncode == 2
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert len(lines) == 2 and lines[0].startswith("running;"), (header, stderr)
+    assert re.match(
+        r"kpistream: error: the worker exited with code -9; see .*worker\.log$", lines[1]
+    )
