@@ -60,16 +60,20 @@ class PageView(ClickstreamEvent, tag="page_view", frozen=True):
             raise ValueError("page_view needs `url` or `path` - at `$.path`")
 
 
-class Click(ClickstreamEvent, tag="click", frozen=True):
+class ItemEvent(ClickstreamEvent, frozen=True):
+    """An event about a promoted item (ad, CTA, banner, ...): the CTR pairs these up."""
+
     item_kind: ItemKind
     item_id: Id
     campaign: Name | None = None
 
 
-class Impression(ClickstreamEvent, tag="impression", frozen=True):
-    item_kind: ItemKind
-    item_id: Id
-    campaign: Name | None = None
+class Click(ItemEvent, tag="click", frozen=True):
+    pass
+
+
+class Impression(ItemEvent, tag="impression", frozen=True):
+    pass
 
 
 class AddToCart(ClickstreamEvent, tag="add_to_cart", frozen=True):

@@ -134,3 +134,25 @@ def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
         for sample in family.samples:
             out[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
     return out
+
+
+def assert_served(url: str, *, timeout_s: float = 90) -> None:
+    """Poll ``url`` until every valid event is processed, then compare with EXPECTED."""
+    import time
+    import urllib.request
+
+    import pytest
+
+    got: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                got = samples(response.read().decode())
+        except OSError:
+            pass
+        if got.get(("kpistream_events_processed_total", ())) == len(EVENTS):
+            break
+        time.sleep(0.5)
+    for key, value in EXPECTED.items():
+        assert got.get(key) == pytest.approx(value, abs=1e-9), key

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable
+from typing import TypeVar
 
 from schemas.decoder import Rejection
 from schemas.events import Click, ClickstreamEvent, Impression, PageView
@@ -37,10 +38,13 @@ def pv(ts: int, visitor: str = "v1", session_id: str | None = None) -> PageView:
     )
 
 
-def click(ts: int, visitor: str = "v1", campaign: str | None = "bf") -> Click:
+ItemT = TypeVar("ItemT", Click, Impression)
+
+
+def _item(kind: type[ItemT], ts: int, visitor: str, campaign: str | None) -> ItemT:
     global _n
     _n += 1
-    return Click(
+    return kind(
         event_id=f"e{_n}",
         ts=ts,
         site="shop",
@@ -49,20 +53,14 @@ def click(ts: int, visitor: str = "v1", campaign: str | None = "bf") -> Click:
         item_id="a1",
         campaign=campaign,
     )
+
+
+def click(ts: int, visitor: str = "v1", campaign: str | None = "bf") -> Click:
+    return _item(Click, ts, visitor, campaign)
 
 
 def imp(ts: int, visitor: str = "v1", campaign: str | None = "bf") -> Impression:
-    global _n
-    _n += 1
-    return Impression(
-        event_id=f"e{_n}",
-        ts=ts,
-        site="shop",
-        visitor_id=visitor,
-        item_kind="ad",
-        item_id="a1",
-        campaign=campaign,
-    )
+    return _item(Impression, ts, visitor, campaign)
 
 
 def run(p: PartitionProcessor, *batches: Iterable[ClickstreamEvent | Rejection]):  # type: ignore[no-untyped-def]
