@@ -143,13 +143,14 @@ class BatchConsumer:
     async def poll_once(self, *, timeout_ms: int) -> int:
         """Fetch one batch and apply it; returns the number of records handled."""
         assert self.consumer is not None
+        owners_at_fetch = dict(self.owned)
         batches = await self.consumer.getmany(
             timeout_ms=timeout_ms, max_records=self.settings.batch_max_records
         )
         handled = 0
         async with self._lock:
             for tp, records in batches.items():
-                handled += await self._handle(tp, records)
+                handled += await self._handle(tp, records, owners_at_fetch.get(tp))
             await self._commit_hint()
         return handled
 
@@ -195,10 +196,8 @@ class BatchConsumer:
         processor.sessionizer.load(claim.sessions)
         processor.watermark_ms = claim.watermark_ms
         self.owned[tp] = Owned(keys, claim.epoch, claim.next_offset, processor)
-        if claim.next_offset is None:
-            await self.consumer.seek_to_beginning(tp)
-        else:
-            self.consumer.seek(tp, claim.next_offset)
+        self.consumer.resume(tp)  # it may have been paused here when an older epoch was fenced
+        await self._seek(tp, claim.next_offset)
         log.info(
             "partition %s: epoch %d, resuming at offset %s",
             keys.tag,
@@ -206,11 +205,28 @@ class BatchConsumer:
             claim.next_offset if claim.next_offset is not None else "earliest",
         )
 
+    async def _seek(self, tp: TopicPartition, offset: int | None) -> None:
+        assert self.consumer is not None
+        if offset is None:
+            await self.consumer.seek_to_beginning(tp)
+        else:
+            self.consumer.seek(tp, offset)
+
     # -- the batch ---------------------------------------------------------------------------
 
-    async def _handle(self, tp: TopicPartition, records: list[ConsumerRecord[bytes, bytes]]) -> int:
+    async def _handle(
+        self,
+        tp: TopicPartition,
+        records: list[ConsumerRecord[bytes, bytes]],
+        fetched_by: Owned | None,
+    ) -> int:
         owned = self.owned.get(tp)
         if owned is None:
+            return 0
+        if owned is not fetched_by:
+            # The partition was (re)claimed while this batch was in flight: its records may
+            # not start at the claimed offset. Drop them and fetch again from there.
+            await self._seek(tp, owned.next_offset)
             return 0
         if owned.next_offset is not None:
             records = [r for r in records if r.offset >= owned.next_offset]
