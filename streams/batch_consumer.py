@@ -91,6 +91,7 @@ class BatchConsumer:
         self._lock = asyncio.Lock()
         self._stopping = asyncio.Event()
         self._last_hint = 0.0
+        self._failure_delay_s: dict[TopicPartition, float] = {}
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -194,6 +195,8 @@ class BatchConsumer:
             campaigns=self.campaigns,
         )
         processor.sessionizer.load(claim.sessions)
+        # Evicting a loaded session labels its site: learn labels another worker admitted.
+        await self._admit("site", self.sites, {key[0] for key in claim.sessions})
         processor.watermark_ms = claim.watermark_ms
         self.owned[tp] = Owned(keys, claim.epoch, claim.next_offset, processor)
         self.consumer.resume(tp)  # it may have been paused here when an older epoch was fenced
@@ -249,11 +252,16 @@ class BatchConsumer:
             await self._claim(tp)
             return 0
         except Exception as exc:  # a bug must not kill the worker; tests fail on self.errors
-            log.exception("partition %s: batch failed; reloading its state", owned.keys.tag)
+            delay = self._failure_delay_s.get(tp, RETRY_FIRST_S)
+            log.exception(
+                "partition %s: batch failed; reloading its state in %.1fs", owned.keys.tag, delay
+            )
             self.errors.append(exc)
-            await asyncio.sleep(RETRY_FIRST_S)
+            self._failure_delay_s[tp] = min(delay * 2, RETRY_MAX_S)
+            await asyncio.sleep(delay)
             await self._claim(tp)
             return 0
+        self._failure_delay_s.pop(tp, None)
         return len(records)
 
     async def _apply(
@@ -302,16 +310,17 @@ class BatchConsumer:
         owned.next_offset = next_offset
 
     async def _admit_labels(self, events: Iterable[ClickstreamEvent]) -> None:
-        assert self.store is not None
         sites, campaigns = dimension_values(events)
-        for dimension, budget, values in (
-            ("site", self.sites, sites),
-            ("campaign", self.campaigns, campaigns),
-        ):
-            unknown = budget.unknown(values)
-            if unknown:
-                admitted = await self.store.admit(dimension, unknown, max_values=budget.max_values)
-                budget.learn(admitted, full=len(admitted) >= budget.max_values)
+        await self._admit("site", self.sites, sites)
+        await self._admit("campaign", self.campaigns, campaigns)
+
+    async def _admit(self, dimension: str, budget: LabelBudget, values: set[str]) -> None:
+        """Decide the labels of values this worker has not seen yet (one Redis call)."""
+        assert self.store is not None
+        unknown = budget.unknown(values)
+        if unknown:
+            admitted = await self.store.admit(dimension, unknown, max_values=budget.max_values)
+            budget.learn(admitted, full=len(admitted) >= budget.max_values)
 
     async def _commit_hint(self, *, force: bool = False) -> None:
         now = time.monotonic()

@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from schemas.decoder import Rejection
-from schemas.events import INTERACTION_TYPES, Click, ClickstreamEvent, Impression, PageView
+from schemas.events import INTERACTION_TYPES, ClickstreamEvent, Impression, ItemEvent, PageView
 from sinks import fields as F
 from sinks.buckets import minute_of
 from streams.labels import LabelBudget
@@ -46,7 +46,7 @@ def dimension_values(events: Iterable[ClickstreamEvent]) -> tuple[set[str], set[
     campaigns: set[str] = set()
     for event in events:
         sites.add(event.site)
-        if isinstance(event, Click | Impression) and event.campaign is not None:
+        if isinstance(event, ItemEvent) and event.campaign is not None:
             campaigns.add(event.campaign)
     return sites, campaigns
 
@@ -119,7 +119,7 @@ class PartitionProcessor:
                 buckets[start_minute, bounces_field] += change.bounce_delta
             if change.became_non_bounced:
                 totals[F.field(F.NON_BOUNCED, site)] += 1
-            if isinstance(event, Impression | Click):
+            if isinstance(event, ItemEvent):
                 kind = F.IMPRESSIONS if isinstance(event, Impression) else F.CLICKS
                 name = F.field(kind, site, event.item_kind, campaign_label(event.campaign))
                 buckets[minute_of(ts), name] += 1

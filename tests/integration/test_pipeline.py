@@ -28,8 +28,11 @@ async def workers() -> AsyncIterator[Callable[[Settings], Any]]:
     """Start batch consumers; at teardown stop them and fail if one swallowed an error."""
     running: list[tuple[BatchConsumer, asyncio.Task[None]]] = []
 
-    async def start(settings: Settings) -> BatchConsumer:
+    async def start(
+        settings: Settings, prepare: Callable[[BatchConsumer], None] = lambda _: None
+    ) -> BatchConsumer:
         consumer = BatchConsumer(settings)
+        prepare(consumer)
         await consumer.start()
         running.append((consumer, asyncio.create_task(consumer.run())))
         return consumer
@@ -145,3 +148,41 @@ async def test_invalid_events_go_to_the_dead_letter_topic_and_the_stream_goes_on
     assert by_offset[sorted(by_offset)[2]]["field"] == "$.ts"
     big = by_offset[max(by_offset)]
     assert big["payload_truncated"] is True and len(big["payload"]) == 64 * 1024
+
+
+async def test_a_restarted_worker_resumes_sessions_from_redis(settings_factory, workers) -> None:  # type: ignore[no-untyped-def]
+    """A fresh worker picks up the open sessions (and their sites' labels) the last one left."""
+    settings = settings_factory(partitions=1)
+    await ensure_topics(settings)
+    t = K.T
+    quiet = {
+        "event_id": "q1",
+        "type": "impression",
+        "ts": t,
+        "site": "a",
+        "visitor_id": "x",
+        "item_kind": "ad",
+        "item_id": "i",
+    }
+    first = await workers(settings)
+    await produce(settings, [json.dumps(quiet).encode()])
+    await wait_for_events(settings, 1)
+    await first.stop()
+    # This worker learned the site labels before another worker admitted "a" (a rebalance
+    # then hands it a partition with an open session of "a", and a batch of known sites).
+    await workers(settings, lambda w: w.sites.learn({"b"}, full=False))
+    later = {
+        "event_id": "l1",
+        "type": "page_view",
+        "ts": t + 3_600_000,
+        "site": "b",
+        "visitor_id": "y",
+        "path": "/",
+    }
+    await produce(settings, [json.dumps(later).encode()])  # site "a" is not in this batch
+    reader = await wait_for_events(settings, 2)
+    totals = reader.snapshot(settings.window_minutes()).totals
+    assert totals["_processed"] == 2
+    assert totals["s\x1fa"] == 1 and totals["s\x1fb"] == 1
+    # the impression-only session of "a" ended without a page view: never a bounce
+    assert totals["nb\x1fa"] == 1
