@@ -43,6 +43,8 @@ KAFKA_COMMIT_HINT_S = 5.0
 #: one log line every 10 s, not a busy loop.
 RETRY_FIRST_S = 0.2
 RETRY_MAX_S = 10.0
+#: Redis errors that mean "not now" (down, restarting, loading its AOF): wait and reload.
+REDIS_UNAVAILABLE = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
 
 
 def wall_clock_ms() -> int:
@@ -132,14 +134,26 @@ class BatchConsumer:
             await self._commit_hint(force=True)
         if self.consumer is not None:
             await self.consumer.stop()  # calls revoke(), which takes the lock itself
-            if self.producer is not None:
-                await self.producer.stop()
-            if self.redis is not None:
-                await self.redis.aclose()
+        if self.producer is not None:
+            await self.producer.stop()
+        if self.redis is not None:
+            await self.redis.aclose()
 
     async def run(self) -> None:
+        delay = RETRY_FIRST_S
         while not self._stopping.is_set():
-            await self.poll_once(timeout_ms=200)
+            try:
+                await self.poll_once(timeout_ms=200)
+                delay = RETRY_FIRST_S
+            except KafkaError as exc:  # the broker went away: aiokafka reconnects, we wait
+                log.warning("Kafka at %s: %s; retrying in %.1fs", self.settings.kafka, exc, delay)
+            except Exception as exc:  # a bug must not end the stream; tests fail on self.errors
+                log.exception("consume loop failed; retrying in %.1fs", delay)
+                self.errors.append(exc)
+            else:
+                continue
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, RETRY_MAX_S)
 
     async def poll_once(self, *, timeout_ms: int) -> int:
         """Fetch one batch and apply it; returns the number of records handled."""
@@ -176,8 +190,10 @@ class BatchConsumer:
         while True:
             try:
                 claim = await self.store.claim(keys)
+                # Evicting a loaded session labels its site: learn labels others admitted.
+                await self._admit("site", self.sites, {key[0] for key in claim.sessions})
                 break
-            except redis.exceptions.ConnectionError as exc:
+            except REDIS_UNAVAILABLE as exc:
                 log.warning(
                     "Redis unreachable at %s (%s); retrying partition %s in %.1fs",
                     self.settings.redis,
@@ -195,8 +211,6 @@ class BatchConsumer:
             campaigns=self.campaigns,
         )
         processor.sessionizer.load(claim.sessions)
-        # Evicting a loaded session labels its site: learn labels another worker admitted.
-        await self._admit("site", self.sites, {key[0] for key in claim.sessions})
         processor.watermark_ms = claim.watermark_ms
         self.owned[tp] = Owned(keys, claim.epoch, claim.next_offset, processor)
         self.consumer.resume(tp)  # it may have been paused here when an older epoch was fenced
@@ -243,11 +257,7 @@ class BatchConsumer:
             assert self.consumer is not None
             self.consumer.pause(tp)
             return 0
-        except (
-            OffsetMismatch,
-            redis.exceptions.ConnectionError,
-            redis.exceptions.TimeoutError,
-        ) as exc:
+        except (OffsetMismatch, *REDIS_UNAVAILABLE) as exc:
             log.warning("partition %s: %s; reloading its state from Redis", owned.keys.tag, exc)
             await self._claim(tp)
             return 0

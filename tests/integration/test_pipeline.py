@@ -14,7 +14,7 @@ import redis
 from aiokafka import AIOKafkaConsumer
 
 from kpistream.produce import produce
-from kpistream.runtime import ensure_topics, free_port
+from kpistream.runtime import ensure_topics, free_port, start_redis
 from kpistream.settings import Settings
 from sinks.exporter import serve
 from sinks.window_store import WindowReader
@@ -186,3 +186,33 @@ async def test_a_restarted_worker_resumes_sessions_from_redis(settings_factory, 
     assert totals["s\x1fa"] == 1 and totals["s\x1fb"] == 1
     # the impression-only session of "a" ended without a page view: never a bounce
     assert totals["nb\x1fa"] == 1
+
+
+async def test_redis_killed_and_restarted_from_its_aof_gives_exact_kpis(  # type: ignore[no-untyped-def]
+    settings_factory, workers, tmp_path
+) -> None:
+    """State and offsets roll back together; the worker waits, reloads, re-seeks, and the
+    numbers come out exact."""
+    port = free_port()
+    server = start_redis(tmp_path, port, persist=True)
+    settings = settings_factory(redis=server.address, partitions=2)
+    await ensure_topics(settings)
+    lines = K.lines()
+    try:
+        await workers(settings)
+        await produce(settings, lines[:10])
+        await wait_for_events(settings, 10)
+        server.process.kill()  # kill -9: no shutdown save; the AOF holds what it fsynced
+        server.process.wait()
+        await produce(settings, lines[10:])  # the worker retries with backoff meanwhile
+        await asyncio.sleep(1.0)
+        server = start_redis(tmp_path, port, persist=True)
+        await wait_for_events(settings, len(lines), timeout_s=60)
+        http_port = free_port()
+        http = serve(settings, port=http_port)
+        try:
+            await asyncio.to_thread(K.assert_served, f"http://127.0.0.1:{http_port}/metrics")
+        finally:
+            http.shutdown()
+    finally:
+        server.stop()
