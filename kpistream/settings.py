@@ -13,7 +13,10 @@ from typing import Any
 
 import msgspec
 
+from schemas.events import CLICKSTREAM_TYPES, type_name
 from sinks.buckets import parse_window
+
+CLICKSTREAM_TYPE_NAMES = frozenset(type_name(t) for t in CLICKSTREAM_TYPES)
 
 
 class SettingsError(ValueError):
@@ -30,13 +33,18 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     partitions: int = 6
     consumer_group: str = "kpistream-workers"
     session_gap_s: int = 1800
-    allowed_lateness_s: int = 600
+    allowed_lateness_s: int = 120
     max_future_skew_s: int = 300
     windows: str = "5m,1h,24h"
     sites: str = ""
     campaigns: str = ""
     max_sites: int = 50
     max_campaigns: int = 50
+    max_landing_pages: int = 100
+    max_channels: int = 30
+    max_currencies: int = 20
+    goals: str = "lead,purchase"
+    idle_after_s: int = 5
     max_event_bytes: int = 65536
     batch_max_records: int = 5000
     rebalance_timeout_s: int = 5
@@ -44,6 +52,12 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     exporter_cache_s: float = 1.0
 
     def __post_init__(self) -> None:
+        unknown_goals = set(self.goal_types) - CLICKSTREAM_TYPE_NAMES
+        if unknown_goals or not self.goal_types:
+            raise SettingsError(
+                f"{env_name('goals')}: goals are clickstream event types, one or more of "
+                f"{', '.join(sorted(CLICKSTREAM_TYPE_NAMES))}; got {self.goals!r}"
+            )
         for name in (
             "partitions",
             "session_gap_s",
@@ -52,6 +66,10 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
             "max_campaigns",
             "max_event_bytes",
             "rebalance_timeout_s",
+            "max_landing_pages",
+            "max_channels",
+            "max_currencies",
+            "idle_after_s",
         ):
             if getattr(self, name) <= 0:
                 raise SettingsError(f"{env_name(name)} must be positive, got {getattr(self, name)}")
@@ -78,6 +96,10 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
         return _csv(self.campaigns)
 
     @property
+    def goal_types(self) -> list[str]:
+        return _csv(self.goals)
+
+    @property
     def bucket_ttl_s(self) -> int:
         """Buckets live as long as the longest window plus lateness, plus an hour of margin."""
         return max(self.window_minutes().values()) * 60 + self.allowed_lateness_s + 3600
@@ -98,13 +120,19 @@ HELP: dict[str, str] = {
     "partitions": "partitions of the clickstream topic when kpistream creates it",
     "consumer_group": "Kafka consumer group of the stream workers",
     "session_gap_s": "inactivity (event time) that ends a session",
-    "allowed_lateness_s": "how far behind the partition's watermark an event may arrive",
+    "allowed_lateness_s": "how far behind the partition's watermark an event may arrive; "
+    "sessions are decided (abandoned carts, time on site) once this has passed after their gap",
     "max_future_skew_s": "how far ahead of the wall clock an event's ts may be",
     "windows": "rolling windows, comma-separated (5m, 1h, 1d ...)",
     "sites": "site allowlist, comma-separated; empty accepts every site",
     "campaigns": "campaign allowlist, comma-separated; empty admits the first max_campaigns",
     "max_sites": "label budget for sites when no allowlist is set",
     "max_campaigns": "label budget for campaigns when no allowlist is set",
+    "max_landing_pages": "label budget for landing pages (first page view's path)",
+    "max_channels": "label budget for channels (utm source/medium)",
+    "max_currencies": "label budget for revenue currencies",
+    "goals": "conversion goals: clickstream event types, comma-separated",
+    "idle_after_s": "seconds without records after which a partition's watermark follows the clock",
     "max_event_bytes": "largest accepted event",
     "batch_max_records": "most records fetched per batch",
     "rebalance_timeout_s": "consumer-group rebalance timeout (a first join waits this long)",

@@ -2,18 +2,50 @@
 
 A field is a kind followed by its label values, joined by the ASCII unit separator; label
 values never contain it because :func:`streams.labels.sanitize` strips control characters.
+Where a kind is attributed in time is part of its definition (KPIS.md):
+
+- session start: SESSIONS, BOUNCES, ENGAGED, CONVERSIONS and the landing-page/channel kinds
+  (window gauges follow the session's start; their totals count once, when first reached,
+  or at the session's end for the landing-page/channel kinds, whose value can still change)
+- the event's own time: PAGE_VIEWS, IMPRESSIONS, CLICKS, REVENUE_MICROS, ORDERS, survey kinds,
+  CART_COMPLETED / CHECKOUT_COMPLETED (at the purchase that completes them)
+- the session's end (last event + gap): ENDED, DURATION_MS, CART_ABANDONED, CHECKOUT_ABANDONED
 """
 
 from __future__ import annotations
 
 SEP = "\x1f"
 
-# KPI counters, in minute/hour buckets (window gauges) and in totals (monotonic counters).
-SESSIONS = "s"  # site: sessions by their start time
-BOUNCES = "b"  # site: sessions that are currently a bounce (buckets only: it can go down)
-NON_BOUNCED = "nb"  # site: sessions that stopped (or never were) a bounce (totals only)
+# Session start.
+SESSIONS = "s"  # site
+BOUNCES = "b"  # site (buckets only: a bounce can be corrected)
+NON_BOUNCED = "nb"  # site (totals only)
+ENGAGED = "e"  # site
+CONVERSIONS = "cv"  # site, goal
+LANDING_SESSIONS = "ls"  # site, landing_page
+LANDING_CONVERSIONS = "lcv"  # site, landing_page, goal
+CHANNEL_SESSIONS = "chs"  # site, channel
+CHANNEL_CONVERSIONS = "chcv"  # site, channel, goal
+# Event time.
+PAGE_VIEWS = "pv"  # site
 IMPRESSIONS = "i"  # site, item_kind, campaign
 CLICKS = "c"  # site, item_kind, campaign
+REVENUE_MICROS = "rev"  # site, currency: millionths of the currency unit, exact integers
+ORDERS = "ord"  # site, currency
+NPS_ANSWERS = "npsn"  # site
+NPS_PROMOTERS = "npsp"  # site
+NPS_DETRACTORS = "npsd"  # site
+CSAT_ANSWERS = "csatn"  # site
+CSAT_SATISFIED = "csats"  # site
+CES_ANSWERS = "cesn"  # site
+CES_SUM = "cess"  # site
+CART_COMPLETED = "cc"  # site
+CHECKOUT_COMPLETED = "xc"  # site
+# Session end.
+ENDED = "end"  # site
+DURATION_MS = "dur"  # site
+CART_ABANDONED = "ca"  # site
+CHECKOUT_ABANDONED = "xa"  # site
 
 # Service health counters, in totals only.
 PROCESSED = "_processed"

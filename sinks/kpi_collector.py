@@ -14,6 +14,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -29,8 +30,278 @@ from sinks.window_store import StoreSnapshot
 
 log = logging.getLogger(__name__)
 
-SITE = ["site"]
-ITEM = ["site", "item_kind", "campaign"]
+SITE = ("site",)
+ITEM = ("site", "item_kind", "campaign")
+GOAL = ("site", "goal")
+LANDING = ("site", "landing_page")
+CHANNEL = ("site", "channel")
+MONEY = ("site", "currency")
+
+
+@dataclass(frozen=True, slots=True)
+class Count:
+    """A counter kind exported as a window gauge and/or a monotonic ``_total`` counter."""
+
+    metric: str
+    kind: str
+    labels: tuple[str, ...]
+    doc: str
+    scale: float = 1.0
+    gauge: bool = True
+    paired_with: str | None = None  # exported at 0 for every label set of this kind
+
+
+@dataclass(frozen=True, slots=True)
+class Ratio:
+    """A window ratio: numerator kinds / denominator kinds, joined on the denominator's labels
+    (the numerator may carry more, e.g. a goal). Emitted only where the denominator is > 0."""
+
+    metric: str
+    numerator: tuple[str, ...]
+    denominator: tuple[str, ...]
+    labels: tuple[str, ...]
+    doc: str
+    scale: float = 1.0
+    subtract: tuple[str, ...] = ()  # numerator kinds counted negatively (NPS detractors)
+
+
+COUNTS: tuple[Count, ...] = (
+    Count("kpi_sessions", F.SESSIONS, SITE, "Sessions whose first event lies in the window"),
+    Count(
+        "kpi_non_bounced_sessions",
+        F.NON_BOUNCED,
+        SITE,
+        "Sessions that are not bounces (bounce rate = 1 - this / kpi_sessions_total)",
+        gauge=False,
+        paired_with=F.SESSIONS,
+    ),
+    Count(
+        "kpi_engaged_sessions",
+        F.ENGAGED,
+        SITE,
+        "Engaged sessions (GA4), by session start",
+        paired_with=F.SESSIONS,
+    ),
+    Count(
+        "kpi_conversions",
+        F.CONVERSIONS,
+        GOAL,
+        "Sessions with at least one event of the goal, by session start",
+    ),
+    Count(
+        "kpi_landing_sessions",
+        F.LANDING_SESSIONS,
+        LANDING,
+        "Sessions by landing page (totals count when the session ends)",
+    ),
+    Count(
+        "kpi_landing_conversions",
+        F.LANDING_CONVERSIONS,
+        (*LANDING, "goal"),
+        "Converted sessions by landing page (totals count when the session ends)",
+    ),
+    Count(
+        "kpi_channel_sessions",
+        F.CHANNEL_SESSIONS,
+        CHANNEL,
+        "Sessions by channel, utm source/medium (totals count when the session ends)",
+    ),
+    Count(
+        "kpi_channel_conversions",
+        F.CHANNEL_CONVERSIONS,
+        (*CHANNEL, "goal"),
+        "Converted sessions by channel (totals count when the session ends)",
+    ),
+    Count("kpi_page_views", F.PAGE_VIEWS, SITE, "page_view events", paired_with=F.SESSIONS),
+    Count("kpi_impressions", F.IMPRESSIONS, ITEM, "impression events (CTR denominator)"),
+    Count("kpi_clicks", F.CLICKS, ITEM, "click events (CTR numerator)", paired_with=F.IMPRESSIONS),
+    Count(
+        "kpi_revenue",
+        F.REVENUE_MICROS,
+        MONEY,
+        "Sum of purchase values, in the currency",
+        scale=1e-6,
+    ),
+    Count("kpi_orders", F.ORDERS, MONEY, "purchase events", paired_with=F.REVENUE_MICROS),
+    Count(
+        "kpi_carts_completed",
+        F.CART_COMPLETED,
+        SITE,
+        "Carts completed by a purchase, at the purchase time",
+        paired_with=F.SESSIONS,
+    ),
+    Count(
+        "kpi_carts_abandoned",
+        F.CART_ABANDONED,
+        SITE,
+        "Carts whose session ended without a purchase, at the session end",
+        paired_with=F.SESSIONS,
+    ),
+    Count(
+        "kpi_checkouts_completed",
+        F.CHECKOUT_COMPLETED,
+        SITE,
+        "Checkouts completed by a purchase",
+        paired_with=F.SESSIONS,
+    ),
+    Count(
+        "kpi_checkouts_abandoned",
+        F.CHECKOUT_ABANDONED,
+        SITE,
+        "Checkouts whose session ended without a purchase",
+        paired_with=F.SESSIONS,
+    ),
+    Count(
+        "kpi_ended_sessions",
+        F.ENDED,
+        SITE,
+        "Sessions ended (timed out) in the window",
+        paired_with=F.SESSIONS,
+    ),
+    Count(
+        "kpi_session_duration_seconds",
+        F.DURATION_MS,
+        SITE,
+        "Summed first-to-last-event duration of ended sessions",
+        scale=1e-3,
+        gauge=False,
+        paired_with=F.SESSIONS,
+    ),
+    Count("kpi_nps_answers", F.NPS_ANSWERS, SITE, "NPS survey answers (0-10)"),
+    Count(
+        "kpi_nps_promoters",
+        F.NPS_PROMOTERS,
+        SITE,
+        "NPS answers of 9 or 10",
+        gauge=False,
+        paired_with=F.NPS_ANSWERS,
+    ),
+    Count(
+        "kpi_nps_detractors",
+        F.NPS_DETRACTORS,
+        SITE,
+        "NPS answers of 0 to 6",
+        gauge=False,
+        paired_with=F.NPS_ANSWERS,
+    ),
+    Count("kpi_csat_answers", F.CSAT_ANSWERS, SITE, "CSAT survey answers (1-5)"),
+    Count(
+        "kpi_csat_satisfied",
+        F.CSAT_SATISFIED,
+        SITE,
+        "CSAT answers of 4 or 5",
+        gauge=False,
+        paired_with=F.CSAT_ANSWERS,
+    ),
+    Count("kpi_ces_answers", F.CES_ANSWERS, SITE, "Customer-effort survey answers (1-7)"),
+    Count(
+        "kpi_ces_score",
+        F.CES_SUM,
+        SITE,
+        "Sum of customer-effort answers",
+        gauge=False,
+        paired_with=F.CES_ANSWERS,
+    ),
+)
+
+RATIOS: tuple[Ratio, ...] = (
+    Ratio(
+        "kpi_bounce_ratio",
+        (F.BOUNCES,),
+        (F.SESSIONS,),
+        SITE,
+        "Sessions with exactly one page view and no interaction / sessions, by session start",
+    ),
+    Ratio(
+        "kpi_click_through_ratio",
+        (F.CLICKS,),
+        (F.IMPRESSIONS,),
+        ITEM,
+        "Clicks / impressions of the same items",
+    ),
+    Ratio(
+        "kpi_engagement_ratio",
+        (F.ENGAGED,),
+        (F.SESSIONS,),
+        SITE,
+        "Engaged sessions (> 10 s, >= 2 page views or a conversion) / sessions",
+    ),
+    Ratio(
+        "kpi_conversion_ratio",
+        (F.CONVERSIONS,),
+        (F.SESSIONS,),
+        GOAL,
+        "Sessions with at least one event of the goal / sessions",
+    ),
+    Ratio(
+        "kpi_landing_conversion_ratio",
+        (F.LANDING_CONVERSIONS,),
+        (F.LANDING_SESSIONS,),
+        (*LANDING, "goal"),
+        "Landing-page conversion rate: converted / sessions landing there",
+    ),
+    Ratio(
+        "kpi_channel_conversion_ratio",
+        (F.CHANNEL_CONVERSIONS,),
+        (F.CHANNEL_SESSIONS,),
+        (*CHANNEL, "goal"),
+        "Channel conversion rate: converted / sessions from the channel",
+    ),
+    Ratio("kpi_pages_per_session", (F.PAGE_VIEWS,), (F.SESSIONS,), SITE, "Page views / sessions"),
+    Ratio(
+        "kpi_time_on_site_seconds",
+        (F.DURATION_MS,),
+        (F.ENDED,),
+        SITE,
+        "Mean first-to-last-event duration of sessions ended in the window",
+        scale=1e-3,
+    ),
+    Ratio(
+        "kpi_cart_abandonment_ratio",
+        (F.CART_ABANDONED,),
+        (F.CART_ABANDONED, F.CART_COMPLETED),
+        SITE,
+        "Carts abandoned / carts decided",
+    ),
+    Ratio(
+        "kpi_checkout_abandonment_ratio",
+        (F.CHECKOUT_ABANDONED,),
+        (F.CHECKOUT_ABANDONED, F.CHECKOUT_COMPLETED),
+        SITE,
+        "Checkouts abandoned / checkouts decided",
+    ),
+    Ratio(
+        "kpi_average_order_value",
+        (F.REVENUE_MICROS,),
+        (F.ORDERS,),
+        MONEY,
+        "Revenue / orders, in the currency",
+        scale=1e-6,
+    ),
+    Ratio(
+        "kpi_net_promoter_score",
+        (F.NPS_PROMOTERS,),
+        (F.NPS_ANSWERS,),
+        SITE,
+        "% promoters (9-10) - % detractors (0-6), -100..100",
+        scale=100.0,
+        subtract=(F.NPS_DETRACTORS,),
+    ),
+    Ratio(
+        "kpi_csat_ratio",
+        (F.CSAT_SATISFIED,),
+        (F.CSAT_ANSWERS,),
+        SITE,
+        "CSAT answers of 4 or 5 / all answers",
+    ),
+    Ratio(
+        "kpi_customer_effort_score",
+        (F.CES_SUM,),
+        (F.CES_ANSWERS,),
+        SITE,
+        "Mean customer-effort answer (lower is better)",
+    ),
+)
 
 
 class KpiCollector(Collector):
@@ -82,67 +353,55 @@ def _by(counter: Counter[str], kind: str) -> dict[tuple[str, ...], int]:
     return out
 
 
-def kpi_families(snapshot: StoreSnapshot) -> Iterator[Metric]:
-    sessions = GaugeMetricFamily(
-        "kpi_sessions", "Sessions whose first event lies in the window", labels=[*SITE, "window"]
-    )
-    bounce = GaugeMetricFamily(
-        "kpi_bounce_ratio",
-        "Sessions with exactly one page view and no interaction / sessions, by session start",
-        labels=[*SITE, "window"],
-    )
-    impressions = GaugeMetricFamily(
-        "kpi_impressions", "Impression events in the window", labels=[*ITEM, "window"]
-    )
-    clicks = GaugeMetricFamily("kpi_clicks", "Click events in the window", labels=[*ITEM, "window"])
-    ctr = GaugeMetricFamily(
-        "kpi_click_through_ratio",
-        "Clicks / impressions of the same items in the window",
-        labels=[*ITEM, "window"],
-    )
-    for window, counter in snapshot.windows.items():
-        bounces = _by(counter, F.BOUNCES)
-        for labels, n in sorted(_by(counter, F.SESSIONS).items()):
-            sessions.add_metric([*labels, window], n)
-            if n > 0:
-                bounce.add_metric([*labels, window], bounces.get(labels, 0) / n)
-        click_counts = _by(counter, F.CLICKS)
-        impression_counts = _by(counter, F.IMPRESSIONS)
-        for labels in sorted(impression_counts.keys() | click_counts.keys()):
-            n_imp = impression_counts.get(labels, 0)
-            n_clk = click_counts.get(labels, 0)
-            impressions.add_metric([*labels, window], n_imp)
-            clicks.add_metric([*labels, window], n_clk)
-            if n_imp > 0:
-                ctr.add_metric([*labels, window], n_clk / n_imp)
-    yield from (sessions, bounce, impressions, clicks, ctr)
+def _sum(counter: Counter[str], kinds: tuple[str, ...]) -> Counter[tuple[str, ...]]:
+    out: Counter[tuple[str, ...]] = Counter()
+    for kind in kinds:
+        out.update(_by(counter, kind))
+    return out
 
-    totals = snapshot.totals
-    # A numerator counter exists (at 0) for every label set of its denominator, so that PromQL
-    # ratios of the two are defined as soon as the denominator is.
-    for name, kind, paired_with, label_names, doc in (
-        (
-            "kpi_sessions",
-            F.SESSIONS,
-            F.SESSIONS,
-            SITE,
-            "Sessions started (bounce-rate denominator)",
-        ),
-        (
-            "kpi_non_bounced_sessions",
-            F.NON_BOUNCED,
-            F.SESSIONS,
-            SITE,
-            "Sessions that are not bounces (bounce rate = 1 - this / kpi_sessions_total)",
-        ),
-        ("kpi_impressions", F.IMPRESSIONS, F.IMPRESSIONS, ITEM, "Impressions (CTR denominator)"),
-        ("kpi_clicks", F.CLICKS, F.IMPRESSIONS, ITEM, "Clicks (CTR numerator)"),
-    ):
-        family = CounterMetricFamily(name, doc, labels=label_names)
-        counts = _by(totals, kind)
-        for values in sorted(counts.keys() | _by(totals, paired_with).keys()):
-            family.add_metric(list(values), counts.get(values, 0))
+
+def kpi_families(snapshot: StoreSnapshot) -> Iterator[Metric]:
+    for count in COUNTS:
+        if not count.gauge:
+            continue
+        family = GaugeMetricFamily(
+            count.metric, f"{count.doc}, in the window", labels=[*count.labels, "window"]
+        )
+        for window, counter in snapshot.windows.items():
+            for labels, n in sorted(_by(counter, count.kind).items()):
+                family.add_metric([*labels, window], n * count.scale)
         yield family
+    for ratio in RATIOS:
+        family = GaugeMetricFamily(ratio.metric, ratio.doc, labels=[*ratio.labels, "window"])
+        for window, counter in snapshot.windows.items():
+            numerator = _sum(counter, ratio.numerator)
+            numerator.subtract(_sum(counter, ratio.subtract))
+            denominator = _sum(counter, ratio.denominator)
+            for labels in sorted(numerator.keys() | denominator.keys()):
+                den = denominator.get(labels[: len(labels) - _extra(ratio)], 0)
+                if den > 0 and len(labels) == len(ratio.labels):
+                    family.add_metric([*labels, window], ratio.scale * numerator[labels] / den)
+        yield family
+    totals = snapshot.totals
+    for count in COUNTS:
+        counter_family = CounterMetricFamily(count.metric, count.doc, labels=list(count.labels))
+        values = _by(totals, count.kind)
+        label_sets = set(values)
+        if count.paired_with is not None:
+            width = len(count.labels)
+            label_sets |= {k[:width] for k in _by(totals, count.paired_with) if len(k) >= width}
+        for labels in sorted(label_sets):
+            counter_family.add_metric(list(labels), values.get(labels, 0) * count.scale)
+        yield counter_family
+
+
+def _extra(ratio: Ratio) -> int:
+    """How many more labels the numerator has than the denominator (e.g. the goal)."""
+    return len(ratio.labels) - _label_width(ratio.denominator[0])
+
+
+def _label_width(kind: str) -> int:
+    return next(len(c.labels) for c in COUNTS if c.kind == kind)
 
 
 def health_families(snapshot: StoreSnapshot) -> Iterator[Metric]:

@@ -28,12 +28,17 @@ from aiokafka.structs import ConsumerRecord
 
 from kpistream.settings import Settings
 from schemas.decoder import EventDecoder, Rejection
-from schemas.events import Clickstream, ClickstreamEvent
+from schemas.events import Clickstream
 from sinks import fields as F
 from sinks.window_store import Fenced, OffsetMismatch, PartitionKeys, WindowStore
 from streams.deadletter import dead_letter
-from streams.labels import LabelBudget
-from streams.processor import PartitionProcessor, dimension_values
+from streams.labels import Dimensions, LabelBudget
+from streams.processor import (
+    BatchDelta,
+    PartitionProcessor,
+    dimension_values,
+    session_dimension_values,
+)
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +62,7 @@ class Owned:
     epoch: int
     next_offset: int | None
     processor: PartitionProcessor
+    last_records_s: float  # monotonic time records last arrived (or the claim)
 
 
 class BatchConsumer:
@@ -79,9 +85,14 @@ class BatchConsumer:
             max_future_skew_ms=settings.max_future_skew_s * 1000,
             site_allowlist=settings.site_allowlist,
         )
-        self.sites = LabelBudget(allowlist=settings.site_allowlist, max_values=settings.max_sites)
-        self.campaigns = LabelBudget(
-            allowlist=settings.campaign_allowlist, max_values=settings.max_campaigns
+        self.dims = Dimensions(
+            sites=settings.site_allowlist,
+            campaigns=settings.campaign_allowlist,
+            max_sites=settings.max_sites,
+            max_campaigns=settings.max_campaigns,
+            max_landing_pages=settings.max_landing_pages,
+            max_channels=settings.max_channels,
+            max_currencies=settings.max_currencies,
         )
         self.owned: dict[TopicPartition, Owned] = {}
         #: Unexpected errors the loop survived; tests fail when it is not empty.
@@ -166,6 +177,7 @@ class BatchConsumer:
         async with self._lock:
             for tp, records in batches.items():
                 handled += await self._handle(tp, records, owners_at_fetch.get(tp))
+            await self._advance_idle()
             await self._commit_hint()
         return handled
 
@@ -190,8 +202,8 @@ class BatchConsumer:
         while True:
             try:
                 claim = await self.store.claim(keys)
-                # Evicting a loaded session labels its site: learn labels others admitted.
-                await self._admit("site", self.sites, {key[0] for key in claim.sessions})
+                # Ending a loaded session labels it: learn labels other workers admitted.
+                await self._admit_all(session_dimension_values(claim.sessions))
                 break
             except REDIS_UNAVAILABLE as exc:
                 log.warning(
@@ -207,12 +219,12 @@ class BatchConsumer:
         processor = PartitionProcessor(
             session_gap_ms=s.session_gap_s * 1000,
             allowed_lateness_ms=s.allowed_lateness_s * 1000,
-            sites=self.sites,
-            campaigns=self.campaigns,
+            dimensions=self.dims,
+            goals=s.goal_types,
         )
         processor.sessionizer.load(claim.sessions)
         processor.watermark_ms = claim.watermark_ms
-        self.owned[tp] = Owned(keys, claim.epoch, claim.next_offset, processor)
+        self.owned[tp] = Owned(keys, claim.epoch, claim.next_offset, processor, time.monotonic())
         self.consumer.resume(tp)  # it may have been paused here when an older epoch was fenced
         await self._seek(tp, claim.next_offset)
         log.info(
@@ -221,6 +233,12 @@ class BatchConsumer:
             claim.epoch,
             claim.next_offset if claim.next_offset is not None else "earliest",
         )
+
+    def _fence(self, tp: TopicPartition) -> None:
+        """Stop touching a partition another worker owns (until a rebalance gives it back)."""
+        self.owned.pop(tp, None)
+        assert self.consumer is not None
+        self.consumer.pause(tp)
 
     async def _seek(self, tp: TopicPartition, offset: int | None) -> None:
         assert self.consumer is not None
@@ -253,9 +271,7 @@ class BatchConsumer:
             await self._apply(tp, owned, records)
         except Fenced as exc:
             log.warning("%s; another worker owns it now, pausing it here", exc)
-            self.owned.pop(tp, None)
-            assert self.consumer is not None
-            self.consumer.pause(tp)
+            self._fence(tp)
             return 0
         except (OffsetMismatch, *REDIS_UNAVAILABLE) as exc:
             log.warning("partition %s: %s; reloading its state from Redis", owned.keys.tag, exc)
@@ -281,9 +297,8 @@ class BatchConsumer:
         started = time.perf_counter()
         values = [r.value for r in records]
         decoded = self.decoder.decode_batch(values, clock_ms=self.clock_ms)
-        await self._admit_labels(e for e in decoded if not isinstance(e, Rejection))
-        processor = owned.processor
-        delta = processor.process(decoded)
+        await self._admit_all(dimension_values(e for e in decoded if not isinstance(e, Rejection)))
+        delta = owned.processor.process(decoded)
         sends = []
         for record, item in zip(records, decoded, strict=True):
             if isinstance(item, Rejection):
@@ -304,25 +319,49 @@ class BatchConsumer:
                 totals[F.field(F.BATCH_BUCKET, repr(le))] += 1
         totals[F.BATCH_SUM_US] += int(elapsed_s * 1_000_000)
         totals[F.BATCH_COUNT] += 1
-        next_offset = records[-1].offset + 1
+        await self._commit(owned, delta, records[-1].offset + 1)
+        owned.last_records_s = time.monotonic()
+
+    async def _commit(self, owned: Owned, delta: BatchDelta, next_offset: int) -> None:
+        assert self.store is not None
         await self.store.commit(
             owned.keys,
             epoch=owned.epoch,
             expected_offset=owned.next_offset,
             next_offset=next_offset,
             watermark_ms=delta.watermark_ms,
-            totals=totals,
+            totals=delta.totals,
             buckets=delta.buckets,
-            sessions=processor.sessionizer.sessions,
+            sessions=owned.processor.sessionizer.sessions,
             touched=delta.touched_sessions,
             evicted=delta.evicted_sessions,
         )
         owned.next_offset = next_offset
 
-    async def _admit_labels(self, events: Iterable[ClickstreamEvent]) -> None:
-        sites, campaigns = dimension_values(events)
-        await self._admit("site", self.sites, sites)
-        await self._admit("campaign", self.campaigns, campaigns)
+    async def _advance_idle(self) -> None:
+        """Time keeps moving when traffic stops: an idle partition's watermark follows the
+        wall clock minus the allowed lateness, so its sessions end and are decided."""
+        now_s = time.monotonic()
+        idle_s = self.settings.idle_after_s
+        for tp, owned in list(self.owned.items()):
+            if owned.next_offset is None or now_s - owned.last_records_s < idle_s:
+                continue
+            owned.last_records_s = now_s  # at most one idle step per idle_after_s
+            lateness_ms = self.settings.allowed_lateness_s * 1000
+            delta = owned.processor.advance(self.clock_ms() - lateness_ms)
+            if delta.watermark_ms:
+                try:
+                    await self._commit(owned, delta, owned.next_offset)
+                except Fenced as exc:
+                    log.warning("%s; another worker owns it now, pausing it here", exc)
+                    self._fence(tp)
+                except (OffsetMismatch, *REDIS_UNAVAILABLE) as exc:
+                    log.warning("partition %s: %s; reloading its state", owned.keys.tag, exc)
+                    await self._claim(tp)
+
+    async def _admit_all(self, values: dict[str, set[str]]) -> None:
+        for dimension, found in values.items():
+            await self._admit(dimension, self.dims.budget(dimension), found)
 
     async def _admit(self, dimension: str, budget: LabelBudget, values: set[str]) -> None:
         """Decide the labels of values this worker has not seen yet (one Redis call)."""

@@ -62,3 +62,30 @@ class LabelBudget:
         if len(self._cache) < 4 * self.max_values + 1024:
             self._cache[value] = result
         return result
+
+
+class Dimensions:
+    """The bounded dimensions of the clickstream, each with its own budget."""
+
+    NAMES = ("site", "campaign", "landing_page", "channel", "currency")
+
+    def __init__(
+        self,
+        *,
+        sites: Iterable[str] = (),
+        campaigns: Iterable[str] = (),
+        max_sites: int = 50,
+        max_campaigns: int = 50,
+        max_landing_pages: int = 100,
+        max_channels: int = 30,
+        max_currencies: int = 20,
+    ) -> None:
+        self.site = LabelBudget(allowlist=sites, max_values=max_sites)
+        self.campaign = LabelBudget(allowlist=campaigns, max_values=max_campaigns)
+        self.landing_page = LabelBudget(max_values=max_landing_pages)
+        self.channel = LabelBudget(max_values=max_channels)
+        self.currency = LabelBudget(max_values=max_currencies)
+
+    def budget(self, name: str) -> LabelBudget:
+        budget: LabelBudget = getattr(self, name)
+        return budget

@@ -7,9 +7,11 @@ the partition's next offset. The same code serves the live worker, replays and t
 Each event is counted exactly once: as processed, late, duplicate (same ``event_id`` as an
 event of its open session) or rejected.
 
-Lateness: the partition's watermark is the largest event time accepted so far. An event older
-than ``watermark - allowed_lateness_ms`` is counted as late and dropped (its session may
-already be evicted); sessions are evicted once no acceptable event can reach them.
+Lateness: the partition's watermark is the largest event time accepted so far (or, while the
+partition is idle, the wall clock minus the allowed lateness: :meth:`advance`). An event older
+than ``watermark - allowed_lateness_ms`` is counted as late and dropped. A session is decided
+(abandoned carts, time on site, ...) and evicted once no acceptable event can reach it, so
+decisions are final and counters never go down.
 """
 
 from __future__ import annotations
@@ -19,11 +21,22 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from schemas.decoder import Rejection
-from schemas.events import INTERACTION_TYPES, ClickstreamEvent, Impression, ItemEvent, PageView
+from schemas.events import (
+    ClickstreamEvent,
+    Impression,
+    ItemEvent,
+    PageView,
+    Purchase,
+    SurveyResponse,
+)
 from sinks import fields as F
 from sinks.buckets import minute_of
-from streams.labels import LabelBudget
-from streams.sessionizer import Sessionizer, SessionKey
+from streams import session_kpis as K
+from streams.labels import Dimensions
+from streams.sessionizer import Duplicate, Session, Sessionizer, SessionKey
+
+#: Revenue is summed as integer millionths of the currency unit: exact, unlike floats.
+MICROS = 1_000_000
 
 
 @dataclass(slots=True)
@@ -36,19 +49,34 @@ class BatchDelta:
     evicted_sessions: set[SessionKey] = field(default_factory=set)
     watermark_ms: int = 0
 
-    def count(self, name: str, n: int = 1) -> None:
-        self.totals[name] += n
 
-
-def dimension_values(events: Iterable[ClickstreamEvent]) -> tuple[set[str], set[str]]:
-    """Raw site and campaign values of a batch, for label admission before processing."""
-    sites: set[str] = set()
-    campaigns: set[str] = set()
+def dimension_values(events: Iterable[ClickstreamEvent]) -> dict[str, set[str]]:
+    """Raw values of each bounded dimension in a batch, for label admission."""
+    values: dict[str, set[str]] = {name: set() for name in Dimensions.NAMES}
     for event in events:
-        sites.add(event.site)
-        if isinstance(event, ItemEvent) and event.campaign is not None:
-            campaigns.add(event.campaign)
-    return sites, campaigns
+        values["site"].add(event.site)
+        if isinstance(event, ItemEvent):
+            if event.campaign is not None:
+                values["campaign"].add(event.campaign)
+        elif isinstance(event, PageView):
+            values["landing_page"].add(K.landing_path(event))
+            values["channel"].add(K.channel_of(event))
+        elif isinstance(event, Purchase):
+            values["currency"].add(event.currency)
+    return values
+
+
+def session_dimension_values(sessions: dict[SessionKey, list[Session]]) -> dict[str, set[str]]:
+    """Raw dimension values that ending these (loaded) sessions will label."""
+    values: dict[str, set[str]] = {"site": set(), "landing_page": set(), "channel": set()}
+    for key, open_sessions in sessions.items():
+        values["site"].add(key[0])
+        for s in open_sessions:
+            if s.landing is not None:
+                values["landing_page"].add(s.landing)
+            if s.channel is not None:
+                values["channel"].add(s.channel)
+    return values
 
 
 class PartitionProcessor:
@@ -59,22 +87,19 @@ class PartitionProcessor:
         *,
         session_gap_ms: int,
         allowed_lateness_ms: int,
-        sites: LabelBudget,
-        campaigns: LabelBudget,
+        dimensions: Dimensions,
+        goals: Iterable[str] = ("lead", "purchase"),
     ) -> None:
         self.sessionizer = Sessionizer(session_gap_ms=session_gap_ms)
         self.allowed_lateness_ms = allowed_lateness_ms
-        self.sites = sites
-        self.campaigns = campaigns
+        self.dims = dimensions
+        self.goals = frozenset(goals)
         self.watermark_ms = 0
 
     def process(self, decoded: Iterable[ClickstreamEvent | Rejection]) -> BatchDelta:
         delta = BatchDelta()
-        buckets = delta.buckets
         totals = delta.totals
-        observe = self.sessionizer.observe
-        site_label = self.sites.label
-        campaign_label = self.campaigns.label
+        sessionizer = self.sessionizer
         lateness = self.allowed_lateness_ms
         watermark = self.watermark_ms
         for event in decoded:
@@ -86,54 +111,164 @@ class PartitionProcessor:
                 totals[F.LATE] += 1
                 continue
             key = (event.site, event.visitor_id, event.session_id or "")
-            observed = observe(
-                key,
-                ts,
-                event.event_id,
-                page_view=isinstance(event, PageView),
-                interaction=isinstance(event, INTERACTION_TYPES),
-            )
-            if observed is None:
+            found = sessionizer.find(key, ts, event.event_id)
+            if isinstance(found, Duplicate):
                 totals[F.DUPLICATE] += 1
                 continue
-            session, change = observed
             if ts > watermark:
                 watermark = ts
             totals[F.PROCESSED] += 1
-            site = site_label(event.site)
+            site = self.dims.site.label(event.site)
+            if found is None:
+                session = sessionizer.open(key, ts, event.event_id)
+                self._session_event(delta, site, session, event, None)
+            else:
+                counted = K.signature(found)  # what its start-bucket counters reflect now
+                sessionizer.touch(key, found, ts, event.event_id)
+                self._session_event(delta, site, found, event, counted)
             delta.touched_sessions.add(key)
-            start_minute = minute_of(session.start_ms)
-            sessions_field = F.field(F.SESSIONS, site)
-            bounces_field = F.field(F.BOUNCES, site)
-            if change.new_session:
-                buckets[start_minute, sessions_field] += 1
-                totals[sessions_field] += 1
-            elif change.moved_from_minute is not None:
-                was_bounce = int(session.is_bounce) - change.bounce_delta
-                buckets[change.moved_from_minute, sessions_field] -= 1
-                buckets[start_minute, sessions_field] += 1
-                if was_bounce:
-                    buckets[change.moved_from_minute, bounces_field] -= 1
-                    buckets[start_minute, bounces_field] += 1
-            if change.bounce_delta:
-                buckets[start_minute, bounces_field] += change.bounce_delta
-            if change.became_non_bounced:
-                totals[F.field(F.NON_BOUNCED, site)] += 1
-            if isinstance(event, ItemEvent):
-                kind = F.IMPRESSIONS if isinstance(event, Impression) else F.CLICKS
-                name = F.field(kind, site, event.item_kind, campaign_label(event.campaign))
-                buckets[minute_of(ts), name] += 1
-                totals[name] += 1
+            self._event_counters(delta, site, event)
         self.watermark_ms = watermark
-        delta.watermark_ms = watermark
         self._evict(delta)
         return delta
 
+    def advance(self, watermark_ms: int) -> BatchDelta:
+        """Move the watermark without events (an idle partition) and decide what timed out."""
+        delta = BatchDelta()
+        if watermark_ms > self.watermark_ms:
+            self.watermark_ms = watermark_ms
+            self._evict(delta)
+        return delta
+
+    # -- rules ---------------------------------------------------------------------------------
+
+    def _session_event(
+        self,
+        delta: BatchDelta,
+        site: str,
+        session: Session,
+        event: ClickstreamEvent,
+        counted: K.Signature | None,
+    ) -> None:
+        """Apply the event to the session and move its start-bucket contributions.
+
+        ``counted`` is the session's signature before this event (None for a new session).
+        """
+        buckets = delta.buckets
+        before_completion = (
+            K.completed_at(session.cart_ms, session.purchases_ms),
+            K.completed_at(session.checkout_ms, session.purchases_ms),
+        )
+        new_goal = K.apply(session, event, self.goals)
+        after = K.signature(session)
+        if after != counted:
+            landing, channel = self.dims.landing_page.label, self.dims.channel.label
+            if counted is not None:
+                for name in K.start_fields(counted, site, landing, channel):
+                    buckets[counted[0], name] -= 1
+            for name in K.start_fields(after, site, landing, channel):
+                buckets[after[0], name] += 1
+        totals = delta.totals
+        if counted is None:
+            totals[F.field(F.SESSIONS, site)] += 1
+        if new_goal is not None:
+            totals[F.field(F.CONVERSIONS, site, new_goal)] += 1
+        if not session.non_bounced_counted and (session.page_views >= 2 or session.interacted):
+            session.non_bounced_counted = True
+            totals[F.field(F.NON_BOUNCED, site)] += 1
+        if not session.engaged_counted and K.is_engaged(session):
+            session.engaged_counted = True
+            totals[F.field(F.ENGAGED, site)] += 1
+        after_completion = (
+            K.completed_at(session.cart_ms, session.purchases_ms),
+            K.completed_at(session.checkout_ms, session.purchases_ms),
+        )
+        for kind, was, now in (
+            (F.CART_COMPLETED, before_completion[0], after_completion[0]),
+            (F.CHECKOUT_COMPLETED, before_completion[1], after_completion[1]),
+        ):
+            if now != was and now is not None:  # completed now, or by an earlier purchase
+                name = F.field(kind, site)
+                if was is None:
+                    totals[name] += 1
+                else:
+                    buckets[minute_of(was), name] -= 1
+                buckets[minute_of(now), name] += 1
+
+    def _event_counters(self, delta: BatchDelta, site: str, event: ClickstreamEvent) -> None:
+        """Counters attributed to the event's own time."""
+        minute = minute_of(event.ts)
+        names: list[tuple[str, int]]
+        if isinstance(event, PageView):
+            names = [(F.field(F.PAGE_VIEWS, site), 1)]
+        elif isinstance(event, ItemEvent):
+            kind = F.IMPRESSIONS if isinstance(event, Impression) else F.CLICKS
+            campaign = self.dims.campaign.label(event.campaign)
+            names = [(F.field(kind, site, event.item_kind, campaign), 1)]
+        elif isinstance(event, Purchase):
+            currency = self.dims.currency.label(event.currency)
+            names = [
+                (F.field(F.REVENUE_MICROS, site, currency), round(event.value * MICROS)),
+                (F.field(F.ORDERS, site, currency), 1),
+            ]
+        elif isinstance(event, SurveyResponse):
+            names = survey_fields(site, event)
+        else:
+            return
+        for name, n in names:
+            delta.buckets[minute, name] += n
+            delta.totals[name] += n
+
     def _evict(self, delta: BatchDelta) -> None:
         horizon = self.watermark_ms - self.allowed_lateness_ms
-        emptied, shrunk, never_bounced = self.sessionizer.evict(horizon)
+        emptied, shrunk, evicted = self.sessionizer.evict(horizon)
         delta.evicted_sessions.update(emptied)
         delta.touched_sessions.difference_update(emptied)
         delta.touched_sessions.update(shrunk)
-        for key in never_bounced:
-            delta.totals[F.field(F.NON_BOUNCED, self.sites.label(key[0]))] += 1
+        gap = self.sessionizer.session_gap_ms
+        for key, session in evicted:
+            self._end(
+                delta, self.dims.site.label(key[0]), session, minute_of(session.last_ms + gap)
+            )
+        delta.watermark_ms = self.watermark_ms
+
+    def _end(self, delta: BatchDelta, site: str, s: Session, end_minute: int) -> None:
+        """Final decisions when a session ends (its inactivity timeout passed in event time)."""
+        buckets, totals = delta.buckets, delta.totals
+        if not s.non_bounced_counted and s.page_views == 0:
+            totals[F.field(F.NON_BOUNCED, site)] += 1  # no page view: never was a bounce
+        ended = [
+            (F.field(F.ENDED, site), 1),
+            (F.field(F.DURATION_MS, site), s.last_ms - s.start_ms),
+        ]
+        if s.cart_ms is not None and K.completed_at(s.cart_ms, s.purchases_ms) is None:
+            ended.append((F.field(F.CART_ABANDONED, site), 1))
+        if s.checkout_ms is not None and K.completed_at(s.checkout_ms, s.purchases_ms) is None:
+            ended.append((F.field(F.CHECKOUT_ABANDONED, site), 1))
+        for name, n in ended:
+            buckets[end_minute, name] += n
+            totals[name] += n
+        # Landing page and channel can change until the end: their totals count now, once.
+        page = self.dims.landing_page.label(s.landing)
+        chan = self.dims.channel.label(s.channel)
+        totals[F.field(F.LANDING_SESSIONS, site, page)] += 1
+        totals[F.field(F.CHANNEL_SESSIONS, site, chan)] += 1
+        for goal in s.goals:
+            totals[F.field(F.LANDING_CONVERSIONS, site, page, goal)] += 1
+            totals[F.field(F.CHANNEL_CONVERSIONS, site, chan, goal)] += 1
+
+
+def survey_fields(site: str, event: SurveyResponse) -> list[tuple[str, int]]:
+    if event.kind == "nps":
+        out = [(F.field(F.NPS_ANSWERS, site), 1)]
+        if event.score >= 9:
+            out.append((F.field(F.NPS_PROMOTERS, site), 1))
+        elif event.score <= 6:
+            out.append((F.field(F.NPS_DETRACTORS, site), 1))
+        return out
+    if event.kind == "csat":
+        out = [(F.field(F.CSAT_ANSWERS, site), 1)]
+        if event.score >= 4:
+            out.append((F.field(F.CSAT_SATISFIED, site), 1))
+        return out
+    return [(F.field(F.CES_ANSWERS, site), 1), (F.field(F.CES_SUM, site), event.score)]

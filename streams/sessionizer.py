@@ -1,11 +1,10 @@
-"""Sessionization and the bounce rule, as pure in-memory logic for one Kafka partition.
+"""Sessionization, as pure in-memory logic for one Kafka partition.
 
 A session is a visitor's events on one site with no gap longer than ``session_gap_ms``
 (an event exactly one gap after the previous one still belongs to the session), or all events
 carrying the same tracker ``session_id`` when the tracker sends one. Sessions never merge:
 counters never go down, so an out-of-order event that would bridge two open sessions joins the
-earlier one. An event earlier than its session's start moves the session (and its counts) to
-the earlier start bucket.
+earlier one. An event earlier than its session's start moves the start.
 
 Deduplication: each session keeps the ids of its events, so a tracker retry (same
 ``event_id``, new offset) is recognised as long as its session is open. Sessions stay open
@@ -13,20 +12,15 @@ until no acceptable event can reach them, and any older retry is dropped as late
 the allowed lateness every duplicate is caught. A session keeps at most
 ``MAX_EVENT_IDS_PER_SESSION`` ids: longer sessions are bots, not people.
 
-Bounce (KPIS.md): a session with exactly one page view and no interaction. It is counted as a
-bounce from its first page view and corrected in its start bucket when a second page view or
-an interaction arrives. The monotonic ``non_bounced`` counter is incremented when a session
-stops being a bounce, or, for a session that never had a page view, when it is evicted.
+This module only assigns events to sessions; what a session counts for is
+:mod:`streams.session_kpis`.
 """
 
 from __future__ import annotations
 
 import heapq
-from dataclasses import dataclass
 
 import msgspec
-
-from sinks.buckets import minute_of
 
 SessionKey = tuple[str, str, str]  # (site, visitor_id, tracker session_id or "")
 
@@ -37,24 +31,22 @@ MAX_EVENT_IDS_PER_SESSION = 1000
 class Session(msgspec.Struct, array_like=True):
     start_ms: int
     last_ms: int
-    page_views: int  # capped at 2: the rules only need 0, 1 or "2 or more"
-    interacted: bool
-    non_bounced_counted: bool
     event_ids: set[str]
+    page_views: int = 0  # capped at 2: the rules only need 0, 1 or "2 or more"
+    interacted: bool = False
+    non_bounced_counted: bool = False
+    engaged_counted: bool = False
+    goals: set[str] = msgspec.field(default_factory=set)
+    landing: str | None = None  # path of the earliest page view (raw; labelled on use)
+    landing_ms: int = 0
+    channel: str | None = None  # "source/medium" of that page view
+    cart_ms: int | None = None  # first add_to_cart
+    checkout_ms: int | None = None  # first checkout_start
+    purchases_ms: list[int] = msgspec.field(default_factory=list)  # sorted, bounded
 
     @property
     def is_bounce(self) -> bool:
         return self.page_views == 1 and not self.interacted
-
-
-@dataclass(slots=True)
-class SessionChange:
-    """What one event did to session counters, in the start bucket's minute."""
-
-    new_session: bool = False
-    moved_from_minute: int | None = None  # the session's start moved out of this minute
-    bounce_delta: int = 0  # in the (current) start minute
-    became_non_bounced: bool = False
 
 
 _SESSIONS_CODEC = msgspec.msgpack.Decoder(list[Session])
@@ -78,6 +70,13 @@ def decode_sessions(raw: bytes) -> list[Session]:
     return _SESSIONS_CODEC.decode(raw)
 
 
+class Duplicate:
+    """Marker: the event was seen before."""
+
+
+DUPLICATE = Duplicate()
+
+
 class Sessionizer:
     """Open sessions of one partition, with eviction once no accepted event can reach them."""
 
@@ -92,65 +91,55 @@ class Sessionizer:
         self._expiry = [(max(s.last_ms for s in v), k) for k, v in sessions.items() if v]
         heapq.heapify(self._expiry)
 
-    def observe(
-        self, key: SessionKey, ts_ms: int, event_id: str, *, page_view: bool, interaction: bool
-    ) -> tuple[Session, SessionChange] | None:
-        """Apply one event; ``None`` when it is a duplicate of an event already seen."""
-        change = SessionChange()
+    def find(self, key: SessionKey, ts_ms: int, event_id: str) -> Session | Duplicate | None:
+        """The open session an event belongs to, ``DUPLICATE``, or None for a new session."""
         candidates = self.sessions.get(key)
-        session = None
-        if candidates:
-            if any(event_id in s.event_ids for s in candidates):
-                return None
-            if key[2]:  # tracker session id: one session per id
-                session = candidates[0]
-            else:
-                gap = self.session_gap_ms
-                for s in candidates:
-                    if s.start_ms - gap <= ts_ms <= s.last_ms + gap:
-                        session = s
-                        break
-        if session is None:
-            session = Session(ts_ms, ts_ms, 0, False, False, set())
-            if candidates is None:
-                self.sessions[key] = [session]
-                heapq.heappush(self._expiry, (ts_ms, key))
-            else:
-                candidates.append(session)
-                candidates.sort(key=lambda s: s.start_ms)
-            change.new_session = True
-        elif ts_ms < session.start_ms:
-            old_minute = minute_of(session.start_ms)
-            session.start_ms = ts_ms
-            if minute_of(ts_ms) != old_minute:
-                change.moved_from_minute = old_minute
-            if candidates is not None and len(candidates) > 1:
-                candidates.sort(key=lambda s: s.start_ms)
+        if not candidates:
+            return None
+        for s in candidates:
+            if event_id in s.event_ids:
+                return DUPLICATE
+        if key[2]:  # tracker session id: one session per id
+            return candidates[0]
+        gap = self.session_gap_ms
+        for s in candidates:
+            if s.start_ms - gap <= ts_ms <= s.last_ms + gap:
+                return s
+        return None
+
+    def open(self, key: SessionKey, ts_ms: int, event_id: str) -> Session:
+        session = Session(ts_ms, ts_ms, {event_id})
+        candidates = self.sessions.get(key)
+        if candidates is None:
+            self.sessions[key] = [session]
+            heapq.heappush(self._expiry, (ts_ms, key))
+        else:
+            candidates.append(session)
+            candidates.sort(key=lambda s: s.start_ms)
+        return session
+
+    def touch(self, key: SessionKey, session: Session, ts_ms: int, event_id: str) -> None:
+        """Extend an open session by one event."""
         if len(session.event_ids) < MAX_EVENT_IDS_PER_SESSION:
             session.event_ids.add(event_id)
-        was_bounce = session.is_bounce
-        if page_view and session.page_views < 2:
-            session.page_views += 1
-        if interaction:
-            session.interacted = True
         if ts_ms > session.last_ms:
             session.last_ms = ts_ms
-        change.bounce_delta = int(session.is_bounce) - int(was_bounce)
-        if not session.non_bounced_counted and (session.page_views >= 2 or session.interacted):
-            session.non_bounced_counted = True
-            change.became_non_bounced = True
-        return session, change
+        elif ts_ms < session.start_ms:
+            session.start_ms = ts_ms
+            candidates = self.sessions[key]
+            if len(candidates) > 1:
+                candidates.sort(key=lambda s: s.start_ms)
 
-    def evict(self, horizon_ms: int) -> tuple[list[SessionKey], list[SessionKey], list[SessionKey]]:
+    def evict(
+        self, horizon_ms: int
+    ) -> tuple[list[SessionKey], list[SessionKey], list[tuple[SessionKey, Session]]]:
         """Drop sessions whose last event + gap is before ``horizon_ms``.
 
-        Returns ``(emptied keys, shrunk keys, never-bounced)``: the last lists the key of each
-        evicted session that had no page view and no interaction; such a session was never a
-        bounce and is added to the ``non_bounced`` counter now.
+        Returns ``(emptied keys, shrunk keys, evicted sessions)``.
         """
         emptied: list[SessionKey] = []
         shrunk: list[SessionKey] = []
-        never_bounced: list[SessionKey] = []
+        evicted: list[tuple[SessionKey, Session]] = []
         gap = self.session_gap_ms
         heap = self._expiry
         while heap and heap[0][0] + gap < horizon_ms:
@@ -162,11 +151,7 @@ class Sessionizer:
             if len(keep) == len(sessions):
                 heapq.heappush(heap, (min(s.last_ms for s in keep), key))
                 continue
-            never_bounced.extend(
-                key
-                for s in sessions
-                if s.last_ms + gap < horizon_ms and not s.non_bounced_counted and s.page_views == 0
-            )
+            evicted.extend((key, s) for s in sessions if s.last_ms + gap < horizon_ms)
             if keep:
                 self.sessions[key] = keep
                 heapq.heappush(heap, (min(s.last_ms for s in keep), key))
@@ -174,4 +159,4 @@ class Sessionizer:
             else:
                 del self.sessions[key]
                 emptied.append(key)
-        return emptied, shrunk, never_bounced
+        return emptied, shrunk, evicted

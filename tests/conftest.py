@@ -49,6 +49,9 @@ def settings_factory(broker: str, redis_url: str):  # type: ignore[no-untyped-de
             "consumer_group": f"g-{tag}",
             "partitions": 2,
             "rebalance_timeout_s": 1,
+            # Fixtures are historic data: keep the watermark in event time unless a test
+            # is about idle partitions.
+            "idle_after_s": 3600,
         }
         base.update(overrides)
         return load(base, env={})

@@ -25,6 +25,7 @@ def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
         KPISTREAM_STATE_DIR=str(tmp_path / "state"),
         KPISTREAM_REBALANCE_TIMEOUT_S="1",
         KPISTREAM_PARTITIONS="2",
+        KPISTREAM_IDLE_AFTER_S="3600",  # the known events are historic: stay in event time
         **extra,
     )
     return env
