@@ -6,61 +6,16 @@ import asyncio
 import json
 import subprocess
 import urllib.request
-from collections.abc import AsyncIterator, Callable
-from typing import Any
 
 import pytest
-import redis
 from aiokafka import AIOKafkaConsumer
 
 from kpistream.produce import produce
 from kpistream.runtime import ensure_topics, free_port, start_redis
-from kpistream.settings import Settings
 from sinks.exporter import serve
-from sinks.window_store import WindowReader
-from streams.batch_consumer import BatchConsumer
 from tests.conftest import require_binary
 from tests.integration import known_events as K
-
-
-@pytest.fixture
-async def workers() -> AsyncIterator[Callable[[Settings], Any]]:
-    """Start batch consumers; at teardown stop them and fail if one swallowed an error."""
-    running: list[tuple[BatchConsumer, asyncio.Task[None]]] = []
-
-    async def start(
-        settings: Settings, prepare: Callable[[BatchConsumer], None] = lambda _: None
-    ) -> BatchConsumer:
-        consumer = BatchConsumer(settings)
-        prepare(consumer)
-        await consumer.start()
-        running.append((consumer, asyncio.create_task(consumer.run())))
-        return consumer
-
-    yield start
-    for consumer, task in running:
-        await consumer.stop()
-        await asyncio.wait_for(task, 10)
-        assert consumer.errors == [], f"worker swallowed errors: {consumer.errors!r}"
-
-
-async def wait_for_events(settings: Settings, expected: int, timeout_s: float = 30) -> WindowReader:
-    reader = WindowReader(redis.Redis.from_url(settings.redis), prefix=settings.redis_prefix)
-    windows = settings.window_minutes()
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout_s
-    seen = -1
-    while loop.time() < deadline:
-        totals = (await asyncio.to_thread(reader.snapshot, windows)).totals
-        seen = sum(
-            v
-            for k, v in totals.items()
-            if k in ("_processed", "_dup", "_late") or k.startswith("_rej")
-        )
-        if seen >= expected:
-            return reader
-        await asyncio.sleep(0.2)
-    raise AssertionError(f"only {seen} of {expected} events reached Redis in {timeout_s}s")
+from tests.integration.waits import wait_for_events
 
 
 def scrape(port: int) -> str:

@@ -1,0 +1,47 @@
+"""Waiting for the real pipeline to catch up, by reading Redis the way the exporter does."""
+
+from __future__ import annotations
+
+import asyncio
+
+import redis
+
+from kpistream.settings import Settings
+from sinks.window_store import WindowReader
+
+
+async def wait_for_totals(
+    settings: Settings, expected: dict[str, int], timeout_s: float = 30
+) -> WindowReader:
+    """Wait until the summed totals in Redis reach the expected values."""
+    reader = WindowReader(redis.Redis.from_url(settings.redis), prefix=settings.redis_prefix)
+    windows = settings.window_minutes()
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    totals: dict[str, int] = {}
+    while loop.time() < deadline:
+        totals = (await asyncio.to_thread(reader.snapshot, windows)).totals
+        if all(totals.get(k, 0) >= v for k, v in expected.items()):
+            return reader
+        await asyncio.sleep(0.2)
+    got = {k: totals.get(k, 0) for k in expected}
+    raise AssertionError(f"totals {got} never reached {expected} in {timeout_s}s")
+
+
+async def wait_for_events(settings: Settings, expected: int, timeout_s: float = 30) -> WindowReader:
+    reader = WindowReader(redis.Redis.from_url(settings.redis), prefix=settings.redis_prefix)
+    windows = settings.window_minutes()
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    seen = -1
+    while loop.time() < deadline:
+        totals = (await asyncio.to_thread(reader.snapshot, windows)).totals
+        seen = sum(
+            v
+            for k, v in totals.items()
+            if k in ("_processed", "_dup", "_late") or k.startswith("_rej")
+        )
+        if seen >= expected:
+            return reader
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"only {seen} of {expected} events reached Redis in {timeout_s}s")
