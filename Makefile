@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test lint typecheck unit bench schemas clean
+.PHONY: venv demo test lint typecheck unit bench schemas docs clean
 
 venv: $(STAMP)
 
@@ -36,6 +36,9 @@ bench: venv
 
 schemas: venv
 	$(BIN)/python -m schemas.generate
+
+docs: venv
+	$(BIN)/python -c 'from kpistream.settings import update_readme; update_readme()'
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -36,6 +36,8 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     allowed_lateness_s: int = 120
     max_future_skew_s: int = 300
     windows: str = "5m,1h,24h"
+    long_window_days: int = 30
+    visitor_retention_days: int = 400
     sites: str = ""
     campaigns: str = ""
     max_sites: int = 50
@@ -70,6 +72,8 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
             "max_channels",
             "max_currencies",
             "idle_after_s",
+            "long_window_days",
+            "visitor_retention_days",
         ):
             if getattr(self, name) <= 0:
                 raise SettingsError(f"{env_name(name)} must be positive, got {getattr(self, name)}")
@@ -105,6 +109,19 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
         return max(self.window_minutes().values()) * 60 + self.allowed_lateness_s + 3600
 
     @property
+    def long_windows_days(self) -> dict[str, int]:
+        return {f"{self.long_window_days}d": self.long_window_days}
+
+    @property
+    def day_ttl_s(self) -> int:
+        """Day buckets live as long as the long window plus two days of margin."""
+        return (self.long_window_days + 2) * 86_400
+
+    @property
+    def visitor_ttl_s(self) -> int:
+        return self.visitor_retention_days * 86_400
+
+    @property
     def session_ttl_s(self) -> int:
         """A partition's session hash outlives its last write by gap + lateness + margin."""
         return self.session_gap_s + self.allowed_lateness_s + 3600
@@ -124,6 +141,8 @@ HELP: dict[str, str] = {
     "sessions are decided (abandoned carts, time on site) once this has passed after their gap",
     "max_future_skew_s": "how far ahead of the wall clock an event's ts may be",
     "windows": "rolling windows, comma-separated (5m, 1h, 1d ...)",
+    "long_window_days": "window of lead -> customer, in whole days",
+    "visitor_retention_days": "a visitor unseen this long is forgotten (and new again)",
     "sites": "site allowlist, comma-separated; empty accepts every site",
     "campaigns": "campaign allowlist, comma-separated; empty admits the first max_campaigns",
     "max_sites": "label budget for sites when no allowlist is set",
@@ -149,6 +168,16 @@ def markdown_table() -> str:
         shown = f"`{default}`" if default != "" else "(empty)"
         rows.append(f"| `{env_name(name)}` | {shown} | {text} |")
     return "\n".join(rows)
+
+
+def update_readme(path: str = "README.md") -> None:
+    """Rewrite the settings table in the README (``make docs``)."""
+    with open(path) as handle:
+        text = handle.read()
+    start = text.index("| variable | default | meaning |")
+    end = text.index("\n\n", start)
+    with open(path, "w") as handle:
+        handle.write(text[:start] + markdown_table() + text[end:])
 
 
 def env_name(name: str) -> str:

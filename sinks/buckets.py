@@ -12,6 +12,7 @@ import re
 
 MINUTE_MS = 60_000
 HOUR_MINUTES = 60
+DAY_MS = 86_400_000
 
 _WINDOW = re.compile(r"^(\d+)([mhd])$")
 _UNIT_MINUTES = {"m": 1, "h": 60, "d": 1440}
@@ -20,6 +21,11 @@ _UNIT_MINUTES = {"m": 1, "h": 60, "d": 1440}
 def minute_of(ts_ms: int) -> int:
     """The minute bucket (minutes since the epoch) holding ``ts_ms``."""
     return ts_ms // MINUTE_MS
+
+
+def day_of(ts_ms: int) -> int:
+    """The day bucket (UTC days since the epoch) holding ``ts_ms``."""
+    return ts_ms // DAY_MS
 
 
 def parse_window(text: str) -> int:

@@ -1,9 +1,13 @@
--- Apply one partition batch atomically: fence check, offset check, counters, sessions, offset.
--- KEYS: 1 epoch, 2 meta, 3 sessions, 4 totals, 5.. bucket hashes
--- ARGV: 1 epoch, 2 expected offset ('' when none is stored yet), 3 next offset, 4 watermark ms,
---       5 bucket ttl s, 6 sessions ttl s,
+-- Apply one partition batch atomically: fence check, offset check, counters, sessions,
+-- visitor state, HyperLogLogs, offset.
+-- KEYS: 1 epoch, 2 meta, 3 sessions, 4 totals, then ARGV[7] counter hashes (buckets),
+--       then ARGV[8] HyperLogLogs, then ARGV[9] visitor keys.
+-- ARGV: 1 epoch, 2 expected offset ('' when none is stored yet), 3 next offset,
+--       4 watermark ms, 5 sessions ttl s, 6 visitor ttl s, 7 n buckets, 8 n hlls, 9 n visitors,
 --       then: n_totals, n x (field, delta);
---       then for each bucket key KEYS[5..]: n_fields, n x (field, delta);
+--       then per bucket: ttl s, n_fields, n x (field, delta);
+--       then per HyperLogLog: ttl s, n_members, members;
+--       then per visitor key: value;
 --       then: n_set, n x (session field, value); then: n_del, n x session field.
 -- Returns {1} on success, {-1, stored epoch} when fenced, {-2, stored offset} on offset mismatch.
 local epoch = redis.call('GET', KEYS[1])
@@ -11,17 +15,34 @@ if epoch ~= ARGV[1] then return {-1, epoch or ''} end
 local offset = redis.call('HGET', KEYS[2], 'offset')
 if (offset or '') ~= ARGV[2] then return {-2, offset or ''} end
 
-local i = 7
+local n_buckets, n_hlls, n_visitors = tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9])
+local i = 10
 local n = tonumber(ARGV[i]); i = i + 1
 for _ = 1, n do
   redis.call('HINCRBY', KEYS[4], ARGV[i], ARGV[i + 1]); i = i + 2
 end
-for k = 5, #KEYS do
-  n = tonumber(ARGV[i]); i = i + 1
+local k = 5
+for _ = 1, n_buckets do
+  local ttl = ARGV[i]; n = tonumber(ARGV[i + 1]); i = i + 2
   for _ = 1, n do
     redis.call('HINCRBY', KEYS[k], ARGV[i], ARGV[i + 1]); i = i + 2
   end
-  redis.call('EXPIRE', KEYS[k], ARGV[5])
+  redis.call('EXPIRE', KEYS[k], ttl); k = k + 1
+end
+for _ = 1, n_hlls do
+  local ttl = ARGV[i]; n = tonumber(ARGV[i + 1]); i = i + 2
+  -- unpack() is bounded by Lua's C stack: add members in slices.
+  local j = 0
+  while j < n do
+    local m = math.min(n - j, 1000)
+    redis.call('PFADD', KEYS[k], unpack(ARGV, i + j, i + j + m - 1))
+    j = j + m
+  end
+  i = i + n
+  redis.call('EXPIRE', KEYS[k], ttl); k = k + 1
+end
+for _ = 1, n_visitors do
+  redis.call('SET', KEYS[k], ARGV[i], 'EX', ARGV[6]); i = i + 1; k = k + 1
 end
 n = tonumber(ARGV[i]); i = i + 1
 for _ = 1, n do
@@ -31,7 +52,7 @@ n = tonumber(ARGV[i]); i = i + 1
 for _ = 1, n do
   redis.call('HDEL', KEYS[3], ARGV[i]); i = i + 1
 end
-if redis.call('EXISTS', KEYS[3]) == 1 then redis.call('EXPIRE', KEYS[3], ARGV[6]) end
+if redis.call('EXISTS', KEYS[3]) == 1 then redis.call('EXPIRE', KEYS[3], ARGV[5]) end
 local watermark = tonumber(redis.call('HGET', KEYS[2], 'watermark') or '0')
 if tonumber(ARGV[4]) > watermark then watermark = tonumber(ARGV[4]) end
 redis.call('HSET', KEYS[2], 'offset', ARGV[3], 'watermark', string.format('%d', watermark))

@@ -27,6 +27,9 @@ LANDING_CONVERSIONS = "lcv"  # site, landing_page, goal
 CHANNEL_SESSIONS = "chs"  # site, channel
 CHANNEL_CONVERSIONS = "chcv"  # site, channel, goal
 # Event time.
+NEW_VISITORS = "nv"  # site: first-ever events of visitors (minute of that event)
+LEADS = "lead"  # site: visitors' first lead (day buckets, for the long window)
+LEAD_CUSTOMERS = "l2c"  # site: first purchases after a lead (day buckets)
 PAGE_VIEWS = "pv"  # site
 IMPRESSIONS = "i"  # site, item_kind, campaign
 CLICKS = "c"  # site, item_kind, campaign

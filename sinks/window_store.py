@@ -14,6 +14,10 @@ key                            type    holds
                                        events processed/late/rejected, batch histogram)
 ``P:{t:n}:m:<minute>``         hash    window counters of one event-time minute
 ``P:{t:n}:h:<hour>``           hash    the same counters per event-time hour
+``P:{t:n}:d:<day>``            hash    long-window counters (leads, lead customers) per day
+``P:{t:n}:u:m:<minute>:<site>`` HLL    visitors of a site in a minute (``u:h:<hour>:``: hour)
+``P:{t:n}:v:<n>:<site>:<id>``  string  one visitor's state (first seen, lead, first purchase),
+                                       TTL = the visitor retention
 ``P:partitions``               set     the ``t:n`` tags that have state (for the exporter)
 ``P:labels:<dimension>``       set     admitted label values of a bounded dimension
 =============================  ======  ====================================================
@@ -26,16 +30,19 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
 import redis
 import redis.asyncio as aioredis
 
-from sinks.buckets import HOUR_MINUTES, window_cover, window_minutes
+from sinks import fields as F
+from sinks.buckets import HOUR_MINUTES, day_of, window_cover, window_minutes
+from streams.processor import BatchDelta
 from streams.sessionizer import Session, SessionKey, decode_key, decode_sessions, encode_key
 from streams.sessionizer import encode_sessions as _encode_sessions
+from streams.visitors import Visitor, VisitorKey, decode_visitor, encode_visitor
 
 
 def _script(name: str) -> str:
@@ -79,6 +86,19 @@ class PartitionKeys:
     def hour(self, hour: int) -> str:
         return self.key(f"h:{hour}")
 
+    def day(self, day: int) -> str:
+        return self.key(f"d:{day}")
+
+    def uniques_minute(self, minute: int, site: str) -> str:
+        return self.key(f"u:m:{minute}:{site}")
+
+    def uniques_hour(self, hour: int, site: str) -> str:
+        return self.key(f"u:h:{hour}:{site}")
+
+    def visitor(self, key: VisitorKey) -> str:
+        site, visitor_id = key
+        return self.key(f"v:{len(site)}:{site}:{visitor_id}")
+
 
 @dataclass(slots=True)
 class Claim:
@@ -96,18 +116,29 @@ class StoreSnapshot:
     totals: Counter[str]
     windows: dict[str, Counter[str]]
     partitions: int
+    #: window -> site -> distinct visitors (HyperLogLog estimate)
+    uniques: dict[str, Counter[str]] = field(default_factory=dict)
 
 
 class WindowStore:
     """Async writer used by the stream workers."""
 
     def __init__(
-        self, client: aioredis.Redis, *, prefix: str, bucket_ttl_s: int, session_ttl_s: int
+        self,
+        client: aioredis.Redis,
+        *,
+        prefix: str,
+        bucket_ttl_s: int,
+        day_ttl_s: int,
+        session_ttl_s: int,
+        visitor_ttl_s: int,
     ) -> None:
         self.client = client
         self.prefix = prefix
         self.bucket_ttl_s = bucket_ttl_s
+        self.day_ttl_s = day_ttl_s
         self.session_ttl_s = session_ttl_s
+        self.visitor_ttl_s = visitor_ttl_s
         self._commit = client.register_script(COMMIT_LUA)
         self._claim = client.register_script(CLAIM_LUA)
         self._admit = client.register_script(ADMIT_LUA)
@@ -136,6 +167,18 @@ class WindowStore:
         )
         return {m.decode() if isinstance(m, bytes) else m for m in members}
 
+    async def load_visitors(
+        self, keys: PartitionKeys, visitors: list[VisitorKey]
+    ) -> dict[VisitorKey, Visitor | None]:
+        """One MGET for the visitors a batch needs (only the owner writes them: no race)."""
+        if not visitors:
+            return {}
+        raw = await self.client.mget([keys.visitor(v) for v in visitors])
+        loaded: dict[VisitorKey, Visitor | None] = {}
+        for visitor, value in zip(visitors, raw, strict=True):
+            loaded[visitor] = None if value is None else decode_visitor(_bytes(value))
+        return loaded
+
     async def commit(
         self,
         keys: PartitionKeys,
@@ -143,35 +186,49 @@ class WindowStore:
         epoch: int,
         expected_offset: int | None,
         next_offset: int,
-        watermark_ms: int,
-        totals: Counter[str],
-        buckets: Counter[tuple[int, str]],
+        delta: BatchDelta,
         sessions: dict[SessionKey, list[Session]],
-        touched: Iterable[SessionKey],
-        evicted: Iterable[SessionKey],
     ) -> None:
         by_key: dict[str, Counter[str]] = defaultdict(Counter)
-        for (minute, name), delta in buckets.items():
-            if delta:
-                by_key[keys.minute(minute)][name] += delta
-                by_key[keys.hour(minute // HOUR_MINUTES)][name] += delta
+        ttls: dict[str, int] = {}
+        for (minute, name), n in delta.buckets.items():
+            if n:
+                for key in (keys.minute(minute), keys.hour(minute // HOUR_MINUTES)):
+                    by_key[key][name] += n
+                    ttls[key] = self.bucket_ttl_s
+        for (day, name), n in delta.days.items():
+            if n:
+                by_key[keys.day(day)][name] += n
+                ttls[keys.day(day)] = self.day_ttl_s
+        hlls: dict[str, set[str]] = defaultdict(set)
+        for (minute, site), visitor_ids in delta.uniques.items():
+            hlls[keys.uniques_minute(minute, site)] |= visitor_ids
+            hlls[keys.uniques_hour(minute // HOUR_MINUTES, site)] |= visitor_ids
+        bucket_keys = [k for k, counts in by_key.items() if any(counts.values())]
+        visitor_keys = list(delta.visitors)
         args: list[Any] = [
             epoch,
             "" if expected_offset is None else expected_offset,
             next_offset,
-            watermark_ms,
-            self.bucket_ttl_s,
+            delta.watermark_ms,
             self.session_ttl_s,
+            self.visitor_ttl_s,
+            len(bucket_keys),
+            len(hlls),
+            len(visitor_keys),
         ]
-        _pairs(args, totals)
-        bucket_keys = list(by_key)
+        _pairs(args, delta.totals)
         for key in bucket_keys:
+            args.append(ttls[key])
             _pairs(args, by_key[key])
-        live = [k for k in touched if k in sessions]
+        for members in hlls.values():
+            args += (self.bucket_ttl_s, len(members), *members)
+        args += (encode_visitor(delta.visitors[v]) for v in visitor_keys)
+        live = [k for k in delta.touched_sessions if k in sessions]
         args.append(len(live))
         for session_key in live:
             args += (encode_key(session_key), _encode_sessions(sessions[session_key]))
-        gone = list(evicted)
+        gone = list(delta.evicted_sessions)
         args.append(len(gone))
         args += (encode_key(k) for k in gone)
         result = await self._commit(
@@ -181,6 +238,8 @@ class WindowStore:
                 keys.key("sessions"),
                 keys.key("totals"),
                 *bucket_keys,
+                *hlls,
+                *(keys.visitor(v) for v in visitor_keys),
             ],
             args=args,
         )
@@ -206,7 +265,11 @@ class WindowReader:
         self.client = client
         self.prefix = prefix
 
-    def snapshot(self, windows_min: dict[str, int]) -> StoreSnapshot:
+    def snapshot(
+        self, windows_min: dict[str, int], long_windows_days: dict[str, int] | None = None
+    ) -> StoreSnapshot:
+        """Totals, each rolling window (minute precision) and each long window (day
+        precision, day buckets only) ending at the newest watermark of any partition."""
         tags = sorted(_text(t) for t in self.client.smembers(f"{self.prefix}:partitions"))
         parts = [PartitionKeys.from_tag(self.prefix, t) for t in tags]
         pipe = self.client.pipeline(transaction=False)
@@ -221,13 +284,23 @@ class WindowReader:
             wm = replies[2 * i + 1]
             if wm is not None and (watermark is None or int(wm) > watermark):
                 watermark = int(wm)
-        windows: dict[str, Counter[str]] = {name: Counter() for name in windows_min}
+        long_windows_days = long_windows_days or {}
+        windows: dict[str, Counter[str]] = {
+            name: Counter() for name in [*windows_min, *long_windows_days]
+        }
+        uniques: dict[str, Counter[str]] = {name: Counter() for name in windows_min}
         if watermark is None or not parts:
-            return StoreSnapshot(watermark, totals, windows, len(parts))
+            return StoreSnapshot(watermark, totals, windows, len(parts), uniques)
         covers = {
             name: window_cover(*window_minutes(minutes, watermark))
             for name, minutes in windows_min.items()
         }
+        last_day = day_of(watermark)
+        day_ranges = {
+            name: range(last_day - days + 1, last_day + 1)
+            for name, days in long_windows_days.items()
+        }
+        sites = sorted({F.split(name)[1] for name in totals if F.split(name)[0] == F.SESSIONS})
         wanted: dict[str, int] = {}
         for p in parts:
             for minutes, hours in covers.values():
@@ -235,9 +308,21 @@ class WindowReader:
                     wanted.setdefault(p.minute(m), len(wanted))
                 for h in hours:
                     wanted.setdefault(p.hour(h), len(wanted))
+            for days_range in day_ranges.values():
+                for d in days_range:
+                    wanted.setdefault(p.day(d), len(wanted))
         pipe = self.client.pipeline(transaction=False)
         for key in wanted:
             pipe.hgetall(key)
+        # Visitors are keyed to one partition, so per-partition counts add up exactly.
+        counted: list[tuple[str, str]] = []
+        for name, (minutes, hours) in covers.items():
+            for p in parts:
+                for site in sites:
+                    hll_keys = [p.uniques_minute(m, site) for m in minutes]
+                    hll_keys += [p.uniques_hour(h, site) for h in hours]
+                    pipe.pfcount(*hll_keys)
+                    counted.append((name, site))
         contents = pipe.execute()
         for name, (minutes, hours) in covers.items():
             counter = windows[name]
@@ -246,7 +331,17 @@ class WindowReader:
                     _add(counter, contents[wanted[p.minute(m)]])
                 for h in hours:
                     _add(counter, contents[wanted[p.hour(h)]])
-        return StoreSnapshot(watermark, totals, windows, len(parts))
+        for name, days_range in day_ranges.items():
+            for p in parts:
+                for d in days_range:
+                    _add(windows[name], contents[wanted[p.day(d)]])
+        for (name, site), n in zip(counted, contents[len(wanted) :], strict=True):
+            uniques[name][site] += int(n)
+        return StoreSnapshot(watermark, totals, windows, len(parts), uniques)
+
+
+def _bytes(value: bytes | str) -> bytes:
+    return value if isinstance(value, bytes) else value.encode()
 
 
 def _text(value: bytes | str) -> str:

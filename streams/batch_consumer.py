@@ -115,7 +115,9 @@ class BatchConsumer:
             self.redis,
             prefix=s.redis_prefix,
             bucket_ttl_s=s.bucket_ttl_s,
+            day_ttl_s=s.day_ttl_s,
             session_ttl_s=s.session_ttl_s,
+            visitor_ttl_s=s.visitor_ttl_s,
         )
         self.producer = AIOKafkaProducer(
             bootstrap_servers=s.kafka, client_id=f"{self.client_id}-dlq", linger_ms=5, acks="all"
@@ -297,7 +299,11 @@ class BatchConsumer:
         started = time.perf_counter()
         values = [r.value for r in records]
         decoded = self.decoder.decode_batch(values, clock_ms=self.clock_ms)
-        await self._admit_all(dimension_values(e for e in decoded if not isinstance(e, Rejection)))
+        events = [e for e in decoded if not isinstance(e, Rejection)]
+        await self._admit_all(dimension_values(events))
+        book = owned.processor.visitors
+        needed = book.missing((e.site, e.visitor_id) for e in events)
+        book.fill(await self.store.load_visitors(owned.keys, needed))
         delta = owned.processor.process(decoded)
         sends = []
         for record, item in zip(records, decoded, strict=True):
@@ -329,14 +335,11 @@ class BatchConsumer:
             epoch=owned.epoch,
             expected_offset=owned.next_offset,
             next_offset=next_offset,
-            watermark_ms=delta.watermark_ms,
-            totals=delta.totals,
-            buckets=delta.buckets,
+            delta=delta,
             sessions=owned.processor.sessionizer.sessions,
-            touched=delta.touched_sessions,
-            evicted=delta.evicted_sessions,
         )
         owned.next_offset = next_offset
+        owned.processor.visitors.committed()
 
     async def _advance_idle(self) -> None:
         """Time keeps moving when traffic stops: an idle partition's watermark follows the

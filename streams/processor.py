@@ -25,15 +25,17 @@ from schemas.events import (
     ClickstreamEvent,
     Impression,
     ItemEvent,
+    Lead,
     PageView,
     Purchase,
     SurveyResponse,
 )
 from sinks import fields as F
-from sinks.buckets import minute_of
+from sinks.buckets import day_of, minute_of
 from streams import session_kpis as K
 from streams.labels import Dimensions
 from streams.sessionizer import Duplicate, Session, Sessionizer, SessionKey
+from streams.visitors import Visitor, VisitorBook, VisitorKey
 
 #: Revenue is summed as integer millionths of the currency unit: exact, unlike floats.
 MICROS = 1_000_000
@@ -45,8 +47,12 @@ class BatchDelta:
 
     buckets: Counter[tuple[int, str]] = field(default_factory=Counter)  # (minute, field)
     totals: Counter[str] = field(default_factory=Counter)
+    days: Counter[tuple[int, str]] = field(default_factory=Counter)  # (day, field)
+    #: visitor ids per (minute, site label), for the unique-visitor HyperLogLogs
+    uniques: dict[tuple[int, str], set[str]] = field(default_factory=dict)
     touched_sessions: set[SessionKey] = field(default_factory=set)
     evicted_sessions: set[SessionKey] = field(default_factory=set)
+    visitors: dict[VisitorKey, Visitor] = field(default_factory=dict)
     watermark_ms: int = 0
 
 
@@ -94,6 +100,7 @@ class PartitionProcessor:
         self.allowed_lateness_ms = allowed_lateness_ms
         self.dims = dimensions
         self.goals = frozenset(goals)
+        self.visitors = VisitorBook()
         self.watermark_ms = 0
 
     def process(self, decoded: Iterable[ClickstreamEvent | Rejection]) -> BatchDelta:
@@ -128,8 +135,10 @@ class PartitionProcessor:
                 self._session_event(delta, site, found, event, counted)
             delta.touched_sessions.add(key)
             self._event_counters(delta, site, event)
+            self._visitor_event(delta, site, event)
         self.watermark_ms = watermark
         self._evict(delta)
+        delta.visitors = self.visitors.take_dirty()
         return delta
 
     def advance(self, watermark_ms: int) -> BatchDelta:
@@ -218,6 +227,42 @@ class PartitionProcessor:
         for name, n in names:
             delta.buckets[minute, name] += n
             delta.totals[name] += n
+
+    def _visitor_event(self, delta: BatchDelta, site: str, event: ClickstreamEvent) -> None:
+        """First visits, leads and lead -> customer, from the visitor's state across sessions."""
+        ts = event.ts
+        key = (event.site, event.visitor_id)
+        delta.uniques.setdefault((minute_of(ts), site), set()).add(event.visitor_id)
+        visitor = self.visitors.get(key)
+        new_visitor = F.field(F.NEW_VISITORS, site)
+        if visitor is None:
+            visitor = Visitor(ts)
+            delta.buckets[minute_of(ts), new_visitor] += 1
+            delta.totals[new_visitor] += 1
+        elif ts < visitor.first_seen_ms:
+            delta.buckets[minute_of(visitor.first_seen_ms), new_visitor] -= 1
+            delta.buckets[minute_of(ts), new_visitor] += 1
+            visitor.first_seen_ms = ts
+        if isinstance(event, Lead):
+            leads = F.field(F.LEADS, site)
+            if visitor.lead_ms is None:
+                delta.days[day_of(ts), leads] += 1
+                delta.totals[leads] += 1
+                visitor.lead_ms = ts
+            elif ts < visitor.lead_ms:
+                delta.days[day_of(visitor.lead_ms), leads] -= 1
+                delta.days[day_of(ts), leads] += 1
+                visitor.lead_ms = ts
+        elif isinstance(event, Purchase):
+            if visitor.first_purchase_ms is None or ts < visitor.first_purchase_ms:
+                visitor.first_purchase_ms = ts
+        if not visitor.lead_customer_counted and visitor.is_lead_customer:
+            visitor.lead_customer_counted = True
+            assert visitor.first_purchase_ms is not None
+            customers = F.field(F.LEAD_CUSTOMERS, site)
+            delta.days[day_of(visitor.first_purchase_ms), customers] += 1
+            delta.totals[customers] += 1
+        self.visitors.put(key, visitor)  # written back (TTL refreshed) with the batch
 
     def _evict(self, delta: BatchDelta) -> None:
         horizon = self.watermark_ms - self.allowed_lateness_ms

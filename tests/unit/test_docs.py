@@ -19,7 +19,7 @@ EVENTS_DOC = (ROOT / "docs" / "events.md").read_text()
 
 def test_readme_settings_table_is_current() -> None:
     assert markdown_table() in (ROOT / "README.md").read_text(), (
-        "README settings table is stale: paste kpistream.settings.markdown_table()"
+        "README settings table is stale: run `make docs`"
     )
 
 
