@@ -112,6 +112,22 @@ COUNTS: tuple[Count, ...] = (
         (*CHANNEL, "goal"),
         "Converted sessions by channel (totals count when the session ends)",
     ),
+    Count(
+        "kpi_new_visitors",
+        F.NEW_VISITORS,
+        SITE,
+        "Visitors seen for the first time",
+        gauge=False,
+        paired_with=F.SESSIONS,
+    ),
+    Count("kpi_leads", F.LEADS, SITE, "Visitors who became leads (their first lead event)"),
+    Count(
+        "kpi_lead_customers",
+        F.LEAD_CUSTOMERS,
+        SITE,
+        "Leads whose first purchase came after they became a lead",
+        paired_with=F.LEADS,
+    ),
     Count("kpi_page_views", F.PAGE_VIEWS, SITE, "page_view events", paired_with=F.SESSIONS),
     Count("kpi_impressions", F.IMPRESSIONS, ITEM, "impression events (CTR denominator)"),
     Count("kpi_clicks", F.CLICKS, ITEM, "click events (CTR numerator)", paired_with=F.IMPRESSIONS),
@@ -246,6 +262,13 @@ RATIOS: tuple[Ratio, ...] = (
         (F.CHANNEL_SESSIONS,),
         (*CHANNEL, "goal"),
         "Channel conversion rate: converted / sessions from the channel",
+    ),
+    Ratio(
+        "kpi_lead_to_customer_ratio",
+        (F.LEAD_CUSTOMERS,),
+        (F.LEADS,),
+        SITE,
+        "Leads whose first purchase came after the lead / leads, over the long window",
     ),
     Ratio("kpi_pages_per_session", (F.PAGE_VIEWS,), (F.SESSIONS,), SITE, "Page views / sessions"),
     Ratio(
@@ -382,6 +405,7 @@ def kpi_families(snapshot: StoreSnapshot) -> Iterator[Metric]:
                 if den > 0 and len(labels) == len(ratio.labels):
                     family.add_metric([*labels, window], ratio.scale * numerator[labels] / den)
         yield family
+    yield from visitor_families(snapshot)
     totals = snapshot.totals
     for count in COUNTS:
         counter_family = CounterMetricFamily(count.metric, count.doc, labels=list(count.labels))
@@ -393,6 +417,29 @@ def kpi_families(snapshot: StoreSnapshot) -> Iterator[Metric]:
         for labels in sorted(label_sets):
             counter_family.add_metric(list(labels), values.get(labels, 0) * count.scale)
         yield counter_family
+
+
+def visitor_families(snapshot: StoreSnapshot) -> Iterator[Metric]:
+    unique = GaugeMetricFamily(
+        "kpi_unique_visitors",
+        "Distinct visitors in the window (HyperLogLog: standard error 0.81%)",
+        labels=["site", "window"],
+    )
+    kinds = GaugeMetricFamily(
+        "kpi_visitors",
+        "Visitors in the window: new (first-ever event in the window) or returning",
+        labels=["site", "kind", "window"],
+    )
+    for window, per_site in snapshot.uniques.items():
+        new = _by(snapshot.windows[window], F.NEW_VISITORS)
+        for site, n in sorted(per_site.items()):
+            unique.add_metric([site, window], n)
+            first_time = new.get((site,), 0)
+            kinds.add_metric([site, "new", window], first_time)
+            # An estimate minus an exact count: never report fewer than none.
+            kinds.add_metric([site, "returning", window], max(0, n - first_time))
+    yield unique
+    yield kinds
 
 
 def _extra(ratio: Ratio) -> int:

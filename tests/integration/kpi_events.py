@@ -133,3 +133,42 @@ _expect("kpi_csat_answers_total", 3, site="feedback")
 _expect("kpi_csat_satisfied_total", 2, site="feedback")
 _expect("kpi_ces_answers_total", 3, site="feedback")
 _expect("kpi_ces_score_total", 12, site="feedback")
+
+# -- visitors across sessions -------------------------------------------------------------
+# Site "loyal": visitor r first seen 25 h before T (outside the 24 h window), back at T+28:20:
+#   24h window: unique 1, new 0, returning 1.   Site "shop": 6 unique visitors, all new.
+# Site "crm": g lead 28:30 then purchase 28:40 -> lead customer; h lead 28:50 only;
+#   i purchase 29:00 then lead 29:10 -> not one. Lead -> customer over 30 days: 1/3.
+# (The day-old event is produced first, and these after the surveys: within a partition,
+# no event may trail the newest one by more than the 120 s lateness.)
+DAY_OLD = {
+    "event_id": "loyal-r-day-old",
+    "type": "page_view",
+    "ts": T - 25 * 3600 * S,
+    "site": "loyal",
+    "visitor_id": "r",
+    "path": "/",
+}
+_events.clear()
+_add("page_view", 1700, "r", "loyal", path="/")
+_add("lead", 1710, "g", "crm")
+_add("purchase", 1720, "g", "crm", value=10.0, currency="EUR")
+_add("lead", 1730, "h", "crm")
+_add("purchase", 1740, "i", "crm", value=10.0, currency="EUR")
+_add("lead", 1750, "i", "crm")
+EVENTS = [DAY_OLD, *EVENTS, *_events]
+LINES = [json.dumps(e).encode() for e in EVENTS]
+
+_expect("kpi_unique_visitors", 6, **SHOP, **W)
+_expect("kpi_visitors", 6, kind="new", **SHOP, **W)
+_expect("kpi_visitors", 0, kind="returning", **SHOP, **W)
+_expect("kpi_unique_visitors", 1, site="loyal", **W)
+_expect("kpi_visitors", 0, kind="new", site="loyal", **W)
+_expect("kpi_visitors", 1, kind="returning", site="loyal", **W)
+_expect("kpi_new_visitors_total", 1, site="loyal")
+_expect("kpi_new_visitors_total", 6, **SHOP)
+_expect("kpi_lead_to_customer_ratio", 1 / 3, site="crm", window="30d")
+_expect("kpi_lead_to_customer_ratio", 0.0, site="shop", window="30d")
+_expect("kpi_leads", 3, site="crm", window="30d")
+_expect("kpi_leads_total", 3, site="crm")
+_expect("kpi_lead_customers_total", 1, site="crm")
