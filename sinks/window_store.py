@@ -9,7 +9,10 @@ key                            type    holds
 =============================  ======  ====================================================
 ``P:{t:n}:epoch``              string  owner epoch; a new owner INCRs it, fencing the old one
 ``P:{t:n}:meta``               hash    ``offset`` (next offset to read), ``watermark`` (ms)
-``P:{t:n}:sessions``           hash    open sessions: msgpack (site, visitor, sid) -> list
+``P:{t:n}:sessions``           hash    keyed state of the partition's processor: open
+                                       sessions, msgpack (site, visitor, sid) -> list; for
+                                       the social topic, accounts
+``P:{t:n}:gauges``             hash    current values that can go down (followers)
 ``P:{t:n}:totals``             hash    monotonic counters (KPI numerators/denominators,
                                        events processed/late/rejected, batch histogram)
 ``P:{t:n}:m:<minute>``         hash    window counters of one event-time minute
@@ -39,9 +42,7 @@ import redis.asyncio as aioredis
 
 from sinks import fields as F
 from sinks.buckets import HOUR_MINUTES, day_of, window_cover, window_minutes
-from streams.processor import BatchDelta
-from streams.sessionizer import Session, SessionKey, decode_key, decode_sessions, encode_key
-from streams.sessionizer import encode_sessions as _encode_sessions
+from streams.delta import BatchDelta
 from streams.visitors import Visitor, VisitorKey, decode_visitor, encode_visitor
 
 
@@ -105,7 +106,7 @@ class Claim:
     epoch: int
     next_offset: int | None
     watermark_ms: int
-    sessions: dict[SessionKey, list[Session]]
+    state: dict[bytes, bytes]  # the partition's keyed state, decoded by its processor
 
 
 @dataclass(slots=True)
@@ -118,6 +119,7 @@ class StoreSnapshot:
     partitions: int
     #: window -> site -> distinct visitors (HyperLogLog estimate)
     uniques: dict[str, Counter[str]] = field(default_factory=dict)
+    gauges: Counter[str] = field(default_factory=Counter)
 
 
 class WindowStore:
@@ -151,14 +153,11 @@ class WindowStore:
         epoch, offset, watermark, flat = await self._claim(
             keys=[keys.key("epoch"), keys.key("meta"), keys.key("sessions")]
         )
-        sessions = {
-            decode_key(flat[i]): decode_sessions(flat[i + 1]) for i in range(0, len(flat), 2)
-        }
         return Claim(
             epoch=int(epoch),
             next_offset=int(offset) if offset else None,
             watermark_ms=int(watermark) if watermark else 0,
-            sessions=sessions,
+            state={_bytes(flat[i]): _bytes(flat[i + 1]) for i in range(0, len(flat), 2)},
         )
 
     async def admit(self, dimension: str, values: Iterable[str], *, max_values: int) -> set[str]:
@@ -187,7 +186,6 @@ class WindowStore:
         expected_offset: int | None,
         next_offset: int,
         delta: BatchDelta,
-        sessions: dict[SessionKey, list[Session]],
     ) -> None:
         by_key: dict[str, Counter[str]] = defaultdict(Counter)
         ttls: dict[str, int] = {}
@@ -218,25 +216,27 @@ class WindowStore:
             len(visitor_keys),
         ]
         _pairs(args, delta.totals)
+        args.append(len(delta.gauges))
+        for gauge, current in delta.gauges.items():
+            args += (gauge, current)
         for key in bucket_keys:
             args.append(ttls[key])
             _pairs(args, by_key[key])
         for members in hlls.values():
             args += (self.bucket_ttl_s, len(members), *members)
         args += (encode_visitor(delta.visitors[v]) for v in visitor_keys)
-        live = [k for k in delta.touched_sessions if k in sessions]
-        args.append(len(live))
-        for session_key in live:
-            args += (encode_key(session_key), _encode_sessions(sessions[session_key]))
-        gone = list(delta.evicted_sessions)
-        args.append(len(gone))
-        args += (encode_key(k) for k in gone)
+        args.append(len(delta.state_set))
+        for state_key, encoded in delta.state_set.items():
+            args += (state_key, encoded)
+        args.append(len(delta.state_del))
+        args += delta.state_del
         result = await self._commit(
             keys=[
                 keys.key("epoch"),
                 keys.key("meta"),
                 keys.key("sessions"),
                 keys.key("totals"),
+                keys.key("gauges"),
                 *bucket_keys,
                 *hlls,
                 *(keys.visitor(v) for v in visitor_keys),
@@ -276,12 +276,15 @@ class WindowReader:
         for p in parts:
             pipe.hgetall(p.key("totals"))
             pipe.hget(p.key("meta"), "watermark")
+            pipe.hgetall(p.key("gauges"))
         replies = pipe.execute()
         totals: Counter[str] = Counter()
+        gauges: Counter[str] = Counter()
         watermark: int | None = None
         for i in range(len(parts)):
-            _add(totals, replies[2 * i])
-            wm = replies[2 * i + 1]
+            _add(totals, replies[3 * i])
+            _add(gauges, replies[3 * i + 2])
+            wm = replies[3 * i + 1]
             if wm is not None and (watermark is None or int(wm) > watermark):
                 watermark = int(wm)
         long_windows_days = long_windows_days or {}
@@ -290,7 +293,7 @@ class WindowReader:
         }
         uniques: dict[str, Counter[str]] = {name: Counter() for name in windows_min}
         if watermark is None or not parts:
-            return StoreSnapshot(watermark, totals, windows, len(parts), uniques)
+            return StoreSnapshot(watermark, totals, windows, len(parts), uniques, gauges)
         covers = {
             name: window_cover(*window_minutes(minutes, watermark))
             for name, minutes in windows_min.items()
@@ -337,7 +340,7 @@ class WindowReader:
                     _add(windows[name], contents[wanted[p.day(d)]])
         for (name, site), n in zip(counted, contents[len(wanted) :], strict=True):
             uniques[name][site] += int(n)
-        return StoreSnapshot(watermark, totals, windows, len(parts), uniques)
+        return StoreSnapshot(watermark, totals, windows, len(parts), uniques, gauges)
 
 
 def _bytes(value: bytes | str) -> bytes:

@@ -27,18 +27,14 @@ from aiokafka.errors import KafkaError
 from aiokafka.structs import ConsumerRecord
 
 from kpistream.settings import Settings
-from schemas.decoder import EventDecoder, Rejection
-from schemas.events import Clickstream
+from schemas.decoder import Rejection
 from sinks import fields as F
 from sinks.window_store import Fenced, OffsetMismatch, PartitionKeys, WindowStore
+from streams.clickstream import ClickstreamLogic
 from streams.deadletter import dead_letter
-from streams.labels import Dimensions, LabelBudget
-from streams.processor import (
-    BatchDelta,
-    PartitionProcessor,
-    dimension_values,
-    session_dimension_values,
-)
+from streams.delta import BatchDelta
+from streams.labels import LabelBudget
+from streams.logic import PartitionLogic, StreamLogic, valid
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +57,7 @@ class Owned:
     keys: PartitionKeys
     epoch: int
     next_offset: int | None
-    processor: PartitionProcessor
+    processor: PartitionLogic
     last_records_s: float  # monotonic time records last arrived (or the claim)
 
 
@@ -71,29 +67,19 @@ class BatchConsumer:
     def __init__(
         self,
         settings: Settings,
+        logic: StreamLogic | None = None,
         *,
+        group_id: str | None = None,
         clock_ms: Callable[[], int] = wall_clock_ms,
         client_id: str = "kpistream-worker",
     ) -> None:
         self.settings = settings
+        self.logic: StreamLogic = logic or ClickstreamLogic(settings)
+        self.group_id = group_id or settings.consumer_group
         self.clock_ms = clock_ms
         self.client_id = client_id
-        self.topic = settings.clickstream_topic
-        self.decoder: EventDecoder[Clickstream] = EventDecoder(
-            Clickstream,
-            max_event_bytes=settings.max_event_bytes,
-            max_future_skew_ms=settings.max_future_skew_s * 1000,
-            site_allowlist=settings.site_allowlist,
-        )
-        self.dims = Dimensions(
-            sites=settings.site_allowlist,
-            campaigns=settings.campaign_allowlist,
-            max_sites=settings.max_sites,
-            max_campaigns=settings.max_campaigns,
-            max_landing_pages=settings.max_landing_pages,
-            max_channels=settings.max_channels,
-            max_currencies=settings.max_currencies,
-        )
+        self.topic = self.logic.topic
+        self.decoder = self.logic.decoder
         self.owned: dict[TopicPartition, Owned] = {}
         #: Unexpected errors the loop survived; tests fail when it is not empty.
         self.errors: list[BaseException] = []
@@ -126,7 +112,7 @@ class BatchConsumer:
         rebalance_ms = s.rebalance_timeout_s * 1000
         self.consumer = AIOKafkaConsumer(
             bootstrap_servers=s.kafka,
-            group_id=s.consumer_group,
+            group_id=self.group_id,
             client_id=self.client_id,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
@@ -204,8 +190,9 @@ class BatchConsumer:
         while True:
             try:
                 claim = await self.store.claim(keys)
+                processor = self.logic.new_partition()
                 # Ending a loaded session labels it: learn labels other workers admitted.
-                await self._admit_all(session_dimension_values(claim.sessions))
+                await self._admit_all(processor.load(claim.state, claim.watermark_ms))
                 break
             except REDIS_UNAVAILABLE as exc:
                 log.warning(
@@ -217,15 +204,6 @@ class BatchConsumer:
                 )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, RETRY_MAX_S)
-        s = self.settings
-        processor = PartitionProcessor(
-            session_gap_ms=s.session_gap_s * 1000,
-            allowed_lateness_ms=s.allowed_lateness_s * 1000,
-            dimensions=self.dims,
-            goals=s.goal_types,
-        )
-        processor.sessionizer.load(claim.sessions)
-        processor.watermark_ms = claim.watermark_ms
         self.owned[tp] = Owned(keys, claim.epoch, claim.next_offset, processor, time.monotonic())
         self.consumer.resume(tp)  # it may have been paused here when an older epoch was fenced
         await self._seek(tp, claim.next_offset)
@@ -299,11 +277,9 @@ class BatchConsumer:
         started = time.perf_counter()
         values = [r.value for r in records]
         decoded = self.decoder.decode_batch(values, clock_ms=self.clock_ms)
-        events = [e for e in decoded if not isinstance(e, Rejection)]
-        await self._admit_all(dimension_values(events))
-        book = owned.processor.visitors
-        needed = book.missing((e.site, e.visitor_id) for e in events)
-        book.fill(await self.store.load_visitors(owned.keys, needed))
+        events = valid(decoded)
+        await self._admit_all(self.logic.dimension_values(events))
+        await self.logic.prepare(owned.processor, events, self.store, owned.keys)
         delta = owned.processor.process(decoded)
         sends = []
         for record, item in zip(records, decoded, strict=True):
@@ -336,10 +312,9 @@ class BatchConsumer:
             expected_offset=owned.next_offset,
             next_offset=next_offset,
             delta=delta,
-            sessions=owned.processor.sessionizer.sessions,
         )
         owned.next_offset = next_offset
-        owned.processor.visitors.committed()
+        owned.processor.committed()
 
     async def _advance_idle(self) -> None:
         """Time keeps moving when traffic stops: an idle partition's watermark follows the
@@ -364,7 +339,7 @@ class BatchConsumer:
 
     async def _admit_all(self, values: dict[str, set[str]]) -> None:
         for dimension, found in values.items():
-            await self._admit(dimension, self.dims.budget(dimension), found)
+            await self._admit(dimension, self.logic.budget(dimension), found)
 
     async def _admit(self, dimension: str, budget: LabelBudget, values: set[str]) -> None:
         """Decide the labels of values this worker has not seen yet (one Redis call)."""

@@ -16,9 +16,7 @@ decisions are final and counters never go down.
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 
 from schemas.decoder import Rejection
 from schemas.events import (
@@ -33,27 +31,22 @@ from schemas.events import (
 from sinks import fields as F
 from sinks.buckets import day_of, minute_of
 from streams import session_kpis as K
+from streams.delta import BatchDelta
 from streams.labels import Dimensions
-from streams.sessionizer import Duplicate, Session, Sessionizer, SessionKey
-from streams.visitors import Visitor, VisitorBook, VisitorKey
+from streams.sessionizer import (
+    Duplicate,
+    Session,
+    Sessionizer,
+    SessionKey,
+    decode_key,
+    decode_sessions,
+    encode_key,
+    encode_sessions,
+)
+from streams.visitors import Visitor, VisitorBook
 
 #: Revenue is summed as integer millionths of the currency unit: exact, unlike floats.
 MICROS = 1_000_000
-
-
-@dataclass(slots=True)
-class BatchDelta:
-    """Everything one batch changes, pre-aggregated so Redis sees each field once."""
-
-    buckets: Counter[tuple[int, str]] = field(default_factory=Counter)  # (minute, field)
-    totals: Counter[str] = field(default_factory=Counter)
-    days: Counter[tuple[int, str]] = field(default_factory=Counter)  # (day, field)
-    #: visitor ids per (minute, site label), for the unique-visitor HyperLogLogs
-    uniques: dict[tuple[int, str], set[str]] = field(default_factory=dict)
-    touched_sessions: set[SessionKey] = field(default_factory=set)
-    evicted_sessions: set[SessionKey] = field(default_factory=set)
-    visitors: dict[VisitorKey, Visitor] = field(default_factory=dict)
-    watermark_ms: int = 0
 
 
 def dimension_values(events: Iterable[ClickstreamEvent]) -> dict[str, set[str]]:
@@ -69,19 +62,6 @@ def dimension_values(events: Iterable[ClickstreamEvent]) -> dict[str, set[str]]:
             values["channel"].add(K.channel_of(event))
         elif isinstance(event, Purchase):
             values["currency"].add(event.currency)
-    return values
-
-
-def session_dimension_values(sessions: dict[SessionKey, list[Session]]) -> dict[str, set[str]]:
-    """Raw dimension values that ending these (loaded) sessions will label."""
-    values: dict[str, set[str]] = {"site": set(), "landing_page": set(), "channel": set()}
-    for key, open_sessions in sessions.items():
-        values["site"].add(key[0])
-        for s in open_sessions:
-            if s.landing is not None:
-                values["landing_page"].add(s.landing)
-            if s.channel is not None:
-                values["channel"].add(s.channel)
     return values
 
 
@@ -103,8 +83,29 @@ class PartitionProcessor:
         self.visitors = VisitorBook()
         self.watermark_ms = 0
 
+    def committed(self) -> None:
+        """The last delta is in Redis."""
+        self.visitors.committed()
+
+    def load(self, state: dict[bytes, bytes], watermark_ms: int) -> dict[str, set[str]]:
+        """Resume from stored state; returns the raw dimension values that ending the loaded
+        sessions will label (they must be admitted before the first batch)."""
+        sessions = {decode_key(k): decode_sessions(v) for k, v in state.items()}
+        self.sessionizer.load(sessions)
+        self.watermark_ms = watermark_ms
+        values: dict[str, set[str]] = {"site": set(), "landing_page": set(), "channel": set()}
+        for key, open_sessions in sessions.items():
+            values["site"].add(key[0])
+            for s in open_sessions:
+                if s.landing is not None:
+                    values["landing_page"].add(s.landing)
+                if s.channel is not None:
+                    values["channel"].add(s.channel)
+        return values
+
     def process(self, decoded: Iterable[ClickstreamEvent | Rejection]) -> BatchDelta:
         delta = BatchDelta()
+        touched: set[SessionKey] = set()
         totals = delta.totals
         sessionizer = self.sessionizer
         lateness = self.allowed_lateness_ms
@@ -133,11 +134,11 @@ class PartitionProcessor:
                 counted = K.signature(found)  # what its start-bucket counters reflect now
                 sessionizer.touch(key, found, ts, event.event_id)
                 self._session_event(delta, site, found, event, counted)
-            delta.touched_sessions.add(key)
+            touched.add(key)
             self._event_counters(delta, site, event)
             self._visitor_event(delta, site, event)
         self.watermark_ms = watermark
-        self._evict(delta)
+        self._evict(delta, touched)
         delta.visitors = self.visitors.take_dirty()
         return delta
 
@@ -146,7 +147,7 @@ class PartitionProcessor:
         delta = BatchDelta()
         if watermark_ms > self.watermark_ms:
             self.watermark_ms = watermark_ms
-            self._evict(delta)
+            self._evict(delta, set())
         return delta
 
     # -- rules ---------------------------------------------------------------------------------
@@ -264,12 +265,14 @@ class PartitionProcessor:
             delta.totals[customers] += 1
         self.visitors.put(key, visitor)  # written back (TTL refreshed) with the batch
 
-    def _evict(self, delta: BatchDelta) -> None:
+    def _evict(self, delta: BatchDelta, touched: set[SessionKey]) -> None:
         horizon = self.watermark_ms - self.allowed_lateness_ms
         emptied, shrunk, evicted = self.sessionizer.evict(horizon)
-        delta.evicted_sessions.update(emptied)
-        delta.touched_sessions.difference_update(emptied)
-        delta.touched_sessions.update(shrunk)
+        touched.difference_update(emptied)
+        touched.update(shrunk)
+        sessions = self.sessionizer.sessions
+        delta.state_set = {encode_key(k): encode_sessions(sessions[k]) for k in touched}
+        delta.state_del = {encode_key(k) for k in emptied}
         gap = self.sessionizer.session_gap_ms
         for key, session in evicted:
             self._end(

@@ -125,7 +125,7 @@ async def test_a_restarted_worker_resumes_sessions_from_redis(settings_factory, 
     await first.stop()
     # This worker learned the site labels before another worker admitted "a" (a rebalance
     # then hands it a partition with an open session of "a", and a batch of known sites).
-    await workers(settings, lambda w: w.dims.site.learn({"b"}, full=False))
+    await workers(settings, lambda w: w.logic.budget("site").learn({"b"}, full=False))
     later = {
         "event_id": "l1",
         "type": "page_view",

@@ -11,6 +11,7 @@ from schemas.events import Click, ClickstreamEvent, Impression, PageView
 from sinks import fields as F
 from streams.labels import Dimensions
 from streams.processor import PartitionProcessor
+from streams.sessionizer import decode_key
 
 MIN = 60_000
 T0 = 1_700_000_000_000 - 1_700_000_000_000 % (60 * MIN)  # an hour boundary (event time)
@@ -198,7 +199,11 @@ def test_sessions_are_evicted_after_gap_plus_lateness_and_counted_once() -> None
     delta = p.process([pv(T0 + GAP + 10 * MIN + 1, "later")])
     # horizon = wm - lateness = T0 + GAP + 1 > last + GAP for both old sessions
     assert set(p.sessionizer.sessions) == {("shop", "later", "")}
-    assert delta.evicted_sessions == {("shop", "quiet", ""), ("shop", "bouncer", "")}
+    assert {decode_key(k) for k in delta.state_del} == {
+        ("shop", "quiet", ""),
+        ("shop", "bouncer", ""),
+    }
+    assert [decode_key(k) for k in delta.state_set] == [("shop", "later", "")]
     # the impression-only session never was a bounce: non_bounced grows at eviction
     assert delta.totals[NB] == 1
     assert totals[NB] == 0

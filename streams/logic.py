@@ -1,0 +1,56 @@
+"""The contract between the batch consumer and a topic's stream processor.
+
+The batch consumer owns Kafka, Redis and the atomic commit; a :class:`StreamLogic` says how
+one topic's records become counter deltas. Each implementation is pure apart from
+:meth:`StreamLogic.prepare`, which may read (never write) what a batch needs from Redis.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any, Protocol
+
+from schemas.decoder import EventDecoder, Rejection
+from sinks.window_store import PartitionKeys, WindowStore
+from streams.delta import BatchDelta
+from streams.labels import LabelBudget
+
+
+class PartitionLogic(Protocol):
+    """State and rules for one partition. Not thread-safe; one batch at a time."""
+
+    watermark_ms: int
+
+    def load(self, state: dict[bytes, bytes], watermark_ms: int) -> dict[str, set[str]]:
+        """Resume from stored state; returns the raw dimension values it may label."""
+
+    def process(self, decoded: Iterable[Any]) -> BatchDelta:
+        """Fold a batch of decoded events (or rejections) into one delta. Never raises for
+        bad events: they arrive as :class:`schemas.decoder.Rejection` and are counted."""
+
+    def advance(self, watermark_ms: int) -> BatchDelta:
+        """Move the watermark of an idle partition forward (no-op if not forward)."""
+
+    def committed(self) -> None:
+        """The last delta is in Redis."""
+
+
+class StreamLogic(Protocol):
+    topic: str
+    decoder: EventDecoder[Any]
+
+    def new_partition(self) -> PartitionLogic: ...
+
+    def budget(self, dimension: str) -> LabelBudget: ...
+
+    def dimension_values(self, events: Iterable[Any]) -> dict[str, set[str]]:
+        """Raw values of each bounded dimension in a batch, admitted before processing."""
+
+    async def prepare(
+        self, partition: PartitionLogic, events: list[Any], store: WindowStore, keys: PartitionKeys
+    ) -> None:
+        """Load from Redis what processing these events needs (may do nothing)."""
+
+
+def valid(decoded: Iterable[Any]) -> list[Any]:
+    return [e for e in decoded if not isinstance(e, Rejection)]
