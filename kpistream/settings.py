@@ -45,6 +45,8 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     max_landing_pages: int = 100
     max_channels: int = 30
     max_currencies: int = 20
+    max_networks: int = 10
+    max_accounts: int = 50
     goals: str = "lead,purchase"
     idle_after_s: int = 5
     max_event_bytes: int = 65536
@@ -71,6 +73,8 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
             "max_landing_pages",
             "max_channels",
             "max_currencies",
+            "max_networks",
+            "max_accounts",
             "idle_after_s",
             "long_window_days",
             "visitor_retention_days",
@@ -150,6 +154,8 @@ HELP: dict[str, str] = {
     "max_landing_pages": "label budget for landing pages (first page view's path)",
     "max_channels": "label budget for channels (utm source/medium)",
     "max_currencies": "label budget for revenue currencies",
+    "max_networks": "label budget for social networks",
+    "max_accounts": "label budget for social accounts",
     "goals": "conversion goals: clickstream event types, comma-separated",
     "idle_after_s": "seconds without records after which a partition's watermark follows the clock",
     "max_event_bytes": "largest accepted event",

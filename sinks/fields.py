@@ -44,6 +44,14 @@ CES_ANSWERS = "cesn"  # site
 CES_SUM = "cess"  # site
 CART_COMPLETED = "cc"  # site
 CHECKOUT_COMPLETED = "xc"  # site
+# Social (event time unless noted).
+LIKES = "slk"  # network, account
+COMMENTS = "scm"  # network, account
+SHARES = "ssh"  # network, account
+POST_IMPRESSIONS = "spi"  # network, account (summed counts)
+FOLLOWS = "sfo"  # network, account (totals only)
+UNFOLLOWS = "suf"  # network, account (totals only)
+FOLLOWERS = "fol"  # network, account: current followers, a gauge (not a counter)
 # Session end.
 ENDED = "end"  # site
 DURATION_MS = "dur"  # site

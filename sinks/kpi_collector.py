@@ -36,6 +36,7 @@ GOAL = ("site", "goal")
 LANDING = ("site", "landing_page")
 CHANNEL = ("site", "channel")
 MONEY = ("site", "currency")
+SOCIAL = ("network", "account")
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,6 +184,17 @@ COUNTS: tuple[Count, ...] = (
         gauge=False,
         paired_with=F.SESSIONS,
     ),
+    Count("kpi_likes", F.LIKES, SOCIAL, "Likes of the account's posts"),
+    Count("kpi_comments", F.COMMENTS, SOCIAL, "Comments on the account's posts"),
+    Count("kpi_shares", F.SHARES, SOCIAL, "Shares of the account's posts"),
+    Count(
+        "kpi_post_impressions",
+        F.POST_IMPRESSIONS,
+        SOCIAL,
+        "Post impressions (potential reach) reported by the network",
+    ),
+    Count("kpi_follows", F.FOLLOWS, SOCIAL, "follow events", gauge=False),
+    Count("kpi_unfollows", F.UNFOLLOWS, SOCIAL, "unfollow events", gauge=False),
     Count("kpi_nps_answers", F.NPS_ANSWERS, SITE, "NPS survey answers (0-10)"),
     Count(
         "kpi_nps_promoters",
@@ -406,6 +418,7 @@ def kpi_families(snapshot: StoreSnapshot) -> Iterator[Metric]:
                     family.add_metric([*labels, window], ratio.scale * numerator[labels] / den)
         yield family
     yield from visitor_families(snapshot)
+    yield from social_families(snapshot)
     totals = snapshot.totals
     for count in COUNTS:
         counter_family = CounterMetricFamily(count.metric, count.doc, labels=list(count.labels))
@@ -440,6 +453,29 @@ def visitor_families(snapshot: StoreSnapshot) -> Iterator[Metric]:
             kinds.add_metric([site, "returning", window], max(0, n - first_time))
     yield unique
     yield kinds
+
+
+def social_families(snapshot: StoreSnapshot) -> Iterator[Metric]:
+    followers = _by(snapshot.gauges, F.FOLLOWERS)
+    current = GaugeMetricFamily(
+        "kpi_followers",
+        "Current followers: the latest snapshot adjusted by follows and unfollows since",
+        labels=list(SOCIAL),
+    )
+    for labels, n in sorted(followers.items()):
+        current.add_metric(list(labels), n)
+    yield current
+    ratio = GaugeMetricFamily(
+        "kpi_social_engagement_ratio",
+        "(Likes + comments + shares) in the window / current followers",
+        labels=[*SOCIAL, "window"],
+    )
+    for window, counter in snapshot.windows.items():
+        engagements = _sum(counter, (F.LIKES, F.COMMENTS, F.SHARES))
+        for labels, n in sorted(followers.items()):
+            if n > 0:
+                ratio.add_metric([*labels, window], engagements.get(labels, 0) / n)
+    yield ratio
 
 
 def _extra(ratio: Ratio) -> int:

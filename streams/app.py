@@ -8,6 +8,7 @@ faust's per-message streams are too slow for it (DESIGN.md "Hot path").
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import faust
@@ -15,6 +16,8 @@ from mode import Service
 
 from kpistream.settings import Settings
 from streams.batch_consumer import BatchConsumer
+from streams.clickstream import ClickstreamLogic
+from streams.social import SocialLogic
 
 log = logging.getLogger(__name__)
 
@@ -33,13 +36,28 @@ def create_app(settings: Settings) -> faust.App:
         topic_partitions=1,
     )
 
-    @app.service
-    class ClickstreamService(Service):
-        """Runs the batch consumer for as long as the faust worker runs."""
+    _host(app, "ClickstreamService", lambda: BatchConsumer(settings, ClickstreamLogic(settings)))
+    # The social topic has its own stream processor, in its own consumer group.
+    _host(
+        app,
+        "SocialService",
+        lambda: BatchConsumer(
+            settings,
+            SocialLogic(settings),
+            group_id=f"{settings.consumer_group}-social",
+            client_id="kpistream-social",
+        ),
+    )
+    return app
 
+
+def _host(app: faust.App, name: str, make: Callable[[], BatchConsumer]) -> None:
+    """Run a batch consumer as a service of the app, for as long as the worker runs."""
+
+    class BatchService(Service):
         def __init__(self, **kwargs: Any) -> None:
             super().__init__(**kwargs)
-            self.batch = BatchConsumer(settings)
+            self.batch = make()
 
         async def on_start(self) -> None:
             await self.batch.start()
@@ -51,4 +69,5 @@ def create_app(settings: Settings) -> faust.App:
         async def _consume(self) -> None:
             await self.batch.run()
 
-    return app
+    BatchService.__name__ = BatchService.__qualname__ = name
+    app.service(BatchService)

@@ -18,9 +18,12 @@ async def workers() -> AsyncIterator[Callable[[Settings], Any]]:
     running: list[tuple[BatchConsumer, asyncio.Task[None]]] = []
 
     async def start(
-        settings: Settings, prepare: Callable[[BatchConsumer], None] = lambda _: None
+        settings: Settings,
+        prepare: Callable[[BatchConsumer], None] = lambda _: None,
+        logic: Any = None,
+        group_id: str | None = None,
     ) -> BatchConsumer:
-        consumer = BatchConsumer(settings)
+        consumer = BatchConsumer(settings, logic, group_id=group_id)
         prepare(consumer)
         await consumer.start()
         running.append((consumer, asyncio.create_task(consumer.run())))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import urllib.request
 
 import pytest
@@ -10,6 +11,7 @@ import pytest
 from kpistream.produce import produce
 from kpistream.runtime import ensure_topics, free_port
 from sinks.exporter import serve
+from streams.social import SocialLogic
 from tests.integration import known_events as K
 from tests.integration import kpi_events as KE
 from tests.integration.waits import wait_for_totals
@@ -41,3 +43,63 @@ async def test_every_web_kpi_is_exact_and_carts_are_decided_without_later_events
 def _scrape(port: int) -> str:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
         return str(response.read().decode())
+
+
+async def test_social_engagement_followers_and_post_impressions(  # type: ignore[no-untyped-def]
+    settings_factory, workers
+) -> None:
+    """instagram/acme: snapshot 100 at T, +3 follows, -1 unfollow, a follow older than the
+    snapshot (ignored), then snapshot 110 at T+60s and one follow: 111 followers.
+    4 likes + 2 comments + 1 share = 7 -> 7/111. Post impressions 120 + 30.
+    instagram/beta: 2 likes, no snapshot -> no follower count, no rate."""
+    settings = settings_factory()
+    await ensure_topics(settings)
+    await workers(settings, logic=SocialLogic(settings), group_id=f"{settings.consumer_group}-s")
+    t = K.T
+    n = iter(range(1000))
+
+    def social(kind: str, at_s: int, account: str = "acme", **fields: object) -> bytes:
+        return json.dumps(
+            {
+                "event_id": f"s{next(n)}",
+                "type": kind,
+                "ts": t + at_s * 1000,
+                "network": "instagram",
+                "account": account,
+                **fields,
+            }
+        ).encode()
+
+    lines = [
+        social("followers_snapshot", 0, followers=100),
+        *(social("follow", s) for s in (10, 11, 12)),
+        social("unfollow", 20),
+        social("follow", -5),
+        social("followers_snapshot", 60, followers=110),
+        social("follow", 70),
+        *(social("like", 80 + i, post_id="p1") for i in range(4)),
+        *(social("comment", 90 + i, post_id="p1") for i in range(2)),
+        social("share", 95, post_id="p1"),
+        social("post_impression", 96, post_id="p1", count=120),
+        social("post_impression", 97, post_id="p1", count=30),
+        *(social("like", 98 + i, "beta", post_id="p2") for i in range(2)),
+    ]
+    await produce(settings, lines)
+    await wait_for_totals(settings, {"_processed": len(lines)})
+    port = free_port()
+    server = serve(settings, port=port)
+    try:
+        got = K.samples(await asyncio.to_thread(_scrape, port))
+    finally:
+        server.shutdown()
+    acme = (("account", "acme"), ("network", "instagram"))
+    day = (*acme, ("window", "24h"))
+    assert got[("kpi_followers", acme)] == 111
+    assert got[("kpi_social_engagement_ratio", day)] == pytest.approx(7 / 111, abs=1e-12)
+    assert got[("kpi_post_impressions", day)] == 150
+    assert got[("kpi_likes", day)] == 4
+    assert got[("kpi_follows_total", acme)] == 5 and got[("kpi_unfollows_total", acme)] == 1
+    beta = (("account", "beta"), ("network", "instagram"))
+    assert got[("kpi_likes", (*beta, ("window", "24h")))] == 2
+    assert ("kpi_followers", beta) not in got
+    assert ("kpi_social_engagement_ratio", (*beta, ("window", "24h"))) not in got

@@ -1,0 +1,195 @@
+"""The social topic's stream processor: engagement, post impressions and followers.
+
+Social engagement rate (KPIS.md) = (likes + comments + shares) in the window / the account's
+current followers. Followers come from the latest ``followers_snapshot`` (by event time),
+adjusted by the ``follow``/``unfollow`` events after it; events older than the snapshot are
+already part of it. An account without a snapshot has no follower count and no rate.
+
+Accounts are keyed by (network, account); the poller keys records by account, so one account
+lives in one partition and its follower count is written as a gauge of that partition.
+Retries (same ``event_id``) within the allowed lateness are counted once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import msgspec
+
+from kpistream.settings import Settings
+from schemas.decoder import EventDecoder, Rejection
+from schemas.events import (
+    Comment,
+    Follow,
+    FollowersSnapshot,
+    Like,
+    PostImpression,
+    Share,
+    Social,
+    SocialEvent,
+    Unfollow,
+)
+from sinks import fields as F
+from sinks.buckets import minute_of
+from sinks.window_store import PartitionKeys, WindowStore
+from streams.delta import BatchDelta
+from streams.labels import OTHER, LabelBudget
+from streams.logic import PartitionLogic
+
+AccountKey = tuple[str, str]  # (network, account)
+
+#: Follow changes kept between two snapshots of one account; pollers snapshot at least
+#: daily, so this bounds a day of follows. Beyond it, further changes are dropped (counted).
+MAX_CHANGES = 100_000
+
+_COUNTED = {Like: F.LIKES, Comment: F.COMMENTS, Share: F.SHARES}
+
+
+class Account(msgspec.Struct, array_like=True):
+    snapshot_ms: int | None = None
+    snapshot: int = 0
+    changes: list[tuple[int, int]] = msgspec.field(default_factory=list)  # (ts, +1 | -1)
+    recent_ids: dict[str, int] = msgspec.field(default_factory=dict)  # event_id -> ts
+
+    @property
+    def followers(self) -> int | None:
+        if self.snapshot_ms is None:
+            return None
+        return max(0, self.snapshot + sum(d for _, d in self.changes))
+
+
+_KEY = msgspec.msgpack.Decoder(tuple[str, str])
+_ACCOUNT = msgspec.msgpack.Decoder(Account)
+_ENCODE = msgspec.msgpack.Encoder().encode
+
+
+class SocialProcessor:
+    """State and rules for one partition of the social topic."""
+
+    def __init__(
+        self, *, allowed_lateness_ms: int, networks: LabelBudget, accounts: LabelBudget
+    ) -> None:
+        self.allowed_lateness_ms = allowed_lateness_ms
+        self.networks = networks
+        self.accounts_budget = accounts
+        self.accounts: dict[AccountKey, Account] = {}
+        self.watermark_ms = 0
+
+    def load(self, state: dict[bytes, bytes], watermark_ms: int) -> dict[str, set[str]]:
+        self.accounts = {_KEY.decode(k): _ACCOUNT.decode(v) for k, v in state.items()}
+        self.watermark_ms = watermark_ms
+        return {
+            "network": {k[0] for k in self.accounts},
+            "account": {k[1] for k in self.accounts},
+        }
+
+    def process(self, decoded: Iterable[SocialEvent | Rejection]) -> BatchDelta:
+        delta = BatchDelta()
+        totals = delta.totals
+        touched: set[AccountKey] = set()
+        watermark = self.watermark_ms
+        for event in decoded:
+            if isinstance(event, Rejection):
+                totals[F.field(F.REJECTED, event.reason)] += 1
+                continue
+            ts = event.ts
+            if ts < watermark - self.allowed_lateness_ms:
+                totals[F.LATE] += 1
+                continue
+            key = (event.network, event.account)
+            account = self.accounts.setdefault(key, Account())
+            if event.event_id in account.recent_ids:
+                totals[F.DUPLICATE] += 1
+                continue
+            account.recent_ids[event.event_id] = ts
+            watermark = max(watermark, ts)
+            totals[F.PROCESSED] += 1
+            touched.add(key)
+            self._apply(delta, key, account, event)
+        self.watermark_ms = watermark
+        self._finish(delta, touched)
+        return delta
+
+    def advance(self, watermark_ms: int) -> BatchDelta:
+        delta = BatchDelta()
+        if watermark_ms > self.watermark_ms:
+            self.watermark_ms = watermark_ms
+            self._finish(delta, set())
+        return delta
+
+    def committed(self) -> None:
+        pass
+
+    def _labels(self, key: AccountKey) -> tuple[str, str]:
+        return self.networks.label(key[0]), self.accounts_budget.label(key[1])
+
+    def _apply(self, delta: BatchDelta, key: AccountKey, account: Account, event: Any) -> None:
+        network, name = self._labels(key)
+        minute = minute_of(event.ts)
+        counted = _COUNTED.get(type(event))
+        if counted is not None:
+            delta.buckets[minute, F.field(counted, network, name)] += 1
+            delta.totals[F.field(counted, network, name)] += 1
+        elif isinstance(event, PostImpression):
+            delta.buckets[minute, F.field(F.POST_IMPRESSIONS, network, name)] += event.count
+            delta.totals[F.field(F.POST_IMPRESSIONS, network, name)] += event.count
+        elif isinstance(event, FollowersSnapshot):
+            if account.snapshot_ms is None or event.ts >= account.snapshot_ms:
+                account.snapshot_ms = event.ts
+                account.snapshot = event.followers
+                account.changes = [c for c in account.changes if c[0] > event.ts]
+        elif isinstance(event, Follow | Unfollow):
+            kind = F.FOLLOWS if isinstance(event, Follow) else F.UNFOLLOWS
+            delta.totals[F.field(kind, network, name)] += 1
+            after_snapshot = account.snapshot_ms is None or event.ts > account.snapshot_ms
+            if after_snapshot and len(account.changes) < MAX_CHANGES:
+                account.changes.append((event.ts, 1 if isinstance(event, Follow) else -1))
+
+    def _finish(self, delta: BatchDelta, touched: set[AccountKey]) -> None:
+        horizon = self.watermark_ms - self.allowed_lateness_ms
+        for key in touched:
+            account = self.accounts[key]
+            # Retries older than the lateness are dropped as late anyway: forget their ids.
+            account.recent_ids = {i: t for i, t in account.recent_ids.items() if t >= horizon}
+            delta.state_set[_ENCODE(key)] = _ENCODE(account)
+            network, name = self._labels(key)
+            followers = account.followers
+            if followers is not None and name != OTHER:  # folded accounts have no one count
+                delta.gauges[F.field(F.FOLLOWERS, network, name)] = followers
+        delta.watermark_ms = self.watermark_ms
+
+
+class SocialLogic:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.topic = settings.social_topic
+        self.decoder: EventDecoder[Any] = EventDecoder(
+            Social,
+            max_event_bytes=settings.max_event_bytes,
+            max_future_skew_ms=settings.max_future_skew_s * 1000,
+        )
+        self.networks = LabelBudget(max_values=settings.max_networks)
+        self.accounts = LabelBudget(max_values=settings.max_accounts)
+
+    def new_partition(self) -> SocialProcessor:
+        return SocialProcessor(
+            allowed_lateness_ms=self.settings.allowed_lateness_s * 1000,
+            networks=self.networks,
+            accounts=self.accounts,
+        )
+
+    def budget(self, dimension: str) -> LabelBudget:
+        return self.networks if dimension == "network" else self.accounts
+
+    def dimension_values(self, events: Iterable[Any]) -> dict[str, set[str]]:
+        values: dict[str, set[str]] = {"network": set(), "account": set()}
+        for event in events:
+            values["network"].add(event.network)
+            values["account"].add(event.account)
+        return values
+
+    async def prepare(
+        self, partition: PartitionLogic, events: list[Any], store: WindowStore, keys: PartitionKeys
+    ) -> None:
+        pass

@@ -1,0 +1,107 @@
+"""Followers, engagement and post impressions of social accounts, hand-computed."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from schemas.decoder import Rejection
+from schemas.events import (
+    Comment,
+    Follow,
+    FollowersSnapshot,
+    Like,
+    PostImpression,
+    Share,
+    Unfollow,
+)
+from sinks import fields as F
+from streams.labels import LabelBudget
+from streams.social import SocialProcessor
+
+T = 1_700_000_000_000
+S = 1000
+_n = 0
+
+
+def ev(cls: Any, ts: int, account: str = "acme", **fields: Any) -> Any:
+    global _n
+    _n += 1
+    return cls(event_id=f"s{_n}", ts=ts, network="instagram", account=account, **fields)
+
+
+def processor(max_accounts: int = 10) -> SocialProcessor:
+    networks, accounts = LabelBudget(max_values=5), LabelBudget(max_values=max_accounts)
+    networks.learn({"instagram"}, full=True)
+    accounts.learn({"acme", "beta"}, full=True)
+    return SocialProcessor(allowed_lateness_ms=120 * S, networks=networks, accounts=accounts)
+
+
+FOL = F.field(F.FOLLOWERS, "instagram", "acme")
+
+
+def test_followers_are_the_latest_snapshot_adjusted_by_later_follows() -> None:
+    p = processor()
+    d1 = p.process(
+        [
+            ev(FollowersSnapshot, T, followers=100),
+            ev(Follow, T + 10 * S),
+            ev(Follow, T + 11 * S),
+            ev(Follow, T + 12 * S),
+            ev(Unfollow, T + 20 * S),
+            ev(Follow, T - 5 * S),  # older than the snapshot: already in it
+        ]
+    )
+    assert d1.gauges == {FOL: 102}
+    d2 = p.process([ev(FollowersSnapshot, T + 60 * S, followers=110), ev(Follow, T + 70 * S)])
+    assert d2.gauges == {FOL: 111}
+    d3 = p.process([ev(FollowersSnapshot, T + 30 * S, followers=5)])  # an older snapshot
+    assert d3.gauges == {FOL: 111}
+    assert d1.totals[F.field(F.FOLLOWS, "instagram", "acme")] == 4
+
+
+def test_engagement_and_post_impressions_count_by_event_time() -> None:
+    minute = T // 60_000
+    d = processor().process(
+        [
+            ev(Like, T, post_id="p"),
+            ev(Like, T + S, post_id="p"),
+            ev(Comment, T + 2 * S, post_id="p"),
+            ev(Share, T + 3 * S, post_id="p"),
+            ev(PostImpression, T, post_id="p", count=120),
+            ev(PostImpression, T + 61 * S, post_id="p", count=30),
+        ]
+    )
+    assert d.buckets[minute, F.field(F.LIKES, "instagram", "acme")] == 2
+    assert d.buckets[minute, F.field(F.COMMENTS, "instagram", "acme")] == 1
+    assert d.buckets[minute, F.field(F.SHARES, "instagram", "acme")] == 1
+    assert d.buckets[minute, F.field(F.POST_IMPRESSIONS, "instagram", "acme")] == 120
+    assert d.buckets[minute + 1, F.field(F.POST_IMPRESSIONS, "instagram", "acme")] == 30
+    assert d.gauges == {}  # no snapshot yet: no follower count, no engagement rate
+
+
+def test_retries_late_events_and_rejections_are_counted_apart() -> None:
+    p = processor()
+    like = ev(Like, T + 300 * S, post_id="p")
+    d = p.process([like, like, ev(Like, T, post_id="p"), Rejection("unknown_type", "x")])
+    assert d.totals[F.PROCESSED] == 1 and d.totals[F.DUPLICATE] == 1
+    assert d.totals[F.LATE] == 1 and d.totals[F.field(F.REJECTED, "unknown_type")] == 1
+
+
+def test_state_survives_a_reload() -> None:
+    p = processor()
+    d = p.process([ev(FollowersSnapshot, T, followers=7), ev(Follow, T + S)])
+    q = processor()
+    assert q.load(d.state_set, p.watermark_ms) == {"network": {"instagram"}, "account": {"acme"}}
+    assert q.process([ev(Unfollow, T + 2 * S)]).gauges == {FOL: 7}
+
+
+def test_a_folded_account_has_no_follower_gauge() -> None:
+    p = processor()
+    d = p.process(
+        [
+            ev(FollowersSnapshot, T, "someone-else", followers=9),
+            ev(Like, T, "someone-else", post_id="p"),
+        ]
+    )
+    assert d.gauges == {}
+    assert d.totals[F.field(F.LIKES, "instagram", "other")] == 1
