@@ -51,23 +51,27 @@ def create_app(settings: Settings) -> faust.App:
     return app
 
 
+class BatchService(Service):
+    """Runs one batch consumer for as long as the faust worker runs."""
+
+    make: Callable[[], BatchConsumer]
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.batch = self.make()
+
+    async def on_start(self) -> None:
+        await self.batch.start()
+
+    async def on_stop(self) -> None:
+        await self.batch.stop()
+
+    @Service.task
+    async def _consume(self) -> None:
+        await self.batch.run()
+
+
 def _host(app: faust.App, name: str, make: Callable[[], BatchConsumer]) -> None:
-    """Run a batch consumer as a service of the app, for as long as the worker runs."""
-
-    class BatchService(Service):
-        def __init__(self, **kwargs: Any) -> None:
-            super().__init__(**kwargs)
-            self.batch = make()
-
-        async def on_start(self) -> None:
-            await self.batch.start()
-
-        async def on_stop(self) -> None:
-            await self.batch.stop()
-
-        @Service.task
-        async def _consume(self) -> None:
-            await self.batch.run()
-
-    BatchService.__name__ = BatchService.__qualname__ = name
-    app.service(BatchService)
+    # A named subclass per consumer: mode registers a service's tasks per class.
+    service = type(name, (BatchService,), {"make": staticmethod(make), "__module__": __name__})
+    app.service(service)
