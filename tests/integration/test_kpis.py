@@ -103,3 +103,49 @@ async def test_social_engagement_followers_and_post_impressions(  # type: ignore
     assert got[("kpi_likes", (*beta, ("window", "24h")))] == 2
     assert ("kpi_followers", beta) not in got
     assert ("kpi_social_engagement_ratio", (*beta, ("window", "24h"))) not in got
+
+
+async def test_100k_distinct_campaigns_stay_within_the_label_budget(  # type: ignore[no-untyped-def]
+    settings_factory, workers
+) -> None:
+    """Labels never explode: 100,000 campaign names, a budget of 20 named values, the rest
+    folded into `other`, and every impression still counted."""
+    settings = settings_factory(max_campaigns=20, batch_max_records=5000)
+    await ensure_topics(settings)
+    await workers(settings)
+    t = K.T
+    lines = [
+        json.dumps(
+            {
+                "event_id": f"f{i}",
+                "type": "impression",
+                "ts": t + i,
+                "site": "shop",
+                "visitor_id": f"v{i % 500}",
+                "item_kind": "ad",
+                "item_id": "a",
+                "campaign": f"campaign-{i}",
+            }
+        ).encode()
+        for i in range(100_000)
+    ]
+    await produce(settings, lines)
+    await wait_for_totals(settings, {"_processed": len(lines)}, timeout_s=120)
+    port = free_port()
+    server = serve(settings, port=port)
+    try:
+        got = K.samples(await asyncio.to_thread(_scrape, port))
+    finally:
+        server.shutdown()
+    counted = {
+        dict(labels)["campaign"]: v
+        for (name, labels), v in got.items()
+        if name == "kpi_impressions_total"
+    }
+    assert "other" in counted
+    assert len(counted) - 1 <= 20  # named campaigns within the budget, plus `other`
+    assert sum(counted.values()) == 100_000  # folded, not dropped
+    windows = {
+        dict(labels)["campaign"] for (name, labels), _ in got.items() if name == "kpi_impressions"
+    }
+    assert windows <= set(counted)
