@@ -110,10 +110,20 @@ class Stack:
                 )
 
 
+#: `demo` makes sessions end within a minute (unless configured), so that abandoned carts and
+#: time on site show up while you watch; `up` keeps the production defaults.
+DEMO_DEFAULTS = {"session_gap_s": "60", "allowed_lateness_s": "15"}
+
+
 @contextlib.contextmanager
-def stack(args: argparse.Namespace) -> Iterator[Stack]:
+def stack(args: argparse.Namespace, defaults: dict[str, str] | None = None) -> Iterator[Stack]:
     """Embedded broker/Redis unless configured, plus worker and exporter children."""
-    settings = _settings(args)
+    defaults = {k: v for k, v in (defaults or {}).items() if not os.environ.get(env_name(k))}
+    for name, value in defaults.items():
+        console.print(f"[dim]demo: {env_name(name)}={value} (set it to override)[/]")
+    settings = msgspec.structs.replace(
+        _settings(args), **{k: type(getattr(_settings(args), k))(v) for k, v in defaults.items()}
+    )
     workdir = runtime.workdir()
     children: list[Any] = []
     try:
@@ -129,7 +139,12 @@ def stack(args: argparse.Namespace) -> Iterator[Stack]:
         settings = msgspec.structs.replace(settings, **overrides)
         runtime.check_redis(settings.redis)
         asyncio.run(runtime.ensure_topics(settings))
-        env = {**os.environ, env_name("kafka"): settings.kafka, env_name("redis"): settings.redis}
+        env = {
+            **os.environ,
+            **{env_name(k): v for k, v in defaults.items()},
+            env_name("kafka"): settings.kafka,
+            env_name("redis"): settings.redis,
+        }
         port = args.metrics_port or runtime.free_port()
         base = [sys.executable, "-m", "kpistream"]
         worker = runtime.spawn([*base, "worker"], log_path=workdir / "worker.log", env=env)
@@ -178,23 +193,32 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from kpistream.produce import produce
     from sinks.window_store import WindowReader
 
-    with stack(args) as running:
+    with stack(args, DEMO_DEFAULTS) as running:
         import redis
 
         settings = running.settings
         reader = WindowReader(redis.Redis.from_url(settings.redis), prefix=settings.redis_prefix)
         windows = settings.window_minutes()
+        long_windows = settings.long_windows_days
+        # The shortest window reacts fastest: that is what a live view is for.
+        shown = args.window or min(windows, key=lambda name: windows[name])
+        if shown not in windows:
+            raise runtime.UserError(
+                f"--window {shown}: not one of KPISTREAM_WINDOWS={settings.windows}"
+            )
+
+        def read() -> Any:
+            return kpi_table(reader.snapshot(windows, long_windows), shown)
+
         deadline = None if args.duration is None else time.monotonic() + args.duration
 
         async def run() -> None:
             task = asyncio.create_task(produce(settings, traffic(args.rate, deadline)))
-            with Live(
-                kpi_table(reader.snapshot(windows)), console=Console(), refresh_per_second=2
-            ) as live:
+            with Live(read(), console=Console(), refresh_per_second=2) as live:
                 while not task.done():
                     await asyncio.sleep(1.0)
                     running.check()
-                    live.update(kpi_table(await asyncio.to_thread(reader.snapshot, windows)))
+                    live.update(await asyncio.to_thread(read))
                 await task
 
         asyncio.run(run())
@@ -230,6 +254,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--metrics-port", type=int, help="exporter port (default: a free one)")
     p.add_argument("--duration", type=float, help="stop after this many seconds")
     p.add_argument("--rate", type=float, default=20.0, help="new sessions per second")
+    p.add_argument("--window", help="window the live table shows (default: the shortest)")
     p = command("worker", cmd_worker, "run a stream worker (faust app)")
     p.add_argument("--loglevel", default="info")
     p = command("exporter", cmd_exporter, "serve the KPIs from Redis on /metrics")

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from kpistream.produce import encode
-from kpistream.simulator import session_events
+from kpistream.simulator import follower_snapshots, session_events, social_events
 
 #: Emit in small ticks so events leave close to their event time without a busy loop.
 TICK_S = 0.1
@@ -22,8 +22,12 @@ async def traffic(rate_per_s: float, deadline: float | None) -> AsyncIterator[by
     pending: list[tuple[int, int, dict[str, Any]]] = []
     seq = 0
     owed = 0.0
+    for event in follower_snapshots(time.time_ns() // 1_000_000):
+        yield encode(event)
     while deadline is None or time.monotonic() < deadline:
         now_ms = time.time_ns() // 1_000_000
+        for event in social_events(rng, now_ms, TICK_S):
+            yield encode(event)
         owed += rate_per_s * TICK_S
         while owed >= 1:
             owed -= 1

@@ -1,8 +1,10 @@
-"""Traffic simulator: realistic website sessions for the demo and the benchmark.
+"""Traffic simulator: realistic website sessions and social activity for the demo and bench.
 
 About 45% of sessions bounce (one page view, no interaction); the rest view 2-6 pages a few
 seconds apart. Pages show ads, CTAs and banners of a few campaigns; each impression is
-clicked with a probability around 3% (a plausible display CTR). Visitor ids are random
+clicked with a probability around 3% (a plausible display CTR). Of the multi-page sessions a
+third put something in the cart, about half of those start a checkout and most checkouts end
+in a purchase; some sessions leave a lead or answer a survey. Visitor ids are random
 pseudonyms. ``sessions()`` is deterministic for a given seed.
 """
 
@@ -35,11 +37,11 @@ def session_events(
     events: list[dict[str, Any]] = []
     ts = start_ms
 
-    def emit(kind: str, **fields: Any) -> None:
+    def emit(event_type: str, **fields: Any) -> None:
         events.append(
             {
                 "event_id": uuid.UUID(int=rng.getrandbits(128)).hex,
-                "type": kind,
+                "type": event_type,
                 "ts": ts,
                 "site": site,
                 "visitor_id": visitor,
@@ -66,7 +68,68 @@ def session_events(
                 ts += rng.randint(500, 3000)
                 emit("click", **item)
         ts += rng.randint(think_ms // 4, think_ms)
+    if pages > 1 and rng.random() < 0.33:
+        value = round(rng.uniform(15, 240), 2)
+        emit("add_to_cart", item_id=f"sku-{rng.randint(1, 40)}", value=value, currency="EUR")
+        ts += rng.randint(think_ms // 4, think_ms)
+        if rng.random() < 0.5:
+            emit("checkout_start", value=value, currency="EUR")
+            ts += rng.randint(think_ms // 4, think_ms)
+            if rng.random() < 0.7:
+                emit("purchase", value=value, currency="EUR")
+    if rng.random() < 0.06:
+        emit("lead", form_id="newsletter")
+    if rng.random() < 0.05:
+        kind = rng.choice(("nps", "csat", "ces"))
+        emit("survey_response", kind=kind, score=_survey_score(rng, kind))
     return events
+
+
+def _survey_score(rng: random.Random, kind: str) -> int:
+    """Skewed like real answers: mostly satisfied, a tail of unhappy visitors."""
+    if kind == "nps":
+        return min(10, max(0, round(rng.gauss(7.5, 2.2))))
+    if kind == "csat":
+        return min(5, max(1, round(rng.gauss(4.0, 1.0))))
+    return min(7, max(1, round(rng.gauss(3.0, 1.4))))
+
+
+ACCOUNTS = (("instagram", "acme", 5_000), ("linkedin", "acme-corp", 1_200))
+
+
+def social_events(rng: random.Random, now_ms: int, seconds: float) -> list[dict[str, Any]]:
+    """Roughly ``seconds`` worth of social activity for the demo accounts."""
+    events: list[dict[str, Any]] = []
+    for network, account, followers in ACCOUNTS:
+        rate = followers / 5_000  # engagement events per second, by audience size
+        base = {"ts": now_ms, "network": network, "account": account}
+        kinds: list[tuple[str, dict[str, Any]]] = []
+        for kind, share in (("like", 0.7), ("comment", 0.2), ("share", 0.1)):
+            if rng.random() < rate * share * seconds * 3:
+                kinds.append((kind, {"post_id": f"post-{rng.randint(1, 3)}"}))
+        if rng.random() < rate * seconds:
+            post = {"post_id": f"post-{rng.randint(1, 3)}", "count": rng.randint(20, 200)}
+            kinds.append(("post_impression", post))
+        if rng.random() < rate * seconds * 0.3:
+            kinds.append(("follow" if rng.random() < 0.7 else "unfollow", {}))
+        for kind, fields in kinds:
+            event_id = uuid.UUID(int=rng.getrandbits(128)).hex
+            events.append({"event_id": event_id, "type": kind, **base, **fields})
+    return events
+
+
+def follower_snapshots(now_ms: int) -> list[dict[str, Any]]:
+    return [
+        {
+            "event_id": f"snapshot-{network}-{account}-{now_ms}",
+            "type": "followers_snapshot",
+            "ts": now_ms,
+            "network": network,
+            "account": account,
+            "followers": followers,
+        }
+        for network, account, followers in ACCOUNTS
+    ]
 
 
 def sessions(

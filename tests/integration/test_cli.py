@@ -19,6 +19,17 @@ from tests.integration import known_events as K
 KPISTREAM = [sys.executable, "-m", "kpistream"]
 
 
+def _header(process: subprocess.Popen[str]) -> str:
+    """What `up`/`demo` print before they run: everything up to the `logs` line."""
+    assert process.stderr is not None
+    lines = []
+    while not lines or not lines[-1].startswith("logs"):
+        line = process.stderr.readline()
+        assert line, "".join(lines)
+        lines.append(line)
+    return "".join(lines)
+
+
 def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("KPISTREAM_")}
     env.update(
@@ -82,7 +93,7 @@ def test_up_then_produce_serves_exact_kpis_and_children_die_with_it(tmp_path: Pa
     second = None
     try:
         assert up.stderr is not None
-        header = "".join(up.stderr.readline() for _ in range(4))
+        header = _header(up)
         kafka = re.search(r"kafka\s+(\S+)", header)
         metrics = re.search(r"metrics\s+(\S+)", header)
         assert kafka and metrics, header
@@ -95,7 +106,7 @@ def test_up_then_produce_serves_exact_kpis_and_children_die_with_it(tmp_path: Pa
             text=True,
         )
         assert second.stderr is not None
-        header2 = "".join(second.stderr.readline() for _ in range(4))
+        header2 = _header(second)
         assert kafka.group(1) not in header2 and metrics.group(1) not in header2, header2
 
         events = tmp_path / "events.jsonl"
@@ -123,11 +134,6 @@ def test_up_then_produce_serves_exact_kpis_and_children_die_with_it(tmp_path: Pa
     assert not _port_open(header2.split("kafka")[1].split()[0]), "children outlived a killed `up`"
 
 
-def _header(process: subprocess.Popen[str]) -> str:
-    assert process.stderr is not None
-    return "".join(process.stderr.readline() for _ in range(4))
-
-
 @pytest.mark.slow
 def test_demo_shows_plausible_live_kpis_and_ends_by_itself(tmp_path: Path) -> None:
     port = free_port()
@@ -145,7 +151,8 @@ def test_demo_shows_plausible_live_kpis_and_ends_by_itself(tmp_path: Path) -> No
         while time.monotonic() < deadline:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
                 got = K.samples(r.read().decode())
-            if got.get(("kpistream_events_processed_total", ()), 0) > 300:
+            followers = ("kpi_followers", (("account", "acme"), ("network", "instagram")))
+            if got.get(("kpistream_events_processed_total", ()), 0) > 300 and followers in got:
                 break
             time.sleep(0.5)
         demo.wait(60)
@@ -154,12 +161,22 @@ def test_demo_shows_plausible_live_kpis_and_ends_by_itself(tmp_path: Path) -> No
     finally:
         demo.kill()
     assert demo.returncode == 0, stderr
-    assert "bounce rate" in stdout and "shop.example" in stdout
+    for header in ("bounce", "engaged", "cart ab.", "NPS", "revenue", "followers"):
+        assert header in stdout, header
+    assert "shop.example" in stdout
     for site in ("shop.example", "blog.example"):
         assert got[("kpi_sessions", (("site", site), ("window", "5m")))] > 0
         assert 0 <= got[("kpi_bounce_ratio", (("site", site), ("window", "5m")))] <= 1
-    ctr = [v for (name, _), v in got.items() if name == "kpi_click_through_ratio"]
-    assert ctr and all(0 <= v <= 1 for v in ctr)
+        assert got[("kpi_unique_visitors", (("site", site), ("window", "5m")))] > 0
+    for ratio in (
+        "kpi_click_through_ratio",
+        "kpi_engagement_ratio",
+        "kpi_conversion_ratio",
+        "kpi_social_engagement_ratio",
+    ):
+        values = [v for (name, _), v in got.items() if name == ratio]
+        assert values and all(0 <= v <= 1 for v in values), ratio
+    assert got[("kpi_followers", (("account", "acme"), ("network", "instagram")))] > 4_000
     assert got[("kpistream_events_rejected_total", (("reason", "malformed_json"),))] == 0
 
 
