@@ -20,6 +20,8 @@ from collections.abc import Iterable
 
 from schemas.decoder import Rejection
 from schemas.events import (
+    AddToCart,
+    CheckoutStart,
     ClickstreamEvent,
     Impression,
     ItemEvent,
@@ -165,10 +167,13 @@ class PartitionProcessor:
         ``counted`` is the session's signature before this event (None for a new session).
         """
         buckets = delta.buckets
-        before_completion = (
-            K.completed_at(session.cart_ms, session.purchases_ms),
-            K.completed_at(session.checkout_ms, session.purchases_ms),
-        )
+        # Only these events can open or complete a cart or checkout.
+        commerce = isinstance(event, AddToCart | CheckoutStart | Purchase)
+        if commerce:
+            before_completion = (
+                K.completed_at(session.cart_ms, session.purchases_ms),
+                K.completed_at(session.checkout_ms, session.purchases_ms),
+            )
         new_goal = K.apply(session, event, self.goals)
         after = K.signature(session)
         if after != counted:
@@ -189,6 +194,8 @@ class PartitionProcessor:
         if not session.engaged_counted and K.is_engaged(session):
             session.engaged_counted = True
             totals[F.field(F.ENGAGED, site)] += 1
+        if not commerce:
+            return
         after_completion = (
             K.completed_at(session.cart_ms, session.purchases_ms),
             K.completed_at(session.checkout_ms, session.purchases_ms),
