@@ -177,13 +177,20 @@ def markdown_table() -> str:
 
 
 def update_readme(path: str = "README.md") -> None:
-    """Rewrite the settings table in the README (``make docs``)."""
+    """Rewrite the generated tables in the README (``make docs``): settings and metrics."""
+    from sinks.kpi_collector import markdown_table as metrics_table
+
     with open(path) as handle:
         text = handle.read()
-    start = text.index("| variable | default | meaning |")
-    end = text.index("\n\n", start)
+    for header, table in (
+        ("| variable | default | meaning |", markdown_table()),
+        ("| metric | type | labels | meaning |", metrics_table()),
+    ):
+        start = text.index(header)
+        end = text.index("\n\n", start)
+        text = text[:start] + table + text[end:]
     with open(path, "w") as handle:
-        handle.write(text[:start] + markdown_table() + text[end:])
+        handle.write(text)
 
 
 def env_name(name: str) -> str:

@@ -67,7 +67,7 @@ class Ratio:
 
 
 COUNTS: tuple[Count, ...] = (
-    Count("kpi_sessions", F.SESSIONS, SITE, "Sessions whose first event lies in the window"),
+    Count("kpi_sessions", F.SESSIONS, SITE, "Sessions, counted at their first event"),
     Count(
         "kpi_non_bounced_sessions",
         F.NON_BOUNCED,
@@ -533,3 +533,47 @@ def health_families(snapshot: StoreSnapshot) -> Iterator[Metric]:
         )
         watermark.add_metric([], snapshot.watermark_ms / 1000)
         yield watermark
+
+
+#: Families built outside the COUNTS/RATIOS tables (name, type, labels, help) for the docs.
+OTHER_FAMILIES: tuple[tuple[str, str, str, str], ...] = (
+    (
+        "kpi_unique_visitors",
+        "gauge",
+        "site, window",
+        "Distinct visitors in the window (HyperLogLog: standard error 0.81%)",
+    ),
+    (
+        "kpi_visitors",
+        "gauge",
+        "site, kind, window",
+        "Visitors in the window: new (first-ever event in the window) or returning",
+    ),
+    (
+        "kpi_followers",
+        "gauge",
+        "network, account",
+        "Current followers: the latest snapshot adjusted by follows and unfollows since",
+    ),
+    (
+        "kpi_social_engagement_ratio",
+        "gauge",
+        "network, account, window",
+        "(Likes + comments + shares) in the window / current followers",
+    ),
+)
+
+
+def markdown_table() -> str:
+    """The README's KPI metric table, from the declarations above (``make docs``)."""
+    rows = ["| metric | type | labels | meaning |", "| --- | --- | --- | --- |"]
+    for c in COUNTS:
+        labels = ", ".join(c.labels)
+        if c.gauge:
+            rows.append(f"| `{c.metric}` | gauge | {labels}, window | {c.doc}, in the window |")
+        rows.append(f"| `{c.metric}_total` | counter | {labels} | {c.doc} |")
+    for r in RATIOS:
+        rows.append(f"| `{r.metric}` | gauge | {', '.join(r.labels)}, window | {r.doc} |")
+    for name, kind, labels, doc in OTHER_FAMILIES:
+        rows.append(f"| `{name}` | {kind} | {labels} | {doc} |")
+    return "\n".join(rows)

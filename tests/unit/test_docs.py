@@ -58,3 +58,11 @@ def test_every_reject_reason_is_documented() -> None:
         re.findall(r"^\| `([a-z_]+)` \|", EVENTS_DOC.split("## Dead letters")[1], re.M)
     )
     assert documented == set(REASONS)
+
+
+def test_readme_metric_table_is_current() -> None:
+    from sinks.kpi_collector import markdown_table as metrics_table
+
+    assert metrics_table() in (ROOT / "README.md").read_text(), (
+        "README metric table is stale: run `make docs`"
+    )
