@@ -141,8 +141,6 @@ def assert_served(url: str, *, timeout_s: float = 90) -> None:
     import time
     import urllib.request
 
-    import pytest
-
     got: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -154,5 +152,16 @@ def assert_served(url: str, *, timeout_s: float = 90) -> None:
         if got.get(("kpistream_events_processed_total", ())) == len(EVENTS):
             break
         time.sleep(0.5)
-    for key, value in EXPECTED.items():
-        assert got.get(key) == pytest.approx(value, abs=1e-9), key
+    assert_matches(got)
+
+
+Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+
+def assert_matches(got: Samples, expected: Samples | None = None) -> None:
+    """Every expected sample is there, exact to 1e-9."""
+    import pytest
+
+    for key, value in (EXPECTED if expected is None else expected).items():
+        assert key in got, f"missing sample {key}"
+        assert got[key] == pytest.approx(value, abs=1e-9), key

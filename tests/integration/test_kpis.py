@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-import urllib.request
 
 import pytest
 
 from kpistream.produce import produce
-from kpistream.runtime import ensure_topics, free_port
-from sinks.exporter import serve
+from kpistream.runtime import ensure_topics
 from streams.social import SocialLogic
 from tests.integration import known_events as K
 from tests.integration import kpi_events as KE
-from tests.integration.waits import wait_for_totals
+from tests.integration.waits import scrape_samples, wait_for_totals
 
 
 async def test_every_web_kpi_is_exact_and_carts_are_decided_without_later_events(  # type: ignore[no-untyped-def]
@@ -27,22 +24,9 @@ async def test_every_web_kpi_is_exact_and_carts_are_decided_without_later_events
     await workers(settings)
     await produce(settings, KE.LINES)
     await wait_for_totals(settings, {"end\x1fshop": KE.SHOP_SESSIONS}, timeout_s=30)
-    port = free_port()
-    server = serve(settings, port=port)
-    try:
-        text = await asyncio.to_thread(_scrape, port)
-    finally:
-        server.shutdown()
-    got = K.samples(text)
+    got = await scrape_samples(settings)
     assert got[("kpistream_events_processed_total", ())] == len(KE.EVENTS)
-    for key, value in KE.EXPECTED.items():
-        assert key in got, f"missing sample {key}"
-        assert got[key] == pytest.approx(value, abs=1e-9), key
-
-
-def _scrape(port: int) -> str:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
-        return str(response.read().decode())
+    K.assert_matches(got, KE.EXPECTED)
 
 
 async def test_social_engagement_followers_and_post_impressions(  # type: ignore[no-untyped-def]
@@ -86,12 +70,7 @@ async def test_social_engagement_followers_and_post_impressions(  # type: ignore
     ]
     await produce(settings, lines)
     await wait_for_totals(settings, {"_processed": len(lines)})
-    port = free_port()
-    server = serve(settings, port=port)
-    try:
-        got = K.samples(await asyncio.to_thread(_scrape, port))
-    finally:
-        server.shutdown()
+    got = await scrape_samples(settings)
     acme = (("account", "acme"), ("network", "instagram"))
     day = (*acme, ("window", "24h"))
     assert got[("kpi_followers", acme)] == 111
@@ -131,12 +110,7 @@ async def test_100k_distinct_campaigns_stay_within_the_label_budget(  # type: ig
     ]
     await produce(settings, lines)
     await wait_for_totals(settings, {"_processed": len(lines)}, timeout_s=120)
-    port = free_port()
-    server = serve(settings, port=port)
-    try:
-        got = K.samples(await asyncio.to_thread(_scrape, port))
-    finally:
-        server.shutdown()
+    got = await scrape_samples(settings)
     counted = {
         dict(labels)["campaign"]: v
         for (name, labels), v in got.items()

@@ -5,22 +5,14 @@ from __future__ import annotations
 import asyncio
 import json
 import subprocess
-import urllib.request
 
-import pytest
 from aiokafka import AIOKafkaConsumer
 
 from kpistream.produce import produce
 from kpistream.runtime import ensure_topics, free_port, start_redis
-from sinks.exporter import serve
 from tests.conftest import require_binary
 from tests.integration import known_events as K
-from tests.integration.waits import wait_for_events
-
-
-def scrape(port: int) -> str:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
-        return str(response.read().decode())
+from tests.integration.waits import scrape_samples, scrape_text, wait_for_events
 
 
 async def test_known_events_give_exact_kpis_on_metrics(settings_factory, workers) -> None:  # type: ignore[no-untyped-def]
@@ -29,16 +21,9 @@ async def test_known_events_give_exact_kpis_on_metrics(settings_factory, workers
     await workers(settings)
     await produce(settings, K.lines())
     await wait_for_events(settings, len(K.lines()))
-    port = free_port()
-    server = serve(settings, port=port)
-    try:
-        text = await asyncio.to_thread(scrape, port)
-    finally:
-        server.shutdown()
+    text = await scrape_text(settings)
     got = K.samples(text)
-    for key, value in K.EXPECTED.items():
-        assert key in got, f"missing sample {key}"
-        assert got[key] == pytest.approx(value, abs=1e-9), key
+    K.assert_matches(got)
     for key in K.ABSENT:
         assert key not in got, key
     promtool = require_binary("promtool", "prometheus")
@@ -163,11 +148,6 @@ async def test_redis_killed_and_restarted_from_its_aof_gives_exact_kpis(  # type
         await asyncio.sleep(1.0)
         server = start_redis(tmp_path, port, persist=True)
         await wait_for_events(settings, len(lines), timeout_s=60)
-        http_port = free_port()
-        http = serve(settings, port=http_port)
-        try:
-            await asyncio.to_thread(K.assert_served, f"http://127.0.0.1:{http_port}/metrics")
-        finally:
-            http.shutdown()
+        K.assert_matches(await scrape_samples(settings))
     finally:
         server.stop()

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import urllib.request
 
 import redis
 
+from kpistream.runtime import free_port
 from kpistream.settings import Settings
+from sinks.exporter import serve
 from sinks.window_store import WindowReader
+from tests.integration.known_events import Samples, samples
 
 
 async def wait_for_totals(
@@ -45,3 +49,23 @@ async def wait_for_events(settings: Settings, expected: int, timeout_s: float = 
             return reader
         await asyncio.sleep(0.2)
     raise AssertionError(f"only {seen} of {expected} events reached Redis in {timeout_s}s")
+
+
+async def scrape_samples(settings: Settings) -> Samples:
+    """Serve the real exporter on a free port, scrape /metrics once, and parse it."""
+    text = await scrape_text(settings)
+    return samples(text)
+
+
+async def scrape_text(settings: Settings) -> str:
+    port = free_port()
+    server = serve(settings, port=port)
+    try:
+        return await asyncio.to_thread(_get, f"http://127.0.0.1:{port}/metrics")
+    finally:
+        server.shutdown()
+
+
+def _get(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=5) as response:
+        return str(response.read().decode())
