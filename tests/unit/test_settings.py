@@ -1,0 +1,30 @@
+import pytest
+
+from kpistream.settings import SettingsError, load
+
+
+def test_goals_must_be_clickstream_event_types() -> None:
+    assert load(env={"KPISTREAM_GOALS": "lead, add_to_cart"}).goal_types == ["lead", "add_to_cart"]
+    with pytest.raises(SettingsError, match=r"KPISTREAM_GOALS: goals are clickstream event types"):
+        load(env={"KPISTREAM_GOALS": "signup"})
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("KPISTREAM_SESSION_GAP_S", "0", "KPISTREAM_SESSION_GAP_S must be positive"),
+        ("KPISTREAM_ALLOWED_LATENESS_S", "-1", "KPISTREAM_ALLOWED_LATENESS_S must be >= 0"),
+        ("KPISTREAM_WINDOWS", "5m,soon", "must look like 5m, 1h or 1d"),
+        ("KPISTREAM_MAX_CAMPAIGNS", "many", "Expected `int`, got `str`"),
+    ],
+)
+def test_bad_settings_say_which_and_why(name: str, value: str, message: str) -> None:
+    with pytest.raises(SettingsError, match=message):
+        load(env={name: value})
+
+
+def test_derived_retention() -> None:
+    s = load(env={"KPISTREAM_WINDOWS": "5m,1h", "KPISTREAM_ALLOWED_LATENESS_S": "60"})
+    assert s.window_minutes() == {"5m": 5, "1h": 60}
+    assert s.bucket_ttl_s == 3600 + 60 + 3600
+    assert s.long_windows_days == {"30d": 30}
