@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import subprocess
 
 import pytest
 
 from kpistream.produce import produce
 from kpistream.runtime import ensure_topics
 from streams.social import SocialLogic
+from tests.conftest import require_binary
 from tests.integration import known_events as K
 from tests.integration import kpi_events as KE
-from tests.integration.waits import scrape_samples, wait_for_totals
+from tests.integration.waits import scrape_samples, scrape_text, wait_for_totals
 
 
 async def test_every_web_kpi_is_exact_and_carts_are_decided_without_later_events(  # type: ignore[no-untyped-def]
@@ -24,9 +27,15 @@ async def test_every_web_kpi_is_exact_and_carts_are_decided_without_later_events
     await workers(settings)
     await produce(settings, KE.LINES)
     await wait_for_totals(settings, {"end\x1fshop": KE.SHOP_SESSIONS}, timeout_s=30)
-    got = await scrape_samples(settings)
+    text = await scrape_text(settings)
+    got = K.samples(text)
     assert got[("kpistream_events_processed_total", ())] == len(KE.EVENTS)
     K.assert_matches(got, KE.EXPECTED)
+    promtool = require_binary("promtool", "prometheus")
+    check = await asyncio.to_thread(
+        subprocess.run, [promtool, "check", "metrics"], input=text.encode(), capture_output=True
+    )
+    assert check.returncode == 0 and check.stdout == check.stderr == b"", check
 
 
 async def test_social_engagement_followers_and_post_impressions(  # type: ignore[no-untyped-def]
