@@ -46,6 +46,7 @@ from streams.sessionizer import (
     encode_sessions,
 )
 from streams.visitors import Visitor, VisitorBook
+from streams.watermarked import WatermarkedProcessor
 
 #: Revenue is summed as integer millionths of the currency unit: exact, unlike floats.
 MICROS = 1_000_000
@@ -67,7 +68,7 @@ def dimension_values(events: Iterable[ClickstreamEvent]) -> dict[str, set[str]]:
     return values
 
 
-class PartitionProcessor:
+class PartitionProcessor(WatermarkedProcessor):
     """State and rules for one Kafka partition of the clickstream topic."""
 
     def __init__(
@@ -78,12 +79,11 @@ class PartitionProcessor:
         dimensions: Dimensions,
         goals: Iterable[str] = ("lead", "purchase"),
     ) -> None:
+        super().__init__(allowed_lateness_ms=allowed_lateness_ms)
         self.sessionizer = Sessionizer(session_gap_ms=session_gap_ms)
-        self.allowed_lateness_ms = allowed_lateness_ms
         self.dims = dimensions
         self.goals = frozenset(goals)
         self.visitors = VisitorBook()
-        self.watermark_ms = 0
 
     def committed(self) -> None:
         """The last delta is in Redis."""
@@ -110,16 +110,11 @@ class PartitionProcessor:
         touched: set[SessionKey] = set()
         totals = delta.totals
         sessionizer = self.sessionizer
-        lateness = self.allowed_lateness_ms
         watermark = self.watermark_ms
         for event in decoded:
-            if isinstance(event, Rejection):
-                totals[F.field(F.REJECTED, event.reason)] += 1
+            if not self.screen(event, watermark, totals):
                 continue
             ts = event.ts
-            if ts < watermark - lateness:
-                totals[F.LATE] += 1
-                continue
             key = (event.site, event.visitor_id, event.session_id or "")
             found = sessionizer.find(key, ts, event.event_id)
             if isinstance(found, Duplicate):
@@ -140,16 +135,8 @@ class PartitionProcessor:
             self._event_counters(delta, site, event)
             self._visitor_event(delta, site, event)
         self.watermark_ms = watermark
-        self._evict(delta, touched)
+        self._settle(delta, touched)
         delta.visitors = self.visitors.take_dirty()
-        return delta
-
-    def advance(self, watermark_ms: int) -> BatchDelta:
-        """Move the watermark without events (an idle partition) and decide what timed out."""
-        delta = BatchDelta()
-        if watermark_ms > self.watermark_ms:
-            self.watermark_ms = watermark_ms
-            self._evict(delta, set())
         return delta
 
     # -- rules ---------------------------------------------------------------------------------
@@ -272,7 +259,8 @@ class PartitionProcessor:
             delta.totals[customers] += 1
         self.visitors.put(key, visitor)  # written back (TTL refreshed) with the batch
 
-    def _evict(self, delta: BatchDelta, touched: set[SessionKey]) -> None:
+    def _settle(self, delta: BatchDelta, touched: set[SessionKey]) -> None:
+        """Store touched sessions; end and decide those no acceptable event can reach."""
         horizon = self.watermark_ms - self.allowed_lateness_ms
         emptied, shrunk, evicted = self.sessionizer.evict(horizon)
         touched.difference_update(emptied)

@@ -36,6 +36,7 @@ from sinks.window_store import PartitionKeys, WindowStore
 from streams.delta import BatchDelta
 from streams.labels import OTHER, LabelBudget
 from streams.logic import PartitionLogic
+from streams.watermarked import WatermarkedProcessor
 
 AccountKey = tuple[str, str]  # (network, account)
 
@@ -64,17 +65,16 @@ _ACCOUNT = msgspec.msgpack.Decoder(Account)
 _ENCODE = msgspec.msgpack.Encoder().encode
 
 
-class SocialProcessor:
+class SocialProcessor(WatermarkedProcessor):
     """State and rules for one partition of the social topic."""
 
     def __init__(
         self, *, allowed_lateness_ms: int, networks: LabelBudget, accounts: LabelBudget
     ) -> None:
-        self.allowed_lateness_ms = allowed_lateness_ms
+        super().__init__(allowed_lateness_ms=allowed_lateness_ms)
         self.networks = networks
         self.accounts_budget = accounts
         self.accounts: dict[AccountKey, Account] = {}
-        self.watermark_ms = 0
 
     def load(self, state: dict[bytes, bytes], watermark_ms: int) -> dict[str, set[str]]:
         self.accounts = {_KEY.decode(k): _ACCOUNT.decode(v) for k, v in state.items()}
@@ -90,13 +90,9 @@ class SocialProcessor:
         touched: set[AccountKey] = set()
         watermark = self.watermark_ms
         for event in decoded:
-            if isinstance(event, Rejection):
-                totals[F.field(F.REJECTED, event.reason)] += 1
+            if not self.screen(event, watermark, totals):
                 continue
             ts = event.ts
-            if ts < watermark - self.allowed_lateness_ms:
-                totals[F.LATE] += 1
-                continue
             key = (event.network, event.account)
             account = self.accounts.setdefault(key, Account())
             if event.event_id in account.recent_ids:
@@ -108,18 +104,8 @@ class SocialProcessor:
             touched.add(key)
             self._apply(delta, key, account, event)
         self.watermark_ms = watermark
-        self._finish(delta, touched)
+        self._settle(delta, touched)
         return delta
-
-    def advance(self, watermark_ms: int) -> BatchDelta:
-        delta = BatchDelta()
-        if watermark_ms > self.watermark_ms:
-            self.watermark_ms = watermark_ms
-            self._finish(delta, set())
-        return delta
-
-    def committed(self) -> None:
-        pass
 
     def _labels(self, key: AccountKey) -> tuple[str, str]:
         return self.networks.label(key[0]), self.accounts_budget.label(key[1])
@@ -146,7 +132,7 @@ class SocialProcessor:
             if after_snapshot and len(account.changes) < MAX_CHANGES:
                 account.changes.append((event.ts, 1 if isinstance(event, Follow) else -1))
 
-    def _finish(self, delta: BatchDelta, touched: set[AccountKey]) -> None:
+    def _settle(self, delta: BatchDelta, touched: set[AccountKey]) -> None:
         horizon = self.watermark_ms - self.allowed_lateness_ms
         for key in touched:
             account = self.accounts[key]

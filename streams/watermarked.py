@@ -1,0 +1,47 @@
+"""What every partition processor shares: the watermark, lateness and idle advance."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any, TypeGuard, TypeVar
+
+from schemas.decoder import Rejection
+from sinks import fields as F
+from streams.delta import BatchDelta
+
+E = TypeVar("E")
+
+
+class WatermarkedProcessor:
+    """Base of the partition processors. Subclasses implement :meth:`_settle`."""
+
+    def __init__(self, *, allowed_lateness_ms: int) -> None:
+        self.allowed_lateness_ms = allowed_lateness_ms
+        self.watermark_ms = 0
+
+    def screen(self, event: E | Rejection, watermark_ms: int, totals: Counter[str]) -> TypeGuard[E]:
+        """Count a rejection or an event later than the allowed lateness; True when the
+        event goes on to be processed."""
+        if isinstance(event, Rejection):
+            totals[F.field(F.REJECTED, event.reason)] += 1
+            return False
+        ts: int = getattr(event, "ts")  # noqa: B009 - every event struct has `ts`
+        if ts < watermark_ms - self.allowed_lateness_ms:
+            totals[F.LATE] += 1
+            return False
+        return True
+
+    def advance(self, watermark_ms: int) -> BatchDelta:
+        """Move the watermark of an idle partition forward and settle what that decides."""
+        delta = BatchDelta()
+        if watermark_ms > self.watermark_ms:
+            self.watermark_ms = watermark_ms
+            self._settle(delta, set())
+        return delta
+
+    def committed(self) -> None:
+        """The last delta is in Redis."""
+
+    def _settle(self, delta: BatchDelta, touched: set[Any]) -> None:
+        """Write the touched keys' state into the delta and decide what the watermark ends."""
+        raise NotImplementedError
