@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from kpistream import runtime
 from kpistream.settings import Settings, load
+from streams.batch_consumer import BatchConsumer
 
 
 @pytest.fixture(scope="session")
@@ -67,3 +70,30 @@ def require_binary(name: str, debian_package: str) -> str:
             pytest.fail(f"{name} is missing under CI; .ci/run must install {debian_package}")
         pytest.skip(f"{name} is not installed (Debian package: {debian_package})")
     return path
+
+
+@pytest.fixture
+async def workers() -> AsyncIterator[Callable[[Settings], Any]]:
+    """Start batch consumers; at teardown stop them and fail if one swallowed an error."""
+    running: list[tuple[BatchConsumer, asyncio.Task[None]]] = []
+
+    async def start(
+        settings: Settings,
+        prepare: Callable[[BatchConsumer], None] = lambda _: None,
+        logic: Any = None,
+        group_id: str | None = None,
+        clock_ms: Callable[[], int] | None = None,
+    ) -> BatchConsumer:
+        consumer = BatchConsumer(settings, logic, group_id=group_id)
+        if clock_ms is not None:
+            consumer.clock_ms = clock_ms
+        prepare(consumer)
+        await consumer.start()
+        running.append((consumer, asyncio.create_task(consumer.run())))
+        return consumer
+
+    yield start
+    for consumer, task in running:
+        await consumer.stop()
+        await asyncio.wait_for(task, 10)
+        assert consumer.errors == [], f"worker swallowed errors: {consumer.errors!r}"
