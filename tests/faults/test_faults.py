@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import sys
 import time
 from typing import Any
 
 import msgspec
 import pytest
+import redis
 
 from kpistream.produce import encode, produce
-from kpistream.runtime import ensure_topics
-from kpistream.settings import Settings
+from kpistream.runtime import ensure_topics, spawn, stop
+from kpistream.settings import Settings, env_name
 from kpistream.simulator import sessions
 from sinks import fields as F
 from tests.faults import oracle
@@ -101,3 +104,53 @@ async def test_replay_is_identical_across_workers_batch_sizes_and_clocks(  # typ
     assert first.digest() == second.digest()
     log = await oracle.read_log(one)
     assert first == oracle.expected(one, log, now_ms=time.time_ns() // 1_000_000)
+
+
+def worker_env(settings: Settings) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KPISTREAM_")}
+    env.update({env_name(f): str(getattr(settings, f)) for f in Settings.__struct_fields__})
+    return env
+
+
+@pytest.mark.slow
+async def test_worker_killed_repeatedly_mid_stream_ends_exact(  # type: ignore[no-untyped-def]
+    settings_factory, tmp_path
+) -> None:
+    """`kill -9` of the real worker process three times while it works through ~30,000
+    events in batches of 50 (so a kill lands before, inside or after an atomic step),
+    each time restarted: counters, buckets and stored offsets end exactly as the oracle says."""
+    lines = [encode(e) for e in sessions(12, start_ms=START_MS, count=4000, spacing_ms=10)]
+    settings = settings_for(settings_factory, batch_max_records=50)
+    await ensure_topics(settings)
+    await produce(settings, lines)
+    env = worker_env(settings)
+    command = [sys.executable, "-m", "kpistream", "worker"]
+    reader = await wait_for_totals(settings, {}, timeout_s=1)
+    kills = 0
+    while kills < 3:
+        worker = spawn(command, log_path=tmp_path / f"worker-{kills}.log", env=env)
+        before = reader.snapshot({}).totals[F.PROCESSED]
+        deadline = asyncio.get_running_loop().time() + 60
+        while reader.snapshot({}).totals[F.PROCESSED] <= before:  # it is working now
+            assert asyncio.get_running_loop().time() < deadline, "worker made no progress"
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.1 * kills)
+        worker.kill()  # SIGKILL: no shutdown, no final commit
+        worker.wait()
+        kills += 1
+        assert reader.snapshot({}).totals[F.PROCESSED] < len(lines), "killed too late"
+    worker = spawn(command, log_path=tmp_path / "worker-last.log", env=env)
+    try:
+        await wait_all(settings, len(lines))
+    finally:
+        stop(worker)
+    log = await oracle.read_log(settings)
+    assert oracle.stored(settings) == oracle.expected(
+        settings, log, now_ms=time.time_ns() // 1_000_000
+    )
+    client = redis.Redis.from_url(settings.redis)
+    for partition, values in log.items():
+        meta = client.hget(
+            f"{settings.redis_prefix}:{{{settings.clickstream_topic}:{partition}}}:meta", "offset"
+        )
+        assert meta is not None and int(meta) == len(values), partition
