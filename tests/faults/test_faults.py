@@ -6,6 +6,7 @@ import asyncio
 import os
 import sys
 import time
+from collections import Counter
 from typing import Any
 
 import msgspec
@@ -154,3 +155,48 @@ async def test_worker_killed_repeatedly_mid_stream_ends_exact(  # type: ignore[n
             f"{settings.redis_prefix}:{{{settings.clickstream_topic}:{partition}}}:meta", "offset"
         )
         assert meta is not None and int(meta) == len(values), partition
+
+
+POISON = [
+    bytes(range(256)),  # random bytes
+    b'{"event_id":"\xff\xfe","type":"page_view"}',  # invalid UTF-8
+    b'{"x":"' + b"y" * 5_000_000 + b'"}',  # 5 MB
+    b"[" * 10_000 + b"]" * 10_000,  # nested 10,000 levels deep
+    b'{"event_id":"n","type":"page_view","ts":NaN,"site":"s","visitor_id":"v","path":"/"}',
+    b'{"event_id":"i","type":"page_view","ts":Infinity,"site":"s","visitor_id":"v","path":"/"}',
+    b'{"event_id":"s","type":"page_view","ts":"1763800000000","site":"s","visitor_id":"v","path":"/"}',
+    b'{"event_id":null,"type":null,"ts":null,"site":null,"visitor_id":null,"path":null}',
+    b"null",
+]
+#: bytes, invalid UTF-8, NaN, Infinity: not JSON; the deep array and `null`: not objects;
+#: a null `type` is no known type; a number sent as a string is the wrong type.
+POISON_REASONS = {
+    "malformed_json": 4,
+    "too_large": 1,
+    "not_an_object": 2,
+    "unknown_type": 1,
+    "wrong_type": 1,
+}
+
+
+async def test_poison_mixed_in_is_dead_lettered_and_leaves_the_state_untouched(  # type: ignore[no-untyped-def]
+    settings_factory, workers
+) -> None:
+    settings = settings_for(settings_factory)
+    await ensure_topics(settings)
+    await workers(settings)
+    step = len(LINES) // len(POISON)
+    mixed = [line for i, p in enumerate(POISON) for line in (*LINES[i * step : (i + 1) * step], p)]
+    mixed += LINES[len(POISON) * step :]
+    await produce(settings, mixed)
+    await wait_all(settings, len(mixed))
+    got = oracle.stored(settings)
+    rejected = {k.split("\x1f")[1]: v for k, v in got.totals.items() if k.startswith(F.REJECTED)}
+    assert sum(rejected.values()) == len(POISON)
+    assert rejected == POISON_REASONS
+    # The valid events alone give exactly the state of a run without poison.
+    log = await oracle.read_log(settings)
+    clean = {p: [v for v in values if v not in POISON] for p, values in log.items()}
+    want = oracle.expected(settings, clean, now_ms=time.time_ns() // 1_000_000)
+    got.totals = +Counter({k: v for k, v in got.totals.items() if not k.startswith(F.REJECTED)})
+    assert got == want
