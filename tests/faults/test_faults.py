@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import sys
 import time
 from collections import Counter
@@ -14,12 +15,14 @@ import pytest
 import redis
 
 from kpistream.produce import encode, produce
-from kpistream.runtime import ensure_topics, spawn, stop
+from kpistream.runtime import ensure_topics, free_port, spawn, stop
 from kpistream.settings import Settings, env_name
 from kpistream.simulator import sessions
 from sinks import fields as F
+from sinks.exporter import serve
 from tests.faults import oracle
-from tests.integration.waits import wait_for_totals
+from tests.integration.known_events import samples
+from tests.integration.waits import get, wait_for_totals
 
 #: Historic, seeded traffic: about 3,000 events of 400 sessions with carts and purchases,
 #: spanning less than the allowed lateness, so that a late retry is still a retry.
@@ -200,3 +203,80 @@ async def test_poison_mixed_in_is_dead_lettered_and_leaves_the_state_untouched( 
     want = oracle.expected(settings, clean, now_ms=time.time_ns() // 1_000_000)
     got.totals = +Counter({k: v for k, v in got.totals.items() if not k.startswith(F.REJECTED)})
     assert got == want
+
+
+async def test_shuffled_within_the_lateness_equals_in_order_and_extremes_are_counted(  # type: ignore[no-untyped-def]
+    settings_factory, workers
+) -> None:
+    """Each visitor's events arrive in random order (all within the 120 s lateness of each
+    other); the state equals the in-order oracle. One event far older than the lateness is
+    counted late, one beyond the future skew is rejected."""
+    rng = random.Random(5)
+    by_visitor: dict[str, list[bytes]] = {}
+    decode = msgspec.json.Decoder(dict[str, Any]).decode
+    for line in LINES:
+        by_visitor.setdefault(decode(line)["visitor_id"], []).append(line)
+    shuffled = []
+    for events in by_visitor.values():
+        rng.shuffle(events)
+        shuffled += events
+    newest = max(decode(line)["ts"] for line in LINES)
+    late = encode(
+        {
+            "event_id": "too-late",
+            "type": "page_view",
+            "ts": START_MS - 3_600_000,
+            "site": "shop.example",
+            "visitor_id": decode(LINES[-1])["visitor_id"],
+            "path": "/",
+        }
+    )
+    future = encode(
+        {
+            "event_id": "future",
+            "type": "page_view",
+            "ts": time.time_ns() // 1_000_000 + 3_600_000,
+            "site": "shop.example",
+            "visitor_id": "v-future",
+            "path": "/",
+        }
+    )
+    assert newest - START_MS < 2 * 3_600_000
+    in_order = settings_for(settings_factory)
+    await ensure_topics(in_order)
+    await produce(in_order, LINES)
+    want = oracle.expected(
+        in_order, await oracle.read_log(in_order), now_ms=time.time_ns() // 1_000_000
+    )
+    settings = settings_for(settings_factory)
+    await ensure_topics(settings)
+    await workers(settings)
+    await produce(settings, [*shuffled, late, future])
+    await wait_all(settings, len(LINES) + 2)
+    got = oracle.stored(settings)
+    assert got.totals.pop(F.LATE) == 1
+    assert got.totals.pop(F.field(F.REJECTED, "ts_in_future")) == 1
+    assert got == want
+
+
+async def test_fifty_concurrent_scrapes_while_the_worker_writes(settings_factory, workers) -> None:  # type: ignore[no-untyped-def]
+    """Every scrape is well-formed and no ratio leaves 0..1, while batches commit."""
+    settings = settings_for(settings_factory, batch_max_records=20, exporter_cache_s=0.0)
+    await ensure_topics(settings)
+    await workers(settings)
+    port = free_port()
+    server = serve(settings, port=port)
+    url = f"http://127.0.0.1:{port}/metrics"
+    writing = asyncio.create_task(produce(settings, LINES))
+    try:
+        scrapes = await asyncio.gather(*(asyncio.to_thread(get, url) for _ in range(50)))
+        await writing
+        scrapes += [await asyncio.to_thread(get, url)]
+    finally:
+        server.shutdown()
+    for text in scrapes:
+        for (name, labels), value in samples(text).items():  # parsing is the well-formed check
+            if name.endswith("_ratio"):
+                assert 0 <= value <= 1, (name, labels, value)
+            if name == "kpi_net_promoter_score":
+                assert -100 <= value <= 100, (labels, value)

@@ -61,11 +61,11 @@ async def scrape_text(settings: Settings) -> str:
     port = free_port()
     server = serve(settings, port=port)
     try:
-        return await asyncio.to_thread(_get, f"http://127.0.0.1:{port}/metrics")
+        return await asyncio.to_thread(get, f"http://127.0.0.1:{port}/metrics")
     finally:
         server.shutdown()
 
 
-def _get(url: str) -> str:
+def get(url: str) -> str:
     with urllib.request.urlopen(url, timeout=5) as response:
         return str(response.read().decode())
