@@ -39,8 +39,7 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 def cmd_worker(args: argparse.Namespace) -> int:
     settings = _settings(args)
-    runtime.check_redis(settings.redis)
-    asyncio.run(runtime.ensure_topics(settings))
+    _wait_for_servers(settings)
     import faust
 
     from streams.app import create_app
@@ -49,6 +48,34 @@ def cmd_worker(args: argparse.Namespace) -> int:
     worker = faust.Worker(app, loglevel=args.loglevel, quiet=True)
     worker.execute_from_commandline()
     return 0
+
+
+#: First retry soon; then back off to one attempt (and one log line) every 10 s.
+STARTUP_RETRY_FIRST_S = 0.5
+STARTUP_RETRY_MAX_S = 10.0
+
+
+def _wait_for_servers(settings: Settings) -> None:
+    """Wait for Redis and Kafka (creating the topics) for up to KPISTREAM_STARTUP_TIMEOUT_S,
+    one line per failed attempt, then give up with the last reason as one line."""
+    deadline = time.monotonic() + settings.startup_timeout_s
+    delay = STARTUP_RETRY_FIRST_S
+    while True:
+        try:
+            runtime.check_redis(settings.redis)
+            asyncio.run(runtime.ensure_topics(settings))
+            return
+        except runtime.UserError as exc:
+            if time.monotonic() + delay > deadline:
+                raise
+            console.print(
+                f"kpistream: waiting: {exc}; retrying in {delay:.1f}s",
+                markup=False,
+                highlight=False,
+                soft_wrap=True,
+            )
+            time.sleep(delay)
+            delay = min(delay * 2, STARTUP_RETRY_MAX_S)
 
 
 def cmd_exporter(args: argparse.Namespace) -> int:

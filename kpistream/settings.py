@@ -52,6 +52,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     max_event_bytes: int = 65536
     batch_max_records: int = 5000
     rebalance_timeout_s: int = 5
+    startup_timeout_s: int = 60
     metrics_port: int = 9464
     exporter_cache_s: float = 1.0
 
@@ -81,7 +82,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
         ):
             if getattr(self, name) <= 0:
                 raise SettingsError(f"{env_name(name)} must be positive, got {getattr(self, name)}")
-        for name in ("allowed_lateness_s", "max_future_skew_s"):
+        for name in ("allowed_lateness_s", "max_future_skew_s", "startup_timeout_s"):
             if getattr(self, name) < 0:
                 raise SettingsError(f"{env_name(name)} must be >= 0, got {getattr(self, name)}")
         try:
@@ -161,6 +162,7 @@ HELP: dict[str, str] = {
     "max_event_bytes": "largest accepted event",
     "batch_max_records": "most records fetched per batch",
     "rebalance_timeout_s": "consumer-group rebalance timeout (a first join waits this long)",
+    "startup_timeout_s": "how long a worker waits for Kafka and Redis at start-up (0: not at all)",
     "metrics_port": "port of the exporter's /metrics",
     "exporter_cache_s": "how long a scrape result is reused",
 }

@@ -15,12 +15,13 @@ import pytest
 import redis
 
 from kpistream.produce import encode, produce
-from kpistream.runtime import ensure_topics, free_port, spawn, stop
+from kpistream.runtime import ensure_topics, free_port, spawn, start_broker, stop
 from kpistream.settings import Settings, env_name
 from kpistream.simulator import sessions
 from sinks import fields as F
 from sinks.exporter import serve
 from tests.faults import oracle
+from tests.integration import known_events as K
 from tests.integration.known_events import samples
 from tests.integration.waits import get, wait_for_totals
 
@@ -280,3 +281,30 @@ async def test_fifty_concurrent_scrapes_while_the_worker_writes(settings_factory
                 assert 0 <= value <= 1, (name, labels, value)
             if name == "kpi_net_promoter_score":
                 assert -100 <= value <= 100, (labels, value)
+
+
+@pytest.mark.slow
+async def test_worker_waits_for_a_broker_that_appears_later(  # type: ignore[no-untyped-def]
+    settings_factory, tmp_path
+) -> None:
+    port = free_port()
+    settings = settings_for(settings_factory, kafka=f"127.0.0.1:{port}", partitions=2)
+    log_path = tmp_path / "worker.log"
+    worker = spawn(
+        [sys.executable, "-m", "kpistream", "worker"], log_path=log_path, env=worker_env(settings)
+    )
+    broker = None
+    try:
+        await asyncio.sleep(3)  # the worker is retrying now
+        assert worker.poll() is None, log_path.read_text()
+        broker = start_broker(tmp_path, port)
+        await produce(settings, K.lines())
+        await wait_all(settings, len(K.lines()))
+    finally:
+        stop(worker)
+        if broker is not None:
+            broker.stop()
+    text = log_path.read_text()
+    waits = [line for line in text.splitlines() if line.startswith("kpistream: waiting:")]
+    assert waits and all(f"cannot reach Kafka at 127.0.0.1:{port}" in w for w in waits), text
+    assert "Traceback" not in text

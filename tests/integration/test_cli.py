@@ -56,7 +56,8 @@ def _fails_in_one_line(args: list[str], env: dict[str, str]) -> str:
 def test_worker_without_a_broker_says_so_in_one_line(tmp_path: Path, redis_url: str) -> None:
     port = free_port()
     line = _fails_in_one_line(
-        ["worker", "--kafka", f"127.0.0.1:{port}", "--redis", redis_url], _env(tmp_path)
+        ["worker", "--kafka", f"127.0.0.1:{port}", "--redis", redis_url],
+        _env(tmp_path, KPISTREAM_STARTUP_TIMEOUT_S="0"),
     )
     assert f"cannot reach Kafka at 127.0.0.1:{port}" in line and "KPISTREAM_KAFKA" in line
 
