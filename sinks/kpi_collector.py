@@ -523,6 +523,12 @@ def health_families(snapshot: StoreSnapshot) -> Iterator[Metric]:
     buckets.append(("+Inf", float(totals[F.BATCH_COUNT])))
     batch.add_metric([], buckets, sum_value=totals[F.BATCH_SUM_US] / 1_000_000)
     yield batch
+    fenced = CounterMetricFamily(
+        "kpistream_fenced_writes",
+        "Batches a worker that had lost its partition tried to commit; rejected by the fence",
+    )
+    fenced.add_metric([], snapshot.fenced_writes)
+    yield fenced
     partitions = GaugeMetricFamily("kpistream_partitions", "Kafka partitions with state in Redis")
     partitions.add_metric([], snapshot.partitions)
     yield partitions

@@ -22,6 +22,7 @@ key                            type    holds
 ``P:{t:n}:v:<n>:<site>:<id>``  string  one visitor's state (first seen, lead, first purchase),
                                        TTL = the visitor retention
 ``P:partitions``               set     the ``t:n`` tags that have state (for the exporter)
+``P:fenced_writes``            string  batches a stale owner tried to commit (rejected)
 ``P:labels:<dimension>``       set     admitted label values of a bounded dimension
 =============================  ======  ====================================================
 
@@ -120,6 +121,7 @@ class StoreSnapshot:
     #: window -> site -> distinct visitors (HyperLogLog estimate)
     uniques: dict[str, Counter[str]] = field(default_factory=dict)
     gauges: Counter[str] = field(default_factory=Counter)
+    fenced_writes: int = 0
 
 
 class WindowStore:
@@ -165,6 +167,10 @@ class WindowStore:
             keys=[f"{self.prefix}:labels:{dimension}"], args=[max_values, *sorted(values)]
         )
         return {m.decode() if isinstance(m, bytes) else m for m in members}
+
+    async def count_fenced(self) -> None:
+        """One write rejected by the fence (outside any partition: it has no owner here)."""
+        await self.client.incr(f"{self.prefix}:fenced_writes")
 
     async def load_visitors(
         self, keys: PartitionKeys, visitors: list[VisitorKey]
@@ -271,6 +277,7 @@ class WindowReader:
         """Totals, each rolling window (minute precision) and each long window (day
         precision, day buckets only) ending at the newest watermark of any partition."""
         tags = sorted(_text(t) for t in self.client.smembers(f"{self.prefix}:partitions"))
+        fenced = int(self.client.get(f"{self.prefix}:fenced_writes") or 0)
         parts = [PartitionKeys.from_tag(self.prefix, t) for t in tags]
         pipe = self.client.pipeline(transaction=False)
         for p in parts:
@@ -293,7 +300,7 @@ class WindowReader:
         }
         uniques: dict[str, Counter[str]] = {name: Counter() for name in windows_min}
         if watermark is None or not parts:
-            return StoreSnapshot(watermark, totals, windows, len(parts), uniques, gauges)
+            return StoreSnapshot(watermark, totals, windows, len(parts), uniques, gauges, fenced)
         covers = {
             name: window_cover(*window_minutes(minutes, watermark))
             for name, minutes in windows_min.items()
@@ -340,7 +347,7 @@ class WindowReader:
                     _add(windows[name], contents[wanted[p.day(d)]])
         for (name, site), n in zip(counted, contents[len(wanted) :], strict=True):
             uniques[name][site] += int(n)
-        return StoreSnapshot(watermark, totals, windows, len(parts), uniques, gauges)
+        return StoreSnapshot(watermark, totals, windows, len(parts), uniques, gauges, fenced)
 
 
 def _bytes(value: bytes | str) -> bytes:

@@ -15,6 +15,7 @@ committed offset is written every few seconds only as a hint for lag monitoring.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterable
@@ -214,11 +215,14 @@ class BatchConsumer:
             claim.next_offset if claim.next_offset is not None else "earliest",
         )
 
-    def _fence(self, tp: TopicPartition) -> None:
-        """Stop touching a partition another worker owns (until a rebalance gives it back)."""
+    async def _fence(self, tp: TopicPartition) -> None:
+        """Stop touching a partition another worker owns (until a rebalance gives it back),
+        and count the rejected write where every worker's count is summed."""
         self.owned.pop(tp, None)
-        assert self.consumer is not None
+        assert self.consumer is not None and self.store is not None
         self.consumer.pause(tp)
+        with contextlib.suppress(*REDIS_UNAVAILABLE):
+            await self.store.count_fenced()
 
     async def _seek(self, tp: TopicPartition, offset: int | None) -> None:
         assert self.consumer is not None
@@ -251,7 +255,7 @@ class BatchConsumer:
             await self._apply(tp, owned, records)
         except Fenced as exc:
             log.warning("%s; another worker owns it now, pausing it here", exc)
-            self._fence(tp)
+            await self._fence(tp)
             return 0
         except (OffsetMismatch, *REDIS_UNAVAILABLE) as exc:
             log.warning("partition %s: %s; reloading its state from Redis", owned.keys.tag, exc)
@@ -332,7 +336,7 @@ class BatchConsumer:
                     await self._commit(owned, delta, owned.next_offset)
                 except Fenced as exc:
                     log.warning("%s; another worker owns it now, pausing it here", exc)
-                    self._fence(tp)
+                    await self._fence(tp)
                 except (OffsetMismatch, *REDIS_UNAVAILABLE) as exc:
                     log.warning("partition %s: %s; reloading its state", owned.keys.tag, exc)
                     await self._claim(tp)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import random
+import signal
 import sys
 import time
 from collections import Counter
@@ -13,6 +14,7 @@ from typing import Any
 import msgspec
 import pytest
 import redis
+import redis.asyncio as aioredis
 
 from kpistream.produce import encode, produce
 from kpistream.runtime import ensure_topics, free_port, spawn, start_broker, stop
@@ -20,6 +22,8 @@ from kpistream.settings import Settings, env_name
 from kpistream.simulator import sessions
 from sinks import fields as F
 from sinks.exporter import serve
+from sinks.window_store import Fenced, OffsetMismatch, WindowStore
+from streams.delta import BatchDelta
 from tests.faults import oracle
 from tests.integration import known_events as K
 from tests.integration.known_events import samples
@@ -308,3 +312,107 @@ async def test_worker_waits_for_a_broker_that_appears_later(  # type: ignore[no-
     waits = [line for line in text.splitlines() if line.startswith("kpistream: waiting:")]
     assert waits and all(f"cannot reach Kafka at 127.0.0.1:{port}" in w for w in waits), text
     assert "Traceback" not in text
+
+
+async def test_the_fence_rejects_a_stale_owner_and_a_stale_position(settings_factory) -> None:  # type: ignore[no-untyped-def]
+    settings = settings_for(settings_factory)
+    client = aioredis.Redis.from_url(settings.redis)
+    store = WindowStore(
+        client,
+        prefix=settings.redis_prefix,
+        bucket_ttl_s=60,
+        day_ttl_s=60,
+        session_ttl_s=60,
+        visitor_ttl_s=60,
+    )
+    keys = store.keys(settings.clickstream_topic, 0)
+
+    def delta(n: int) -> BatchDelta:
+        d = BatchDelta(watermark_ms=START_MS)
+        d.totals[F.PROCESSED] = n
+        return d
+
+    old = await store.claim(keys)
+    await store.commit(keys, epoch=old.epoch, expected_offset=None, next_offset=5, delta=delta(5))
+    new = await store.claim(keys)  # another worker takes the partition: epoch + 1
+    assert new.epoch == old.epoch + 1 and new.next_offset == 5
+    with pytest.raises(Fenced):
+        await store.commit(keys, epoch=old.epoch, expected_offset=5, next_offset=9, delta=delta(4))
+    await store.commit(keys, epoch=new.epoch, expected_offset=5, next_offset=7, delta=delta(2))
+    with pytest.raises(OffsetMismatch):  # a replayed step at an old position
+        await store.commit(keys, epoch=new.epoch, expected_offset=5, next_offset=7, delta=delta(2))
+    assert int(await client.hget(keys.key("totals"), F.PROCESSED)) == 7
+    assert int(await client.hget(keys.key("meta"), "offset")) == 7
+    await client.aclose()
+
+
+@pytest.mark.slow
+async def test_a_zombie_worker_is_fenced_and_the_state_stays_exact(  # type: ignore[no-untyped-def]
+    settings_factory, tmp_path
+) -> None:
+    """SIGSTOP a worker past its session timeout, let a second worker take its partitions,
+    then SIGCONT it: whatever it tries to commit is rejected; the state matches the oracle."""
+    lines = [encode(e) for e in sessions(13, start_ms=START_MS, count=4000, spacing_ms=10)]
+    settings = settings_for(settings_factory, batch_max_records=50)
+    await ensure_topics(settings)
+    await produce(settings, lines)
+    env = worker_env(settings)
+    command = [sys.executable, "-m", "kpistream", "worker"]
+    reader = await wait_for_totals(settings, {}, timeout_s=1)
+    zombie = spawn(command, log_path=tmp_path / "zombie.log", env=env)
+    successor = None
+    try:
+        started = asyncio.get_running_loop().time()
+        while reader.snapshot({}).totals[F.PROCESSED] == 0:
+            assert asyncio.get_running_loop().time() < started + 60, "no progress"
+            await asyncio.sleep(0.05)
+        zombie.send_signal(signal.SIGSTOP)
+        frozen_at = reader.snapshot({}).totals[F.PROCESSED]
+        assert frozen_at < len(lines), "the first worker finished before it could be frozen"
+        successor = spawn(command, log_path=tmp_path / "successor.log", env=env)
+        deadline = asyncio.get_running_loop().time() + 60
+        while reader.snapshot({}).totals[F.PROCESSED] == frozen_at:  # the successor took over
+            assert asyncio.get_running_loop().time() < deadline
+            await asyncio.sleep(0.1)
+        zombie.send_signal(signal.SIGCONT)
+        await wait_all(settings, len(lines))
+    finally:
+        zombie.send_signal(signal.SIGCONT)
+        stop(zombie)
+        if successor is not None:
+            stop(successor)
+    log = await oracle.read_log(settings)
+    assert oracle.stored(settings) == oracle.expected(
+        settings, log, now_ms=time.time_ns() // 1_000_000
+    )
+
+
+async def test_a_worker_whose_partition_was_claimed_is_fenced_and_counted(  # type: ignore[no-untyped-def]
+    settings_factory, workers
+) -> None:
+    settings = settings_for(settings_factory, partitions=1)
+    await ensure_topics(settings)
+    worker = await workers(settings)
+    await produce(settings, LINES[:10])
+    await wait_all(settings, 10)
+    tp = next(iter(worker.owned))
+    # Another worker claims the partition (as after a rebalance this one has not seen yet).
+    client = aioredis.Redis.from_url(settings.redis)
+    store = WindowStore(
+        client,
+        prefix=settings.redis_prefix,
+        bucket_ttl_s=60,
+        day_ttl_s=60,
+        session_ttl_s=60,
+        visitor_ttl_s=60,
+    )
+    await store.claim(store.keys(tp.topic, tp.partition))
+    await produce(settings, LINES[10:20])
+    reader = await wait_for_totals(settings, {}, timeout_s=1)
+    deadline = asyncio.get_running_loop().time() + 30
+    while reader.snapshot({}).fenced_writes == 0:
+        assert asyncio.get_running_loop().time() < deadline, "the stale write was not counted"
+        await asyncio.sleep(0.1)
+    assert tp not in worker.owned
+    assert reader.snapshot({}).totals[F.PROCESSED] == 10  # nothing of the fenced batch landed
+    await client.aclose()
