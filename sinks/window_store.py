@@ -41,6 +41,7 @@ from typing import Any
 import redis
 import redis.asyncio as aioredis
 
+from kpistream.settings import Settings
 from sinks import fields as F
 from sinks.buckets import HOUR_MINUTES, day_of, window_cover, window_minutes
 from streams.delta import BatchDelta
@@ -146,6 +147,17 @@ class WindowStore:
         self._commit = client.register_script(COMMIT_LUA)
         self._claim = client.register_script(CLAIM_LUA)
         self._admit = client.register_script(ADMIT_LUA)
+
+    @classmethod
+    def from_settings(cls, client: aioredis.Redis, settings: Settings) -> WindowStore:
+        return cls(
+            client,
+            prefix=settings.redis_prefix,
+            bucket_ttl_s=settings.bucket_ttl_s,
+            day_ttl_s=settings.day_ttl_s,
+            session_ttl_s=settings.session_ttl_s,
+            visitor_ttl_s=settings.visitor_ttl_s,
+        )
 
     def keys(self, topic: str, partition: int) -> PartitionKeys:
         return PartitionKeys(self.prefix, topic, partition)

@@ -98,14 +98,7 @@ class BatchConsumer:
     async def start(self) -> None:
         s = self.settings
         self.redis = aioredis.Redis.from_url(s.redis)
-        self.store = WindowStore(
-            self.redis,
-            prefix=s.redis_prefix,
-            bucket_ttl_s=s.bucket_ttl_s,
-            day_ttl_s=s.day_ttl_s,
-            session_ttl_s=s.session_ttl_s,
-            visitor_ttl_s=s.visitor_ttl_s,
-        )
+        self.store = WindowStore.from_settings(self.redis, s)
         self.producer = AIOKafkaProducer(
             bootstrap_servers=s.kafka, client_id=f"{self.client_id}-dlq", linger_ms=5, acks="all"
         )

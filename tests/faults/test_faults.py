@@ -317,14 +317,7 @@ async def test_worker_waits_for_a_broker_that_appears_later(  # type: ignore[no-
 async def test_the_fence_rejects_a_stale_owner_and_a_stale_position(settings_factory) -> None:  # type: ignore[no-untyped-def]
     settings = settings_for(settings_factory)
     client = aioredis.Redis.from_url(settings.redis)
-    store = WindowStore(
-        client,
-        prefix=settings.redis_prefix,
-        bucket_ttl_s=60,
-        day_ttl_s=60,
-        session_ttl_s=60,
-        visitor_ttl_s=60,
-    )
+    store = WindowStore.from_settings(client, settings)
     keys = store.keys(settings.clickstream_topic, 0)
 
     def delta(n: int) -> BatchDelta:
@@ -398,14 +391,7 @@ async def test_a_worker_whose_partition_was_claimed_is_fenced_and_counted(  # ty
     tp = next(iter(worker.owned))
     # Another worker claims the partition (as after a rebalance this one has not seen yet).
     client = aioredis.Redis.from_url(settings.redis)
-    store = WindowStore(
-        client,
-        prefix=settings.redis_prefix,
-        bucket_ttl_s=60,
-        day_ttl_s=60,
-        session_ttl_s=60,
-        visitor_ttl_s=60,
-    )
+    store = WindowStore.from_settings(client, settings)
     await store.claim(store.keys(tp.topic, tp.partition))
     await produce(settings, LINES[10:20])
     reader = await wait_for_totals(settings, {}, timeout_s=1)
