@@ -83,8 +83,9 @@ async def workers() -> AsyncIterator[Callable[[Settings], Any]]:
         logic: Any = None,
         group_id: str | None = None,
         clock_ms: Callable[[], int] | None = None,
+        kind: type[BatchConsumer] = BatchConsumer,
     ) -> BatchConsumer:
-        consumer = BatchConsumer(settings, logic, group_id=group_id)
+        consumer = kind(settings, logic, group_id=group_id)
         if clock_ms is not None:
             consumer.clock_ms = clock_ms
         prepare(consumer)

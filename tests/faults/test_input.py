@@ -1,0 +1,175 @@
+"""Faults in the input: duplicates, poison, disorder, lateness, session edges (issue 4)."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from typing import Any
+
+import msgspec
+
+from kpistream.produce import encode, produce
+from kpistream.runtime import ensure_topics
+from sinks import fields as F
+from tests.faults import oracle
+from tests.faults.common import LINES, START_MS, now_ms, settings_for
+
+decode = msgspec.json.Decoder(dict[str, Any]).decode
+
+
+def dedupe(log: dict[int, list[bytes | None]]) -> dict[int, list[bytes | None]]:
+    """The log as if every event had been delivered once (independent of the processor's
+    own dedupe, which the oracle would otherwise share with the pipeline)."""
+    out = {}
+    for partition, values in log.items():
+        seen: set[str] = set()
+        kept = []
+        for value in values:
+            event_id = decode(value or b"{}").get("event_id")
+            if event_id not in seen:
+                seen.add(event_id)
+                kept.append(value)
+        out[partition] = kept
+    return out
+
+
+async def test_every_event_delivered_twice_is_counted_once(settings_factory, workers) -> None:  # type: ignore[no-untyped-def]
+    settings = settings_for(settings_factory)
+    await ensure_topics(settings)
+    await workers(settings)
+    await produce(settings, LINES + LINES)
+    await oracle.wait_consumed(settings)
+    log = await oracle.read_log(settings)
+    want = oracle.expected(settings, dedupe(log), now_ms=now_ms())
+    got = oracle.stored(settings)
+    assert oracle.accounted(got) == 2 * len(LINES)
+    assert got.totals.pop(F.DUPLICATE) == len(LINES)
+    assert want.totals[F.PROCESSED] == len(LINES)
+    assert got == want
+
+
+POISON = [
+    bytes(range(256)),  # random bytes
+    b'{"event_id":"\xff\xfe","type":"page_view"}',  # invalid UTF-8
+    b'{"x":"' + b"y" * 5_000_000 + b'"}',  # 5 MB
+    b"[" * 10_000 + b"]" * 10_000,  # nested 10,000 levels deep
+    b'{"event_id":"n","type":"page_view","ts":NaN,"site":"s","visitor_id":"v","path":"/"}',
+    b'{"event_id":"i","type":"page_view","ts":Infinity,"site":"s","visitor_id":"v","path":"/"}',
+    b'{"event_id":"s","type":"page_view","ts":"1763800000000","site":"s","visitor_id":"v","path":"/"}',
+    b'{"event_id":null,"type":null,"ts":null,"site":null,"visitor_id":null,"path":null}',
+    b"null",
+]
+#: bytes, invalid UTF-8, NaN, Infinity: not JSON; the deep array and `null`: not objects;
+#: a null `type` is no known type; a number sent as a string is the wrong type.
+POISON_REASONS = {
+    "malformed_json": 4,
+    "too_large": 1,
+    "not_an_object": 2,
+    "unknown_type": 1,
+    "wrong_type": 1,
+}
+
+
+async def test_poison_mixed_in_is_dead_lettered_and_leaves_the_state_untouched(  # type: ignore[no-untyped-def]
+    settings_factory, workers
+) -> None:
+    settings = settings_for(settings_factory)
+    await ensure_topics(settings)
+    await workers(settings)
+    step = len(LINES) // len(POISON)
+    mixed = [line for i, p in enumerate(POISON) for line in (*LINES[i * step : (i + 1) * step], p)]
+    mixed += LINES[len(POISON) * step :]
+    await produce(settings, mixed)
+    await oracle.wait_consumed(settings)
+    got = oracle.stored(settings)
+    assert oracle.accounted(got) == len(mixed)
+    rejected = {k.split(F.SEP)[1]: v for k, v in got.totals.items() if k.startswith(F.REJECTED)}
+    assert rejected == POISON_REASONS
+    # The valid events alone give exactly the state of a run without poison.
+    log = await oracle.read_log(settings)
+    clean = {p: [v for v in values if v not in POISON] for p, values in log.items()}
+    want = oracle.expected(settings, clean, now_ms=now_ms())
+    got.totals = +Counter({k: v for k, v in got.totals.items() if not k.startswith(F.REJECTED)})
+    assert got == want
+
+
+def page_view(event_id: str, visitor: str, ts_ms: int) -> bytes:
+    return encode(
+        {
+            "event_id": event_id,
+            "type": "page_view",
+            "ts": ts_ms,
+            "site": "shop.example",
+            "visitor_id": visitor,
+            "path": "/",
+        }
+    )
+
+
+async def test_shuffled_within_the_lateness_equals_in_order_and_extremes_are_counted(  # type: ignore[no-untyped-def]
+    settings_factory, workers
+) -> None:
+    """Each visitor's events arrive in random order (all within the 120 s lateness of each
+    other); the state equals the in-order oracle. One event far older than the lateness is
+    counted late, one beyond the future skew is rejected."""
+    rng = random.Random(5)
+    by_visitor: dict[str, list[bytes]] = {}
+    for line in LINES:
+        by_visitor.setdefault(decode(line)["visitor_id"], []).append(line)
+    shuffled = []
+    for events in by_visitor.values():
+        rng.shuffle(events)
+        shuffled += events
+    visitor = decode(LINES[-1])["visitor_id"]
+    late = page_view("too-late", visitor, START_MS - 3_600_000)
+    future = page_view("future", "v-future", now_ms() + 3_600_000)
+    in_order = settings_for(settings_factory)
+    await ensure_topics(in_order)
+    await produce(in_order, LINES)
+    want = oracle.expected(in_order, await oracle.read_log(in_order), now_ms=now_ms())
+    settings = settings_for(settings_factory)
+    await ensure_topics(settings)
+    await workers(settings)
+    await produce(settings, [*shuffled, late, future])
+    await oracle.wait_consumed(settings)
+    got = oracle.stored(settings)
+    assert oracle.accounted(got) == len(LINES) + 2
+    assert got.totals.pop(F.LATE) == 1
+    assert got.totals.pop(F.field(F.REJECTED, "ts_in_future")) == 1
+    assert got == want
+
+
+MINUTE_MS = 60_000
+
+
+async def test_session_gap_edges_and_a_bridging_late_event(settings_factory, workers) -> None:  # type: ignore[no-untyped-def]
+    """Gaps of 29:59 and exactly 30:00 continue a session, 30:00.001 starts a new one; an
+    event that arrives late between two sessions of a visitor joins the earlier one (sessions
+    never merge, because counters never go down). Hand-computed, and equal to the oracle."""
+    t = START_MS
+    gap = 30 * MINUTE_MS
+    events = [
+        page_view("a1", "a", t),
+        page_view("a2", "a", t + gap - 1000),  # 29:59 later: same session
+        page_view("b1", "b", t),
+        page_view("b2", "b", t + gap),  # 30:00 later: same session
+        page_view("c1", "c", t),
+        page_view("c2", "c", t + gap + 1),  # 30:00.001 later: a new session
+        page_view("d1", "d", t),
+        page_view("d2", "d", t + 40 * MINUTE_MS),  # a new session
+        page_view("d3", "d", t + 20 * MINUTE_MS),  # late, within 20 minutes of both
+    ]
+    # One partition and batches of one: the bridge arrives after both sessions exist.
+    settings = settings_for(
+        settings_factory, partitions=1, batch_max_records=1, allowed_lateness_s=3600
+    )
+    await ensure_topics(settings)
+    await workers(settings)
+    await produce(settings, events)
+    got = await oracle.assert_exact(settings, now_ms=now_ms())
+    site = "shop.example"
+    assert got.totals[F.PROCESSED] == 9
+    assert got.totals[F.field(F.PAGE_VIEWS, site)] == 9
+    assert got.totals[F.field(F.SESSIONS, site)] == 6  # a 1, b 1, c 2, d 2
+    # non-bounced: a, b, and d's first session (d1 + d3); bounces: both of c, d2's session
+    assert got.totals[F.field(F.NON_BOUNCED, site)] == 3

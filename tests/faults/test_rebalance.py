@@ -1,0 +1,46 @@
+"""Scaling the consumer group 1 -> 3 -> 1 while events flow (issue 4)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from kpistream.produce import produce
+from kpistream.runtime import ensure_topics
+from tests.faults import oracle
+from tests.faults.common import many_lines, now_ms, settings_for, wait_until
+
+#: Slices produced one after another with a pause, so that events keep arriving while the
+#: group grows and shrinks (each rebalance takes a few seconds on the embedded broker).
+SLICES = 60
+PAUSE_S = 0.25
+
+
+async def test_scaling_one_to_three_to_one_while_events_flow_ends_exact(  # type: ignore[no-untyped-def]
+    settings_factory, workers
+) -> None:
+    settings = settings_for(settings_factory, partitions=6, batch_max_records=100)
+    await ensure_topics(settings)
+    lines = many_lines(14)
+    size = len(lines) // SLICES + 1
+
+    async def flow() -> None:
+        for start in range(0, len(lines), size):
+            await produce(settings, lines[start : start + size])
+            await asyncio.sleep(PAUSE_S)
+
+    flowing = asyncio.create_task(flow())
+    first = await workers(settings)
+    await wait_until("the first worker owns every partition", lambda: len(first.owned) == 6)
+    extra = [await workers(settings), await workers(settings)]
+    group = [first, *extra]
+    await wait_until(
+        "three workers share the partitions",
+        lambda: all(w.owned for w in group) and sum(len(w.owned) for w in group) == 6,
+    )
+    assert not flowing.done(), "the events stopped flowing before the group grew"
+    for worker in extra:
+        await worker.stop()
+    await wait_until("the first worker owns every partition again", lambda: len(first.owned) == 6)
+    assert not flowing.done(), "the events stopped flowing before the group shrank"
+    await flowing
+    await oracle.assert_exact(settings, now_ms=now_ms())
