@@ -66,3 +66,10 @@ def test_readme_metric_table_is_current() -> None:
     assert metrics_table() in (ROOT / "README.md").read_text(), (
         "README metric table is stale: run `make docs`"
     )
+
+
+def test_the_guarantees_table_names_every_fault_test_module() -> None:
+    section = (ROOT / "README.md").read_text().split("## Guarantees", 1)[1].split("\n## ", 1)[0]
+    named = set(re.findall(r"`(test_\w+\.py)`", section))
+    modules = {p.name for p in (ROOT / "tests" / "faults").glob("test_*.py")}
+    assert named == modules
