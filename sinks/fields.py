@@ -63,6 +63,9 @@ PROCESSED = "_processed"
 LATE = "_late"
 DUPLICATE = "_dup"
 REJECTED = "_rej"  # reason
+#: Per-partition gauge: records between the partition's last committed offset and its high
+#: watermark as seen by that batch's fetch (consumer lag at the last commit).
+CONSUMER_LAG = "_lag"
 BATCH_BUCKET = "_bh"  # le (seconds, as text)
 BATCH_SUM_US = "_bsum_us"
 BATCH_COUNT = "_bcount"

@@ -529,6 +529,13 @@ def health_families(snapshot: StoreSnapshot) -> Iterator[Metric]:
     )
     fenced.add_metric([], snapshot.fenced_writes)
     yield fenced
+    lag = GaugeMetricFamily(
+        "kpistream_consumer_lag_records",
+        "Records not yet processed: partitions' high watermarks minus their stored offsets, "
+        "as of each partition's last commit",
+    )
+    lag.add_metric([], snapshot.gauges[F.CONSUMER_LAG])
+    yield lag
     partitions = GaugeMetricFamily("kpistream_partitions", "Kafka partitions with state in Redis")
     partitions.add_metric([], snapshot.partitions)
     yield partitions

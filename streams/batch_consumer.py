@@ -298,7 +298,11 @@ class BatchConsumer:
                 totals[F.field(F.BATCH_BUCKET, repr(le))] += 1
         totals[F.BATCH_SUM_US] += int(elapsed_s * 1_000_000)
         totals[F.BATCH_COUNT] += 1
-        await self._commit(owned, delta, records[-1].offset + 1)
+        next_offset = records[-1].offset + 1
+        high = self.consumer.highwater(tp) if self.consumer is not None else None
+        if high is not None:
+            delta.gauges[F.CONSUMER_LAG] = max(0, high - next_offset)
+        await self._commit(owned, delta, next_offset)
         owned.last_records_s = time.monotonic()
 
     async def _commit(self, owned: Owned, delta: BatchDelta, next_offset: int) -> None:
