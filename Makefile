@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test lint typecheck unit bench schemas docs clean
+.PHONY: venv demo test lint typecheck unit bench schemas docs deploy clean
 
 venv: $(STAMP)
 
@@ -39,6 +39,11 @@ schemas: venv
 
 docs: venv
 	$(BIN)/python -c 'from kpistream.settings import update_readme; update_readme()'
+
+# Alert rules and Grafana dashboards from the example goals (defaults, not this shell's env).
+deploy: venv
+	env -u KPISTREAM_WINDOWS -u KPISTREAM_LONG_WINDOW_DAYS $(BIN)/kpistream rules deploy/goals.example.yml -o deploy/prometheus/rules/kpistream.rules.yml
+	env -u KPISTREAM_WINDOWS -u KPISTREAM_LONG_WINDOW_DAYS $(BIN)/kpistream dashboards deploy/goals.example.yml -o deploy/grafana/dashboards
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache .mypy_cache .ruff_cache

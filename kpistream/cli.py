@@ -1,4 +1,4 @@
-"""The ``kpistream`` command: up, demo, worker, exporter, produce."""
+"""The ``kpistream`` command: up, demo, worker, exporter, produce; goals, rules, dashboards."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from typing import Any
 import msgspec
 from rich.console import Console
 
-from kpistream import runtime
+from kpistream import deploy_cli, runtime
 from kpistream.settings import HELP, Settings, SettingsError, env_name, load
 
 console = Console(stderr=True)
@@ -289,6 +289,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, help="port (env KPISTREAM_METRICS_PORT, default 9464)")
     p = command("produce", cmd_produce, "send events from a JSON-lines file to their topics")
     p.add_argument("file")
+    deploy_cli.add_commands(sub)
     return root
 
 

@@ -37,9 +37,26 @@ def test_compose_file_is_valid_against_the_compose_spec() -> None:
 
 def test_compose_starts_in_dependency_order_with_healthchecks() -> None:
     services = compose()["services"]
-    assert {"kafka", "redis", "worker", "exporter", "prometheus"} <= services.keys()
-    for name in ("kafka", "redis", "exporter"):
+    assert {
+        "kafka",
+        "redis",
+        "worker",
+        "exporter",
+        "prometheus",
+        "alertmanager",
+        "grafana",
+    } == services.keys()
+    for name in services.keys() - {"worker"}:
         assert "healthcheck" in services[name], name
+    healthy = {"condition": "service_healthy"}
+    assert services["prometheus"]["depends_on"] == {"exporter": healthy, "alertmanager": healthy}
+    assert services["grafana"]["depends_on"] == {"prometheus": healthy}
+    # Prometheus gets the generated rules, Grafana the provisioning and generated dashboards.
+    assert "./deploy/prometheus:/etc/prometheus:ro" in services["prometheus"]["volumes"]
+    mounts = {v.split(":")[0] for v in services["grafana"]["volumes"]}
+    assert mounts == {"./deploy/grafana/provisioning", "./deploy/grafana/dashboards"}
+    for mount in mounts | {"./deploy/prometheus", "./deploy/alertmanager"}:
+        assert (ROOT / mount).is_dir(), mount
     assert services["worker"]["depends_on"] == {
         "kafka": {"condition": "service_healthy"},
         "redis": {"condition": "service_healthy"},
@@ -61,6 +78,7 @@ def test_prometheus_config_passes_promtool() -> None:
         [promtool, "check", "config", str(config)], capture_output=True, text=True, check=False
     )
     assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUCCESS: 1 rule files found" in result.stdout
     targets = yaml.safe_load(config.read_text())["scrape_configs"][0]["static_configs"][0]
     port = compose()["services"]["exporter"]["environment"]["KPISTREAM_METRICS_PORT"]
     assert targets["targets"] == [f"exporter:{port}"]
