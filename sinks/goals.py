@@ -174,9 +174,7 @@ def _alert_problems(goal: Goal, spec: GoalKpi) -> list[str]:
                 f"a {spec.title} lies in {_range(spec)}"
             )
         elif (
-            goal.target is not None
-            and goal.direction is not None
-            and _in_range(spec, goal.target)
+            goal.target is not None and goal.direction is not None and _in_range(spec, goal.target)
         ):
             worse = (
                 alert.threshold > goal.target

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import sys
 import time
@@ -60,17 +59,3 @@ def spawn_worker(settings: Settings, log_path: Path, *, fault: str | None = None
 async def processed(settings: Settings) -> int:
     reader = await wait_for_totals(settings, {}, timeout_s=1)
     return int(reader.snapshot({}).totals[F.PROCESSED])
-
-
-async def wait_until(what: str, check: Any, *, timeout_s: float = 60) -> None:
-    """Poll ``check()`` (sync or async) until it is true."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout_s
-    while True:
-        result = check()
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return
-        assert loop.time() < deadline, f"timed out waiting until {what}"
-        await asyncio.sleep(0.05)

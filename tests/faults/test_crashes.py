@@ -23,9 +23,8 @@ from tests.faults.common import (
     processed,
     settings_for,
     spawn_worker,
-    wait_until,
 )
-from tests.integration.waits import wait_for_totals
+from tests.integration.waits import wait_for_totals, wait_until
 
 #: (action, n-th atomic step of that worker): either side of the step, at a worker's very
 #: first step after its claim and deeper into its run.

@@ -7,7 +7,8 @@ import asyncio
 from kpistream.produce import produce
 from kpistream.runtime import ensure_topics
 from tests.faults import oracle
-from tests.faults.common import many_lines, now_ms, settings_for, wait_until
+from tests.faults.common import many_lines, now_ms, settings_for
+from tests.integration.waits import wait_until
 
 #: Slices produced one after another with a pause, so that events keep arriving while the
 #: group grows and shrinks (each rebalance takes a few seconds on the embedded broker).

@@ -15,7 +15,8 @@ from kpistream.produce import produce
 from kpistream.runtime import EmbeddedServer, ensure_topics, free_port, start_redis
 from streams.batch_consumer import BatchConsumer
 from tests.faults import oracle
-from tests.faults.common import LINES, now_ms, processed, settings_for, wait_until
+from tests.faults.common import LINES, now_ms, processed, settings_for
+from tests.integration.waits import wait_until
 
 
 def kill(server: EmbeddedServer) -> None:

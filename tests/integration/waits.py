@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import urllib.request
+from typing import Any
 
 import redis
 
@@ -69,3 +70,17 @@ async def scrape_text(settings: Settings) -> str:
 def get(url: str) -> str:
     with urllib.request.urlopen(url, timeout=5) as response:
         return str(response.read().decode())
+
+
+async def wait_until(what: str, check: Any, *, timeout_s: float = 60) -> None:
+    """Poll ``check()`` (sync or async) until it is true."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while True:
+        result = check()
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result:
+            return
+        assert loop.time() < deadline, f"timed out waiting until {what}"
+        await asyncio.sleep(0.05)
