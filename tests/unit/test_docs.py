@@ -12,6 +12,7 @@ import pytest
 from kpistream.settings import HELP, Settings, markdown_table
 from schemas.decoder import REASONS, EventDecoder, Rejection
 from schemas.events import Clickstream, Social
+from sinks.goal_catalogue import CATALOGUE
 
 ROOT = Path(__file__).resolve().parents[2]
 EVENTS_DOC = (ROOT / "docs" / "events.md").read_text()
@@ -73,3 +74,9 @@ def test_the_guarantees_table_names_every_fault_test_module() -> None:
     named = set(re.findall(r"`(test_\w+\.py)`", section))
     modules = {p.name for p in (ROOT / "tests" / "faults").glob("test_*.py")}
     assert named == modules
+
+
+def test_the_readme_lists_every_kpi_a_goal_can_name() -> None:
+    text = (ROOT / "README.md").read_text()
+    section = text.split("KPIs a goal can name:", 1)[1].split("\n\n", 1)[0]
+    assert re.findall(r"`(\w+)`", section) == list(CATALOGUE)
