@@ -183,15 +183,21 @@ def _panel(query: Query, *, unit: str, description: str = "") -> ts.Panel:
     )
 
 
+def _board(title: str, uid: str, *, refresh: str, since: str) -> gd.Dashboard:
+    return (
+        gd.Dashboard(title)
+        .uid(uid)
+        .tags(["kpistream", "generated"])
+        .refresh(refresh)
+        .time(since, "now")
+    )
+
+
 def kpi_dashboard(settings: Settings, goals: list[Goal]) -> gd.Dashboard:
     windows = list(settings.window_minutes())
     default = "1h" if "1h" in windows else windows[0]
     board = (
-        gd.Dashboard("kpistream KPIs")
-        .uid(KPI_UID)
-        .tags(["kpistream", "generated"])
-        .refresh("30s")
-        .time("now-6h", "now")
+        _board("kpistream KPIs", KPI_UID, refresh="30s", since="now-6h")
         .with_variable(
             gd.QueryVariable("site")
             .label("site")
@@ -281,13 +287,8 @@ PIPELINE: tuple[tuple[Query, str], ...] = (
 
 
 def pipeline_dashboard() -> gd.Dashboard:
-    board = (
-        gd.Dashboard("kpistream pipeline")
-        .uid(PIPELINE_UID)
-        .tags(["kpistream", "generated"])
-        .refresh("10s")
-        .time("now-1h", "now")
-        .with_row(gd.Row("Health"))
+    board = _board("kpistream pipeline", PIPELINE_UID, refresh="10s", since="now-1h").with_row(
+        gd.Row("Health")
     )
     for query, unit in PIPELINE:
         board = board.with_panel(_panel(query, unit=unit))

@@ -54,6 +54,57 @@ def _social(metric: str) -> Part:
     return Part(metric, SOCIAL)
 
 
+def _site_mean(
+    name: str,
+    title: str,
+    parts: tuple[tuple[str, str], tuple[str, str]],
+    *,
+    volume_unit: str,
+    gauge: str,
+    kind: Literal["ratio", "mean"],
+    unit: str = "percentunit",
+) -> GoalKpi:
+    """A per-site KPI that is one counter's increase over another's (the volume)."""
+    (top, top_metric), (bottom, bottom_metric) = parts
+    return GoalKpi(
+        name,
+        title,
+        SITE,
+        SITE,
+        {top: _site(top_metric), bottom: _site(bottom_metric)},
+        value=f"{{{top}}} / {{{bottom}}}",
+        volume=f"{{{bottom}}}",
+        volume_unit=volume_unit,
+        low=0,
+        high=1 if kind == "ratio" else None,
+        kind=kind,
+        gauge=gauge,
+        unit=unit,
+    )
+
+
+def _abandonment(thing: str) -> GoalKpi:
+    """Carts or checkouts abandoned / decided (abandoned + completed)."""
+    return GoalKpi(
+        f"{thing}_abandonment_rate",
+        f"{thing} abandonment rate",
+        SITE,
+        SITE,
+        {
+            "abandoned": _site(f"kpi_{thing}s_abandoned_total"),
+            "completed": _site(f"kpi_{thing}s_completed_total"),
+        },
+        value="{abandoned} / ({abandoned} + {completed})",
+        volume="({abandoned} + {completed})",
+        volume_unit=f"{thing}s decided",
+        volume_name=f"kpi_{thing}s_decided",
+        low=0,
+        high=1,
+        kind="ratio",
+        gauge=f"kpi_{thing}_abandonment_ratio",
+    )
+
+
 CATALOGUE: dict[str, GoalKpi] = {
     k.name: k
     for k in (
@@ -74,22 +125,13 @@ CATALOGUE: dict[str, GoalKpi] = {
             kind="ratio",
             gauge="kpi_bounce_ratio",
         ),
-        GoalKpi(
+        _site_mean(
             "engagement_rate",
             "engagement rate",
-            SITE,
-            SITE,
-            {
-                "sessions": _site("kpi_sessions_total"),
-                "engaged": _site("kpi_engaged_sessions_total"),
-            },
-            value="{engaged} / {sessions}",
-            volume="{sessions}",
+            (("engaged", "kpi_engaged_sessions_total"), ("sessions", "kpi_sessions_total")),
             volume_unit="sessions",
-            low=0,
-            high=1,
-            kind="ratio",
             gauge="kpi_engagement_ratio",
+            kind="ratio",
         ),
         GoalKpi(
             "click_through_rate",
@@ -125,42 +167,8 @@ CATALOGUE: dict[str, GoalKpi] = {
             kind="ratio",
             gauge="kpi_conversion_ratio",
         ),
-        GoalKpi(
-            "cart_abandonment_rate",
-            "cart abandonment rate",
-            SITE,
-            SITE,
-            {
-                "abandoned": _site("kpi_carts_abandoned_total"),
-                "completed": _site("kpi_carts_completed_total"),
-            },
-            value="{abandoned} / ({abandoned} + {completed})",
-            volume="({abandoned} + {completed})",
-            volume_unit="carts decided",
-            volume_name="kpi_carts_decided",
-            low=0,
-            high=1,
-            kind="ratio",
-            gauge="kpi_cart_abandonment_ratio",
-        ),
-        GoalKpi(
-            "checkout_abandonment_rate",
-            "checkout abandonment rate",
-            SITE,
-            SITE,
-            {
-                "abandoned": _site("kpi_checkouts_abandoned_total"),
-                "completed": _site("kpi_checkouts_completed_total"),
-            },
-            value="{abandoned} / ({abandoned} + {completed})",
-            volume="({abandoned} + {completed})",
-            volume_unit="checkouts decided",
-            volume_name="kpi_checkouts_decided",
-            low=0,
-            high=1,
-            kind="ratio",
-            gauge="kpi_checkout_abandonment_ratio",
-        ),
+        _abandonment("cart"),
+        _abandonment("checkout"),
         GoalKpi(
             "social_engagement_rate",
             "social engagement rate",
@@ -180,22 +188,13 @@ CATALOGUE: dict[str, GoalKpi] = {
             kind="ratio",
             gauge="kpi_social_engagement_ratio",
         ),
-        GoalKpi(
+        _site_mean(
             "csat",
             "customer satisfaction",
-            SITE,
-            SITE,
-            {
-                "answers": _site("kpi_csat_answers_total"),
-                "satisfied": _site("kpi_csat_satisfied_total"),
-            },
-            value="{satisfied} / {answers}",
-            volume="{answers}",
+            (("satisfied", "kpi_csat_satisfied_total"), ("answers", "kpi_csat_answers_total")),
             volume_unit="answers",
-            low=0,
-            high=1,
-            kind="ratio",
             gauge="kpi_csat_ratio",
+            kind="ratio",
         ),
         GoalKpi(
             "net_promoter_score",
@@ -216,40 +215,25 @@ CATALOGUE: dict[str, GoalKpi] = {
             gauge="kpi_net_promoter_score",
             unit="none",
         ),
-        GoalKpi(
+        _site_mean(
             "pages_per_session",
             "pages per session",
-            SITE,
-            SITE,
-            {
-                "page_views": _site("kpi_page_views_total"),
-                "sessions": _site("kpi_sessions_total"),
-            },
-            value="{page_views} / {sessions}",
-            volume="{sessions}",
+            (("page_views", "kpi_page_views_total"), ("sessions", "kpi_sessions_total")),
             volume_unit="sessions",
-            low=0,
-            high=None,
-            kind="mean",
             gauge="kpi_pages_per_session",
+            kind="mean",
             unit="none",
         ),
-        GoalKpi(
+        _site_mean(
             "time_on_site",
             "time on site",
-            SITE,
-            SITE,
-            {
-                "duration": _site("kpi_session_duration_seconds_total"),
-                "ended": _site("kpi_ended_sessions_total"),
-            },
-            value="{duration} / {ended}",
-            volume="{ended}",
+            (
+                ("duration", "kpi_session_duration_seconds_total"),
+                ("ended", "kpi_ended_sessions_total"),
+            ),
             volume_unit="ended sessions",
-            low=0,
-            high=None,
-            kind="mean",
             gauge="kpi_time_on_site_seconds",
+            kind="mean",
             unit="s",
         ),
     )

@@ -171,6 +171,9 @@ async def test_prometheus_evaluates_every_panel_query_and_rule_with_data(  # typ
                 if not finite(prometheus.query(expr)):
                     empty.append(f"{name} panel: {expr}")
         assert empty == [], "queries without data:\n" + "\n".join(empty)
+        # The site variable's query, label_values(kpi_sessions, site), as Grafana asks it.
+        sites = prometheus.api("label/site/values", **{"match[]": "kpi_sessions"})
+        assert sites == ["blog.example", "shop.example"]
         # The rules Prometheus loaded are exactly the generated file's.
         loaded = prometheus.api("rules")["groups"]
         assert sum(len(g["rules"]) for g in loaded) == len(records) + len(goal_alerts)
