@@ -12,14 +12,12 @@ from rich.console import Console
 
 from kpistream.runtime import UserError
 from kpistream.settings import load
-from sinks.goals import Goal
+from sinks.goals import Goal, GoalsError, load_checked
 
 out = Console()
 
 
 def _goals(path: str, today: str | None = None) -> list[Goal]:
-    from sinks.goals import GoalsError, load_checked
-
     try:
         day = datetime.date.fromisoformat(today) if today else datetime.date.today()
     except ValueError:

@@ -10,7 +10,10 @@ import pytest
 import yaml
 
 from kpistream.cli import main
+from sinks.dashboards import catalogue_gauges
+from sinks.goal_catalogue import CATALOGUE
 from sinks.goals import GoalsError, check, load, load_checked
+from sinks.kpi_collector import COUNTS
 
 TODAY = datetime.date(2026, 11, 23)
 ROOT = Path(__file__).resolve().parents[2]
@@ -138,3 +141,14 @@ def test_goals_check_prints_one_line_per_problem(
     ]
     assert main(["goals", "check", str(EXAMPLE), "--today", "2026-11-23"]) == 0
     assert "5 goals, all SMART" in capsys.readouterr().out
+
+
+def test_the_goal_catalogue_uses_only_what_the_exporter_declares() -> None:
+    counters = {f"{c.metric}_total" for c in COUNTS}
+    gauges = {g.metric for g in catalogue_gauges()}
+    for spec in CATALOGUE.values():
+        assert spec.gauge in gauges, spec.name
+        assert set(spec.required) <= set(spec.scope), spec.name
+        for part in spec.parts.values():
+            assert part.metric in (gauges if part.gauge else counters), (spec.name, part)
+            assert set(part.labels) <= set(spec.scope), (spec.name, part)
