@@ -6,10 +6,15 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import http.server
 import json
 import math
 import random
+import re
+import threading
 import urllib.parse
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -56,11 +61,19 @@ def traffic(seed: int, start_ms: int) -> list[bytes]:
 
 
 class Prometheus:
-    def __init__(self, binary: str, workdir: Path, exporter_port: int) -> None:
-        config = {
+    def __init__(
+        self,
+        workdir: Path,
+        exporter_port: int,
+        *,
+        rules_path: Path = RULES,
+        alertmanager_port: int | None = None,
+    ) -> None:
+        binary = require_binary("prometheus", "prometheus")
+        config: dict[str, Any] = {
             # Scrape and evaluate every second so a test sees increases within seconds.
             "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-            "rule_files": [str(RULES)],
+            "rule_files": [str(rules_path)],
             "scrape_configs": [
                 {
                     "job_name": "kpistream",
@@ -68,6 +81,9 @@ class Prometheus:
                 }
             ],
         }
+        if alertmanager_port is not None:
+            targets = [f"127.0.0.1:{alertmanager_port}"]
+            config["alerting"] = {"alertmanagers": [{"static_configs": [{"targets": targets}]}]}
         (workdir / "prometheus.yml").write_text(yaml.safe_dump(config))
         self.port = free_port()
         self.log = workdir / "prometheus.log"
@@ -107,11 +123,15 @@ def finite(result: list[dict[str, Any]]) -> bool:
     return any(math.isfinite(float(sample["value"][1])) for sample in result)
 
 
-@pytest.mark.slow
-async def test_prometheus_evaluates_every_panel_query_and_rule_with_data(  # type: ignore[no-untyped-def]
-    settings_factory, workers, tmp_path
-) -> None:
-    binary = require_binary("prometheus", "prometheus")
+@dataclass
+class Pipeline:
+    settings: Settings
+    exporter_port: int
+
+
+@pytest.fixture
+async def pipeline(settings_factory, workers) -> AsyncIterator[Pipeline]:  # type: ignore[no-untyped-def]
+    """Broker, Redis, clickstream and social workers, and the exporter, all real."""
     # One partition, so one flush event moves the only watermark; event time only.
     settings: Settings = settings_factory(
         partitions=1, session_gap_s=60, allowed_lateness_s=5, exporter_cache_s=0.0
@@ -119,39 +139,40 @@ async def test_prometheus_evaluates_every_panel_query_and_rule_with_data(  # typ
     await ensure_topics(settings)
     await workers(settings)
     await workers(settings, logic=SocialLogic(settings), group_id=f"{settings.consumer_group}-s")
-    exporter_port = free_port()
-    server = serve(settings, port=exporter_port)
-    prometheus = Prometheus(binary, tmp_path, exporter_port)
-    try:
-        await prometheus.scrapes(2)
-        # Three steps, each scraped, so every counter the rules use grows between scrapes:
-        # the first sessions, later sessions (which end the first ones: carts abandoned),
-        # then a page view that ends the later ones.
-        t = now_ms()
-        steps = [
-            traffic(1, t - 280_000),
-            traffic(2, t - 170_000),
-            [
-                encode(
-                    {
-                        "event_id": "flush",
-                        "type": "page_view",
-                        "ts": t - 2_000,
-                        "site": "shop.example",
-                        "visitor_id": "flush",
-                        "path": "/",
-                    }
-                )
-            ],
-        ]
-        sent = 0
-        for lines in steps:
-            await produce(settings, lines)
-            sent += len(lines)
-            await wait_for_events(settings, sent)
-            await prometheus.scrapes(3)
-        await asyncio.sleep(2)  # two more rule evaluations after the last scrape
+    port = free_port()
+    server = serve(settings, port=port)
+    yield Pipeline(settings, port)
+    server.shutdown()
 
+
+async def feed(settings: Settings, prometheus: Prometheus) -> None:
+    """Three steps, each scraped, so every counter the rules use grows between scrapes: the
+    first sessions, later sessions (which end the first ones: carts abandoned), then a page
+    view that ends the later ones."""
+    await prometheus.scrapes(2)
+    t = now_ms()
+    flush = {"type": "page_view", "site": "shop.example", "visitor_id": "flush", "path": "/"}
+    steps = [
+        traffic(1, t - 280_000),
+        traffic(2, t - 170_000),
+        [encode({"event_id": "flush", "ts": t - 2_000, **flush})],
+    ]
+    sent = 0
+    for lines in steps:
+        await produce(settings, lines)
+        sent += len(lines)
+        await wait_for_events(settings, sent)
+        await prometheus.scrapes(3)
+    await asyncio.sleep(2)  # two more rule evaluations after the last scrape
+
+
+@pytest.mark.slow
+async def test_prometheus_evaluates_every_panel_query_and_rule_with_data(
+    pipeline: Pipeline, tmp_path: Path
+) -> None:
+    prometheus = Prometheus(tmp_path, pipeline.exporter_port)
+    try:
+        await feed(pipeline.settings, prometheus)
         goals = load_checked(GOALS, today=datetime.date(2026, 11, 23))
         goal_alerts, records = rules.alerts(goals)
         empty = []
@@ -179,4 +200,106 @@ async def test_prometheus_evaluates_every_panel_query_and_rule_with_data(  # typ
         assert sum(len(g["rules"]) for g in loaded) == len(records) + len(goal_alerts)
     finally:
         stop(prometheus.process)
-        server.shutdown()
+
+
+class Webhook:
+    """A local receiver that keeps every notification Alertmanager posts."""
+
+    def __init__(self) -> None:
+        received: list[dict[str, Any]] = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                received.append(json.loads(body))
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *_: Any) -> None:
+                pass
+
+        self.received = received
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+def start_alertmanager(workdir: Path, webhook_port: int) -> tuple[Any, int]:
+    binary = require_binary("prometheus-alertmanager", "prometheus-alertmanager")
+    config = {
+        # Notify at once: the test waits for the first notification.
+        "route": {"receiver": "test", "group_wait": "1s", "group_interval": "1s"},
+        "receivers": [
+            {"name": "test", "webhook_configs": [{"url": f"http://127.0.0.1:{webhook_port}/"}]}
+        ],
+    }
+    (workdir / "alertmanager.yml").write_text(yaml.safe_dump(config))
+    port = free_port()
+    log = workdir / "alertmanager.log"
+    process = spawn(
+        [
+            binary,
+            f"--config.file={workdir / 'alertmanager.yml'}",
+            f"--storage.path={workdir / 'am'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            "--cluster.listen-address=",  # no HA peers: no gossip port
+        ],
+        log_path=log,
+    )
+    wait_port(port, process, "alertmanager", log)
+    return process, port
+
+
+@pytest.mark.slow
+async def test_a_goal_crossed_by_live_traffic_notifies_through_alertmanager(
+    pipeline: Pipeline, tmp_path: Path
+) -> None:
+    """A goal whose threshold the simulated bounce rate (about half the sessions) is above:
+    the rule generated from it fires in a real Prometheus and Alertmanager posts it, with
+    the goal, the owner and the current value, to a webhook."""
+    goals_path = tmp_path / "goals.yml"
+    goal = {
+        "name": "shop-bounce-alarm",
+        "kpi": "bounce_rate",
+        "scope": {"site": "shop.example"},
+        "target": 0.2,
+        "direction": "below",
+        "deadline": "2027-06-30",
+        "owner": "web-team",
+        "alert": {
+            "threshold": 0.25,
+            "window": "15m",
+            "for": "1s",
+            "min_volume": 50,
+            "severity": "critical",
+        },
+    }
+    goals_path.write_text(yaml.safe_dump({"goals": [goal]}))
+    rules_path = tmp_path / "rules.yml"
+    rules_path.write_text(rules.render(load_checked(goals_path, today=datetime.date(2026, 11, 23))))
+    webhook = Webhook()
+    alertmanager, am_port = start_alertmanager(tmp_path, webhook.port)
+    prometheus = Prometheus(
+        tmp_path, pipeline.exporter_port, rules_path=rules_path, alertmanager_port=am_port
+    )
+    try:
+        await feed(pipeline.settings, prometheus)
+        await wait_until("Alertmanager posted the alert", lambda: webhook.received)
+    finally:
+        stop(prometheus.process)
+        stop(alertmanager)
+        webhook.server.shutdown()
+    [alert] = webhook.received[0]["alerts"]
+    assert alert["status"] == "firing"
+    assert alert["labels"] == {
+        "alertname": "ShopBounceAlarm",
+        "severity": "critical",
+        "owner": "web-team",
+        "goal_name": "shop-bounce-alarm",
+        "kpi": "bounce_rate",
+        "site": "shop.example",
+    }
+    summary = alert["annotations"]["summary"]
+    match = re.fullmatch(r"Goal shop-bounce-alarm: bounce rate ([\d.]+)% is above 25%", summary)
+    assert match is not None, summary
+    assert 25 < float(match.group(1)) <= 100
