@@ -12,6 +12,8 @@ import math
 import random
 import re
 import threading
+import time
+import urllib.error
 import urllib.parse
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -60,6 +62,19 @@ def traffic(seed: int, start_ms: int) -> list[bytes]:
     return [encode(e) for e in events]
 
 
+def wait_ready(url: str, log: Path, timeout_s: float = 30) -> None:
+    """The port opens before the server is ready (Prometheus answers 503 while its TSDB
+    starts): wait for the readiness endpoint to say 200."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            get(url)
+            return
+        except (urllib.error.URLError, ConnectionError) as exc:
+            assert time.monotonic() < deadline, f"{url}: {exc}; see {log}"
+            time.sleep(0.1)
+
+
 class Prometheus:
     def __init__(
         self,
@@ -97,6 +112,7 @@ class Prometheus:
             log_path=self.log,
         )
         wait_port(self.port, self.process, "prometheus", self.log)
+        wait_ready(f"http://127.0.0.1:{self.port}/-/ready", self.log)
 
     def api(self, path: str, **params: str) -> Any:
         url = f"http://127.0.0.1:{self.port}/api/v1/{path}?{urllib.parse.urlencode(params)}"
@@ -247,6 +263,7 @@ def start_alertmanager(workdir: Path, webhook_port: int) -> tuple[Any, int]:
         log_path=log,
     )
     wait_port(port, process, "alertmanager", log)
+    wait_ready(f"http://127.0.0.1:{port}/-/ready", log)
     return process, port
 
 
