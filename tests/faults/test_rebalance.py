@@ -12,7 +12,7 @@ from tests.integration.waits import wait_until
 
 #: Slices produced one after another with a pause, so that events keep arriving while the
 #: group grows and shrinks (each rebalance takes a few seconds on the embedded broker).
-SLICES = 60
+SLICES = 100
 PAUSE_S = 0.25
 
 

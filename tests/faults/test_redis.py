@@ -34,7 +34,7 @@ async def test_redis_killed_twice_mid_stream_restarts_from_its_aof_and_ends_exac
     server = start_redis(tmp_path, port, persist=True)
     settings = settings_for(settings_factory, redis=server.address, batch_max_records=50)
     await ensure_topics(settings)
-    size = len(LINES) // 30 + 1
+    size = len(LINES) // 60 + 1  # 60 slices, 0.2 s apart: still flowing after both crashes
 
     async def flow() -> None:
         for start in range(0, len(LINES), size):
