@@ -92,6 +92,7 @@ class BatchConsumer:
         self._stopping = asyncio.Event()
         self._last_hint = 0.0
         self._failure_delay_s: dict[TopicPartition, float] = {}
+        self._run_task: asyncio.Task[None] | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -125,6 +126,10 @@ class BatchConsumer:
         self._stopping.set()
         async with self._lock:  # let the batch in flight finish its atomic step
             await self._commit_hint(force=True)
+            # Holding the lock, run() is at most waiting in getmany(), which ignores its
+            # timeout while a rebalance is in progress: end that wait instead of hanging.
+            if self._run_task is not None and self._run_task is not asyncio.current_task():
+                self._run_task.cancel()
         if self.consumer is not None:
             await self.consumer.stop()  # calls revoke(), which takes the lock itself
         if self.producer is not None:
@@ -133,6 +138,15 @@ class BatchConsumer:
             await self.redis.aclose()
 
     async def run(self) -> None:
+        self._run_task = asyncio.current_task()
+        try:
+            await self._loop()
+        except asyncio.CancelledError:
+            if not self._stopping.is_set():
+                raise
+            # stop() ended a getmany() that was waiting for a rebalance: a clean end.
+
+    async def _loop(self) -> None:
         delay = RETRY_FIRST_S
         while not self._stopping.is_set():
             try:
