@@ -172,4 +172,3 @@ async def test_consumer_lag_is_stored_with_each_commit(settings_factory, workers
     await wait_for_events(settings, 10)
     assert lags == [6, 2, 0]
     assert (await scrape_samples(settings))[("kpistream_consumer_lag_records", ())] == 0
-
