@@ -54,7 +54,7 @@ def _social(metric: str) -> Part:
     return Part(metric, SOCIAL)
 
 
-def _site_mean(
+def _site_quotient(
     name: str,
     title: str,
     parts: tuple[tuple[str, str], tuple[str, str]],
@@ -125,7 +125,7 @@ CATALOGUE: dict[str, GoalKpi] = {
             kind="ratio",
             gauge="kpi_bounce_ratio",
         ),
-        _site_mean(
+        _site_quotient(
             "engagement_rate",
             "engagement rate",
             (("engaged", "kpi_engaged_sessions_total"), ("sessions", "kpi_sessions_total")),
@@ -188,7 +188,7 @@ CATALOGUE: dict[str, GoalKpi] = {
             kind="ratio",
             gauge="kpi_social_engagement_ratio",
         ),
-        _site_mean(
+        _site_quotient(
             "csat",
             "customer satisfaction",
             (("satisfied", "kpi_csat_satisfied_total"), ("answers", "kpi_csat_answers_total")),
@@ -215,7 +215,7 @@ CATALOGUE: dict[str, GoalKpi] = {
             gauge="kpi_net_promoter_score",
             unit="none",
         ),
-        _site_mean(
+        _site_quotient(
             "pages_per_session",
             "pages per session",
             (("page_views", "kpi_page_views_total"), ("sessions", "kpi_sessions_total")),
@@ -224,7 +224,7 @@ CATALOGUE: dict[str, GoalKpi] = {
             kind="mean",
             unit="none",
         ),
-        _site_mean(
+        _site_quotient(
             "time_on_site",
             "time on site",
             (

@@ -36,7 +36,6 @@ from sinks.goal_catalogue import CATALOGUE, GoalKpi
 
 #: Prometheus durations kpistream accepts for windows: a number and one unit.
 DURATION = re.compile(r"^[1-9][0-9]*[smhdw]$")
-UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
 NAME = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 
 
@@ -97,10 +96,6 @@ def load(path: Path) -> list[Goal]:
 
 def _first_line(exc: Exception) -> str:
     return " ".join(str(exc).split())
-
-
-def duration_s(text: str) -> int:
-    return int(text[:-1]) * UNIT_S[text[-1]]
 
 
 def check(goals: list[Goal], *, today: datetime.date) -> list[str]:

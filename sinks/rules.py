@@ -46,6 +46,11 @@ def _stem(metric: str) -> str:
     return metric.removesuffix("_total")
 
 
+def _by(part: Part, labels: list[str]) -> list[str]:
+    """The scope labels this part has: what it is summed by."""
+    return [label for label in labels if label in part.labels]
+
+
 def _matchers(goal: Goal, labels: list[str]) -> str:
     pairs = [f"{label}={json.dumps(goal.scope[label])}" for label in labels]
     return "{" + ",".join(pairs) + "}"
@@ -61,7 +66,7 @@ class _Builder:
         return name
 
     def part(self, part: Part, labels: list[str], window: str) -> str:
-        by = [label for label in labels if label in part.labels]
+        by = _by(part, labels)
         if part.gauge:
             return self.record(
                 f"{_level(by)}:{part.metric}:sum", f"sum by ({', '.join(by)}) ({part.metric})"
@@ -77,7 +82,7 @@ class _Builder:
             if "{" + key + "}" not in template:
                 continue
             names[key] = self.part(part, labels, window)
-            by = [label for label in labels if label in part.labels]
+            by = _by(part, labels)
             names[f"on_{key}"] = f"on ({', '.join(by)}) group_left" if by != labels else ""
         return " ".join(template.format(**names).split())
 

@@ -284,7 +284,7 @@ class BatchConsumer:
     async def _apply(
         self, tp: TopicPartition, owned: Owned, records: list[ConsumerRecord[bytes, bytes]]
     ) -> None:
-        assert self.store is not None and self.producer is not None
+        assert self.store is not None and self.producer is not None and self.consumer is not None
         started = time.perf_counter()
         values = [r.value for r in records]
         decoded = self.decoder.decode_batch(values, clock_ms=self.clock_ms)
@@ -313,7 +313,7 @@ class BatchConsumer:
         totals[F.BATCH_SUM_US] += int(elapsed_s * 1_000_000)
         totals[F.BATCH_COUNT] += 1
         next_offset = records[-1].offset + 1
-        high = self.consumer.highwater(tp) if self.consumer is not None else None
+        high = self.consumer.highwater(tp)
         if high is not None:
             delta.gauges[F.CONSUMER_LAG] = max(0, high - next_offset)
         await self._commit(owned, delta, next_offset)

@@ -26,6 +26,7 @@ from sinks.window_store import PartitionKeys
 from streams.clickstream import ClickstreamLogic
 from streams.logic import valid
 from streams.processor import PartitionProcessor
+from tests.integration.waits import counted
 
 #: Totals that depend on how records were batched, not on what they say.
 BATCHING = (F.BATCH_BUCKET, F.BATCH_SUM_US, F.BATCH_COUNT)
@@ -76,11 +77,7 @@ async def wait_consumed(settings: Settings, *, timeout_s: float = 90) -> None:
 
 def accounted(state: State) -> int:
     """Events the state has counted: processed, duplicate, late or rejected."""
-    return sum(
-        v
-        for k, v in state.totals.items()
-        if k in (F.PROCESSED, F.DUPLICATE, F.LATE) or k.startswith(F.REJECTED)
-    )
+    return counted(state.totals)
 
 
 async def assert_exact(settings: Settings, *, now_ms: int) -> State:

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import sys
 
 import pytest
 
 from kpistream.produce import produce
-from kpistream.runtime import free_port, spawn, start_broker, stop
+from kpistream.runtime import free_port, start_broker, stop
 from tests.faults import oracle
-from tests.faults.common import now_ms, settings_for, worker_env
+from tests.faults.common import now_ms, settings_for, spawn_worker
 from tests.integration import known_events as K
 
 
@@ -23,9 +22,7 @@ async def test_worker_waits_for_a_broker_that_appears_later(  # type: ignore[no-
     port = free_port()
     settings = settings_for(settings_factory, kafka=f"127.0.0.1:{port}", partitions=2)
     log_path = tmp_path / "worker.log"
-    worker = spawn(
-        [sys.executable, "-m", "kpistream", "worker"], log_path=log_path, env=worker_env(settings)
-    )
+    worker = spawn_worker(settings, log_path)
     broker = None
     try:
         await asyncio.sleep(3)  # the worker is retrying now

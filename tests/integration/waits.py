@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import urllib.request
+from collections.abc import Mapping
 from typing import Any
 
 import redis
 
 from kpistream.runtime import free_port
 from kpistream.settings import Settings
+from sinks import fields as F
 from sinks.exporter import serve
 from sinks.window_store import WindowReader
 from tests.integration.known_events import Samples, samples
@@ -33,6 +35,15 @@ async def wait_for_totals(
     raise AssertionError(f"totals {got} never reached {expected} in {timeout_s}s")
 
 
+def counted(totals: Mapping[str, int]) -> int:
+    """Events the totals have counted: processed, duplicate, late or rejected."""
+    return sum(
+        v
+        for k, v in totals.items()
+        if k in (F.PROCESSED, F.DUPLICATE, F.LATE) or k.startswith(F.REJECTED)
+    )
+
+
 async def wait_for_events(settings: Settings, expected: int, timeout_s: float = 30) -> WindowReader:
     reader = WindowReader(redis.Redis.from_url(settings.redis), prefix=settings.redis_prefix)
     windows = settings.window_minutes()
@@ -41,11 +52,7 @@ async def wait_for_events(settings: Settings, expected: int, timeout_s: float = 
     seen = -1
     while loop.time() < deadline:
         totals = (await asyncio.to_thread(reader.snapshot, windows)).totals
-        seen = sum(
-            v
-            for k, v in totals.items()
-            if k in ("_processed", "_dup", "_late") or k.startswith("_rej")
-        )
+        seen = counted(totals)
         if seen >= expected:
             return reader
         await asyncio.sleep(0.2)
