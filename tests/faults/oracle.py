@@ -64,8 +64,9 @@ def stored_offsets(settings: Settings) -> dict[int, int]:
     return {p: int(offset) for p, offset in offsets.items() if offset is not None}
 
 
-async def wait_consumed(settings: Settings, *, timeout_s: float = 90) -> None:
-    """Wait until Redis holds every partition's end offset: the whole log is committed."""
+async def wait_consumed(settings: Settings, *, timeout_s: float = 90) -> Log:
+    """Wait until Redis holds every partition's end offset: the whole log is committed.
+    Returns the log it waited for."""
     log = await read_log(settings)
     ends = {p: end for p, end in log.ends.items() if end}
     loop = asyncio.get_running_loop()
@@ -73,6 +74,7 @@ async def wait_consumed(settings: Settings, *, timeout_s: float = 90) -> None:
     while (offsets := await asyncio.to_thread(stored_offsets, settings)) != ends:
         assert loop.time() < deadline, f"stored offsets {offsets} never reached {ends}"
         await asyncio.sleep(0.2)
+    return log
 
 
 def accounted(state: State) -> int:
@@ -84,8 +86,7 @@ async def assert_exact(settings: Settings, *, now_ms: int) -> State:
     """The faulty run's verdict: the whole log is committed (stored offsets = end offsets),
     every produced event is counted once as processed, duplicate, late or rejected, and the
     stored state equals the oracle's counter for counter. Returns the stored state."""
-    await wait_consumed(settings)
-    log = await read_log(settings)
+    log = await wait_consumed(settings)
     got = stored(settings)
     produced = sum(len(values) for values in log.values())
     assert accounted(got) == produced, (accounted(got), produced, got.totals)

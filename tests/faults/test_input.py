@@ -38,8 +38,7 @@ async def test_every_event_delivered_twice_is_counted_once(settings_factory, wor
     await ensure_topics(settings)
     await workers(settings)
     await produce(settings, LINES + LINES)
-    await oracle.wait_consumed(settings)
-    log = await oracle.read_log(settings)
+    log = await oracle.wait_consumed(settings)
     want = oracle.expected(settings, dedupe(log), now_ms=now_ms())
     got = oracle.stored(settings)
     assert oracle.accounted(got) == 2 * len(LINES)
@@ -80,13 +79,12 @@ async def test_poison_mixed_in_is_dead_lettered_and_leaves_the_state_untouched( 
     mixed = [line for i, p in enumerate(POISON) for line in (*LINES[i * step : (i + 1) * step], p)]
     mixed += LINES[len(POISON) * step :]
     await produce(settings, mixed)
-    await oracle.wait_consumed(settings)
+    log = await oracle.wait_consumed(settings)
     got = oracle.stored(settings)
     assert oracle.accounted(got) == len(mixed)
     rejected = {k.split(F.SEP)[1]: v for k, v in got.totals.items() if k.startswith(F.REJECTED)}
     assert rejected == POISON_REASONS
     # The valid events alone give exactly the state of a run without poison.
-    log = await oracle.read_log(settings)
     clean = {p: [v for v in values if v not in POISON] for p, values in log.items()}
     want = oracle.expected(settings, clean, now_ms=now_ms())
     got.totals = +Counter({k: v for k, v in got.totals.items() if not k.startswith(F.REJECTED)})
