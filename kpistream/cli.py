@@ -5,13 +5,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -152,16 +153,16 @@ def stack(args: argparse.Namespace, defaults: dict[str, str] | None = None) -> I
         _settings(args), **{k: type(getattr(_settings(args), k))(v) for k, v in defaults.items()}
     )
     workdir = runtime.workdir()
-    children: list[Any] = []
+    stops: list[Callable[[], None]] = []  # run in reverse on the way out
     try:
         overrides: dict[str, Any] = {}
         if not (args.kafka or os.environ.get(env_name("kafka"))):
             broker = runtime.start_broker(workdir)
-            children.append(broker.process)
+            stops.append(broker.stop)
             overrides["kafka"] = broker.address
         if not (args.redis or os.environ.get(env_name("redis"))):
             server = runtime.start_redis(workdir)
-            children.append(server.process)
+            stops.append(server.stop)
             overrides["redis"] = server.address
         settings = msgspec.structs.replace(settings, **overrides)
         runtime.check_redis(settings.redis)
@@ -175,11 +176,11 @@ def stack(args: argparse.Namespace, defaults: dict[str, str] | None = None) -> I
         port = args.metrics_port or runtime.free_port()
         base = [sys.executable, "-m", "kpistream"]
         worker = runtime.spawn([*base, "worker"], log_path=workdir / "worker.log", env=env)
-        children.append(worker)
+        stops.append(functools.partial(runtime.stop, worker))
         exporter = runtime.spawn(
             [*base, "exporter", "--port", str(port)], log_path=workdir / "exporter.log", env=env
         )
-        children.append(exporter)
+        stops.append(functools.partial(runtime.stop, exporter))
         # Print the /metrics URL only once it answers.
         runtime.wait_port(port, exporter, "exporter", workdir / "exporter.log")
         info = runtime.StackInfo(
@@ -198,8 +199,8 @@ def stack(args: argparse.Namespace, defaults: dict[str, str] | None = None) -> I
         with runtime.published(info):
             yield running
     finally:
-        for child in reversed(children):
-            runtime.stop(child)
+        for stop_child in reversed(stops):
+            stop_child()
 
 
 def cmd_up(args: argparse.Namespace) -> int:

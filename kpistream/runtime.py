@@ -20,7 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -45,18 +45,33 @@ def free_port() -> int:
         return port
 
 
-def _die_with_parent() -> None:
-    libc = ctypes.CDLL("libc.so.6", use_errno=True)
-    PR_SET_PDEATHSIG = 1
-    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+def _die_with_parent(death_signal: int) -> Callable[[], None]:
+    parent = os.getpid()
+
+    def arm() -> None:  # runs in the child between fork and exec
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        PR_SET_PDEATHSIG = 1
+        libc.prctl(PR_SET_PDEATHSIG, death_signal)
+        if os.getppid() != parent:  # the parent died before the signal was armed
+            os._exit(1)
+
+    return arm
 
 
 def spawn(
-    args: Sequence[str], *, log_path: Path | None = None, env: dict[str, str] | None = None
+    args: Sequence[str],
+    *,
+    log_path: Path | None = None,
+    env: dict[str, str] | None = None,
+    death_signal: int = signal.SIGTERM,
 ) -> subprocess.Popen[bytes]:
-    """Start a child that receives SIGTERM when this process dies."""
+    """Start a child that receives ``death_signal`` when this process dies.
+
+    SIGTERM lets a child that keeps state (redis-server's AOF, a worker's commit) end
+    cleanly; a child with nothing to lose takes SIGKILL and is gone at once.
+    """
     out = open(log_path, "ab") if log_path else subprocess.DEVNULL
-    preexec = _die_with_parent if sys.platform.startswith("linux") else None
+    preexec = _die_with_parent(death_signal) if sys.platform.startswith("linux") else None
     return subprocess.Popen(
         list(args),
         stdout=out,
@@ -67,8 +82,14 @@ def spawn(
     )
 
 
-def stop(process: subprocess.Popen[bytes], *, timeout_s: float = 10.0) -> None:
+def stop(
+    process: subprocess.Popen[bytes], *, timeout_s: float = 10.0, graceful: bool = True
+) -> None:
     if process.poll() is None:
+        if not graceful:
+            process.kill()
+            process.wait()
+            return
         process.terminate()
         try:
             process.wait(timeout_s)
@@ -124,21 +145,25 @@ class EmbeddedServer:
     process: subprocess.Popen[bytes]
     address: str  # bootstrap servers or Redis URL
     log_path: Path
+    graceful: bool = True  # False: nothing to flush, so SIGKILL at once
 
     def stop(self) -> None:
-        stop(self.process)
+        stop(self.process, graceful=self.graceful)
 
 
 def start_broker(workdir: Path, port: int | None = None) -> EmbeddedServer:
     port = port or free_port()
     url = f"tcp://127.0.0.1:{port}"
     log_path = workdir / "broker.log"
+    # Tansu keeps its log in memory only, and a SIGTERM makes it linger 3-5 s closing
+    # connections: SIGKILL loses nothing and frees the port at once.
     process = spawn(
         [broker_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url],
         log_path=log_path,
+        death_signal=signal.SIGKILL,
     )
     wait_port(port, process, "Kafka broker (Tansu)", log_path)
-    return EmbeddedServer(process, f"127.0.0.1:{port}", log_path)
+    return EmbeddedServer(process, f"127.0.0.1:{port}", log_path, graceful=False)
 
 
 def start_redis(workdir: Path, port: int | None = None, *, persist: bool = False) -> EmbeddedServer:
