@@ -13,7 +13,7 @@ from __future__ import annotations
 import heapq
 import random
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 SITES = ("shop.example", "blog.example")
@@ -94,13 +94,17 @@ def _survey_score(rng: random.Random, kind: str) -> int:
     return min(7, max(1, round(rng.gauss(3.0, 1.4))))
 
 
-ACCOUNTS = (("instagram", "acme", 5_000), ("linkedin", "acme-corp", 1_200))
+Account = tuple[str, str, int]  # (network, account, followers)
+
+ACCOUNTS: tuple[Account, ...] = (("instagram", "acme", 5_000), ("linkedin", "acme-corp", 1_200))
 
 
-def social_events(rng: random.Random, now_ms: int, seconds: float) -> list[dict[str, Any]]:
-    """Roughly ``seconds`` worth of social activity for the demo accounts."""
+def social_events(
+    rng: random.Random, now_ms: int, seconds: float, accounts: Sequence[Account] = ACCOUNTS
+) -> list[dict[str, Any]]:
+    """Roughly ``seconds`` worth of social activity for ``accounts``, all at ``now_ms``."""
     events: list[dict[str, Any]] = []
-    for network, account, followers in ACCOUNTS:
+    for network, account, followers in accounts:
         rate = followers / 5_000  # engagement events per second, by audience size
         base = {"ts": now_ms, "network": network, "account": account}
         kinds: list[tuple[str, dict[str, Any]]] = []
@@ -118,7 +122,7 @@ def social_events(rng: random.Random, now_ms: int, seconds: float) -> list[dict[
     return events
 
 
-def follower_snapshots(now_ms: int) -> list[dict[str, Any]]:
+def follower_snapshots(now_ms: int, accounts: Sequence[Account] = ACCOUNTS) -> list[dict[str, Any]]:
     return [
         {
             "event_id": f"snapshot-{network}-{account}-{now_ms}",
@@ -128,8 +132,26 @@ def follower_snapshots(now_ms: int) -> list[dict[str, Any]]:
             "account": account,
             "followers": followers,
         }
-        for network, account, followers in ACCOUNTS
+        for network, account, followers in accounts
     ]
+
+
+def social(
+    seed: int,
+    *,
+    start_ms: int,
+    seconds: int,
+    accounts: Sequence[Account] = ACCOUNTS,
+    snapshot_every_s: int = 30,
+) -> Iterator[dict[str, Any]]:
+    """``seconds`` of social activity second by second, in event-time order, with a follower
+    snapshot of every account at the start and every ``snapshot_every_s`` seconds."""
+    rng = random.Random(seed)
+    for second in range(seconds):
+        now_ms = start_ms + second * 1000
+        if second % snapshot_every_s == 0:
+            yield from follower_snapshots(now_ms, accounts)
+        yield from social_events(rng, now_ms, 1.0, accounts)
 
 
 def sessions(

@@ -22,6 +22,11 @@ from streams.social import SocialLogic
 log = logging.getLogger(__name__)
 
 
+def social_group(settings: Settings) -> str:
+    """The social stream's consumer group: its own, beside the clickstream's."""
+    return f"{settings.consumer_group}-social"
+
+
 def create_app(settings: Settings) -> faust.App:
     app = faust.App(
         f"{settings.consumer_group}-app",
@@ -44,7 +49,7 @@ def create_app(settings: Settings) -> faust.App:
         lambda: BatchConsumer(
             settings,
             SocialLogic(settings),
-            group_id=f"{settings.consumer_group}-social",
+            group_id=social_group(settings),
             client_id="kpistream-social",
         ),
     )

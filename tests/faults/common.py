@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import heapq
 import os
 import sys
 import time
@@ -9,17 +10,40 @@ from pathlib import Path
 from subprocess import Popen
 from typing import Any
 
+import msgspec
+
 from kpistream.produce import encode
 from kpistream.runtime import spawn
 from kpistream.settings import Settings, env_name
-from kpistream.simulator import sessions
+from kpistream.simulator import Account, sessions, social
 from sinks import fields as F
+from streams.app import social_group
+from streams.batch_consumer import BatchConsumer
+from streams.social import SocialLogic
 from tests.integration.waits import wait_for_totals
 
-#: Historic, seeded traffic: about 3,000 events of 400 sessions with carts and purchases,
-#: spanning less than the allowed lateness, so that a late retry is still a retry.
 START_MS = (time.time_ns() // 1_000_000) - 6 * 3_600_000
-LINES = [encode(e) for e in sessions(11, start_ms=START_MS, count=400, spacing_ms=100)]
+
+
+def accounts(count: int) -> list[Account]:
+    """Social accounts over three networks, with audiences of three sizes."""
+    networks, sizes = ("instagram", "linkedin", "tiktok"), (5_000, 2_500, 1_000)
+    return [(networks[i % 3], f"brand-{i}", sizes[i // 3 % 3]) for i in range(count)]
+
+
+def traffic(
+    seed: int, *, sessions_count: int, spacing_ms: int, social_s: int, n_accounts: int
+) -> list[bytes]:
+    """Website sessions and social activity from START_MS, merged in event-time order."""
+    site = sessions(seed, start_ms=START_MS, count=sessions_count, spacing_ms=spacing_ms)
+    posts = social(seed, start_ms=START_MS, seconds=social_s, accounts=accounts(n_accounts))
+    return [encode(e) for e in heapq.merge(site, posts, key=lambda e: e["ts"])]
+
+
+#: Historic, seeded traffic: about 3,000 events of 400 sessions with carts and purchases and
+#: about 1,000 social events of 6 accounts (posts, likes, follows, follower snapshots), all
+#: spanning less than the allowed lateness, so that a late retry is still a retry.
+LINES = traffic(11, sessions_count=400, spacing_ms=100, social_s=80, n_accounts=6)
 
 WORKER = [sys.executable, "-m", "kpistream", "worker"]
 FAULTY_WORKER = [sys.executable, "-m", "tests.faults.faulty_worker"]
@@ -30,14 +54,20 @@ def now_ms() -> int:
 
 
 def many_lines(seed: int) -> list[bytes]:
-    """About 30,000 events: enough batches of 50 for several faults in one run."""
-    return [encode(e) for e in sessions(seed, start_ms=START_MS, count=4000, spacing_ms=10)]
+    """About 33,000 events (3,000 of them social): enough batches of 50 for several faults
+    in one run."""
+    return traffic(seed, sessions_count=4000, spacing_ms=10, social_s=120, n_accounts=12)
 
 
 def settings_for(settings_factory: Any, **overrides: Any) -> Settings:
     # Partitions enough for rebalances to move something; budgets large enough that no label
     # depends on which worker saw a value first.
-    base = {"partitions": 4, "max_landing_pages": 1000, "max_channels": 1000}
+    base = {
+        "partitions": 4,
+        "max_landing_pages": 1000,
+        "max_channels": 1000,
+        "max_accounts": 1000,
+    }
     settings: Settings = settings_factory(**{**base, **overrides})
     return settings
 
@@ -59,3 +89,19 @@ def spawn_worker(settings: Settings, log_path: Path, *, fault: str | None = None
 async def processed(settings: Settings) -> int:
     reader = await wait_for_totals(settings, {}, timeout_s=1)
     return int(reader.snapshot({}).totals[F.PROCESSED])
+
+
+async def start_streams(
+    workers: Any, settings: Settings, **options: Any
+) -> tuple[BatchConsumer, BatchConsumer]:
+    """In-process, what one `kpistream worker` runs: a clickstream and a social consumer,
+    each in its own group (``workers`` is the conftest fixture)."""
+    clicks = await workers(settings, **options)
+    social_logic = SocialLogic(settings)
+    posts = await workers(settings, logic=social_logic, group_id=social_group(settings), **options)
+    return clicks, posts
+
+
+def website_only(lines: list[bytes]) -> list[bytes]:
+    """The clickstream events of ``lines`` (the ones with a visitor)."""
+    return [line for line in lines if "visitor_id" in msgspec.json.decode(line)]

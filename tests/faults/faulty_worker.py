@@ -1,7 +1,7 @@
 """The real worker (``kpistream worker``) with one fault at an exact point of its commit path.
 
-Run as ``python -m tests.faults.faulty_worker`` with ``FAULT=<action>:<n>``; at the clickstream
-consumer's n-th atomic step:
+Run as ``python -m tests.faults.faulty_worker`` with ``FAULT=<action>:<n>[:social]``; at the
+clickstream consumer's (or with ``:social``, the social consumer's) n-th atomic step:
 
 - ``kill-before``: SIGKILL just before the step (the batch is decoded, folded and its dead
   letters sent, nothing of it is in Redis);
@@ -26,14 +26,14 @@ from streams.batch_consumer import BatchConsumer
 ACTIONS = {"kill-before", "kill-after", "stop-before"}
 
 
-def install(action: str, at: int) -> None:
-    assert action in ACTIONS and at >= 1, (action, at)
+def install(action: str, at: int, stream: str) -> None:
+    assert action in ACTIONS and at >= 1 and stream in ("clickstream", "social"), (action, at)
     original = BatchConsumer._commit
     steps = 0
 
     async def commit(self: BatchConsumer, owned: Any, delta: Any, next_offset: int) -> None:
         nonlocal steps
-        if self.topic != self.settings.clickstream_topic:
+        if self.topic != getattr(self.settings, f"{stream}_topic"):
             return await original(self, owned, delta, next_offset)
         steps += 1
         if steps == at and action == "kill-before":
@@ -48,6 +48,6 @@ def install(action: str, at: int) -> None:
 
 
 if __name__ == "__main__":
-    action, _, at = os.environ["FAULT"].partition(":")
-    install(action, int(at))
+    action, at, *stream = os.environ["FAULT"].split(":")
+    install(action, int(at), *stream or ["clickstream"])
     sys.exit(main(["worker"]))

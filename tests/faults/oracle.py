@@ -5,8 +5,9 @@ it through the same pure processors in one pass, without Kafka consumers, Redis 
 and sums the counters. Faults (crashes, rebalances, duplicates, outages) live in the
 distributed execution, so a faulty run must end in exactly this state.
 
-HyperLogLogs are estimates and the batch-time histogram depends on batching: both are left
-out of the comparison.
+Both streams are judged: the clickstream (sessions, carts, visitors) and the social topic
+(engagement, impressions, follower gauges). HyperLogLogs are estimates, and the batch-time
+histogram and the lag gauge depend on batching: they are left out of the comparison.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import asyncio
 import hashlib
 import json
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import redis
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -24,51 +25,75 @@ from kpistream.settings import Settings
 from sinks import fields as F
 from sinks.window_store import PartitionKeys
 from streams.clickstream import ClickstreamLogic
-from streams.logic import valid
-from streams.processor import PartitionProcessor
+from streams.logic import StreamLogic, valid
+from streams.social import SocialLogic
 from tests.integration.waits import counted
 
-#: Totals that depend on how records were batched, not on what they say.
-BATCHING = (F.BATCH_BUCKET, F.BATCH_SUM_US, F.BATCH_COUNT)
+#: Totals and gauges that depend on how records were batched and fetched, not on what they
+#: say: the batch-time histogram and the consumer lag.
+BATCHING = (F.BATCH_BUCKET, F.BATCH_SUM_US, F.BATCH_COUNT, F.CONSUMER_LAG)
+
+
+#: A partition of one of the two topics.
+Part = tuple[str, int]
 
 
 @dataclass
 class State:
-    totals: Counter[str]
-    minutes: Counter[tuple[int, str]]
-    days: Counter[tuple[int, str]]
+    totals: Counter[str] = field(default_factory=Counter)
+    minutes: Counter[tuple[int, str]] = field(default_factory=Counter)
+    days: Counter[tuple[int, str]] = field(default_factory=Counter)
+    gauges: Counter[str] = field(default_factory=Counter)  # summed over partitions
 
     def digest(self) -> str:
         dump = json.dumps(
-            [sorted(self.totals.items()), sorted(self.minutes.items()), sorted(self.days.items())]
+            [
+                sorted(self.totals.items()),
+                sorted(self.minutes.items()),
+                sorted(self.days.items()),
+                sorted(self.gauges.items()),
+            ]
         )
         return hashlib.sha256(dump.encode()).hexdigest()
 
+    def cleaned(self) -> State:
+        def clean(values: Counter[str]) -> Counter[str]:
+            return Counter({k: v for k, v in values.items() if not k.startswith(BATCHING)})
 
-def _clean(totals: Counter[str]) -> Counter[str]:
-    return Counter({k: v for k, v in totals.items() if v and not k.startswith(BATCHING)})
+        return State(+clean(self.totals), +self.minutes, +self.days, clean(self.gauges))
+
+
+def logics(settings: Settings) -> dict[str, StreamLogic]:
+    """Each topic's stream logic, as the worker runs it."""
+    return {
+        settings.clickstream_topic: ClickstreamLogic(settings),
+        settings.social_topic: SocialLogic(settings),
+    }
 
 
 def _partition_keys(settings: Settings) -> list[PartitionKeys]:
-    """Keys of every clickstream partition that has state in Redis."""
+    """Keys of every partition of the two topics that has state in Redis."""
     client = redis.Redis.from_url(settings.redis)
     tags = [raw.decode() for raw in client.smembers(f"{settings.redis_prefix}:partitions")]
     every = [PartitionKeys.from_tag(settings.redis_prefix, tag) for tag in tags]
-    return [keys for keys in every if keys.topic == settings.clickstream_topic]
+    return [keys for keys in every if keys.topic in logics(settings)]
 
 
-def stored_offsets(settings: Settings) -> dict[int, int]:
+def stored_offsets(settings: Settings) -> dict[Part, int]:
     """Each partition's next offset as Redis holds it (partitions never committed: absent)."""
     client = redis.Redis.from_url(settings.redis)
-    offsets = {k.partition: client.hget(k.key("meta"), "offset") for k in _partition_keys(settings)}
-    return {p: int(offset) for p, offset in offsets.items() if offset is not None}
+    offsets = {
+        (k.topic, k.partition): client.hget(k.key("meta"), "offset")
+        for k in _partition_keys(settings)
+    }
+    return {part: int(offset) for part, offset in offsets.items() if offset is not None}
 
 
 async def wait_consumed(settings: Settings, *, timeout_s: float = 90) -> Log:
     """Wait until Redis holds every partition's end offset: the whole log is committed.
     Returns the log it waited for."""
     log = await read_log(settings)
-    ends = {p: end for p, end in log.ends.items() if end}
+    ends = {part: end for part, end in log.ends.items() if end}
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout_s
     while (offsets := await asyncio.to_thread(stored_offsets, settings)) != ends:
@@ -100,14 +125,14 @@ def _diff(got: Counter[str], want: Counter[str]) -> dict[str, tuple[int, int]]:
     return {k: (got[k], want[k]) for k in set(got) | set(want) if got[k] != want[k]}
 
 
-class Log(dict[int, list[bytes | None]]):
+class Log(dict[Part, list[bytes | None]]):
     """Record values per partition in offset order, and each partition's end offset."""
 
-    ends: dict[int, int]
+    ends: dict[Part, int]
 
 
 async def read_log(settings: Settings) -> Log:
-    """Every record of the clickstream topic, per partition, in offset order.
+    """Every record of the two topics, per partition, in offset order.
 
     The end of each partition is the high watermark of the fetch responses: Tansu answers
     ListOffsets(latest) with the base offset of the last record batch + 1, short of the real
@@ -118,14 +143,16 @@ async def read_log(settings: Settings) -> Log:
     )
     await consumer.start()
     try:
-        topic = settings.clickstream_topic
         await consumer.topics()  # fetches metadata: the topic's real partitions, not settings'
-        found = consumer.partitions_for_topic(topic) or set()
-        partitions = [TopicPartition(topic, p) for p in sorted(found)]
+        partitions = [
+            TopicPartition(topic, p)
+            for topic in logics(settings)
+            for p in sorted(consumer.partitions_for_topic(topic) or ())
+        ]
         consumer.assign(partitions)
         await consumer.seek_to_beginning(*partitions)
         lower = await consumer.end_offsets(partitions)
-        log = Log({tp.partition: [] for tp in partitions})
+        log = Log({(tp.topic, tp.partition): [] for tp in partitions})
 
         async def behind(tp: TopicPartition) -> bool:
             high = consumer.highwater(tp)
@@ -134,48 +161,48 @@ async def read_log(settings: Settings) -> Log:
 
         while [tp for tp in partitions if await behind(tp)]:
             for tp, records in (await consumer.getmany(timeout_ms=1000)).items():
-                log[tp.partition] += [r.value for r in records]
-        log.ends = {tp.partition: await consumer.position(tp) for tp in partitions}
+                log[tp.topic, tp.partition] += [r.value for r in records]
+        log.ends = {(tp.topic, tp.partition): await consumer.position(tp) for tp in partitions}
         return log
     finally:
         await consumer.stop()
 
 
-def expected(settings: Settings, log: dict[int, list[bytes | None]], *, now_ms: int) -> State:
-    logic = ClickstreamLogic(settings)
-    totals: Counter[str] = Counter()
-    minutes: Counter[tuple[int, str]] = Counter()
-    days: Counter[tuple[int, str]] = Counter()
-    decoded_log = {
-        p: logic.decoder.decode_batch(v, clock_ms=lambda: now_ms) for p, v in log.items()
-    }
-    values: dict[str, set[str]] = {}
-    for decoded in decoded_log.values():
-        for name, found in logic.dimension_values(valid(decoded)).items():
-            values.setdefault(name, set()).update(found)
-    for name, found in values.items():  # budgets large enough: every value gets its label
-        logic.budget(name).learn(found, full=False)
-    for decoded in decoded_log.values():
-        processor = logic.new_partition()
-        assert isinstance(processor, PartitionProcessor)
-        delta = processor.process(decoded)
-        totals.update(delta.totals)
-        minutes.update(delta.buckets)
-        days.update(delta.days)
-    return State(_clean(totals), +minutes, +days)
+def expected(settings: Settings, log: dict[Part, list[bytes | None]], *, now_ms: int) -> State:
+    """The state ``log`` leads to: each partition processed in one pass, in offset order."""
+    state = State()
+    for topic, logic in logics(settings).items():
+        decoder = logic.decoder
+        decoded_log = {
+            partition: decoder.decode_batch(values, clock_ms=lambda: now_ms)
+            for (in_topic, partition), values in log.items()
+            if in_topic == topic
+        }
+        values: dict[str, set[str]] = {}
+        for decoded in decoded_log.values():
+            for name, found in logic.dimension_values(valid(decoded)).items():
+                values.setdefault(name, set()).update(found)
+        for name, found in values.items():  # budgets large enough: every value gets its label
+            logic.budget(name).learn(found, full=False)
+        for decoded in decoded_log.values():
+            delta = logic.new_partition().process(decoded)
+            state.totals.update(delta.totals)
+            state.minutes.update(delta.buckets)
+            state.days.update(delta.days)
+            state.gauges.update(delta.gauges)  # one partition's latest values, summed
+    return state.cleaned()
 
 
 def stored(settings: Settings) -> State:
     """The state the pipeline left in Redis, summed over partitions."""
     client = redis.Redis.from_url(settings.redis)
-    totals: Counter[str] = Counter()
-    minutes: Counter[tuple[int, str]] = Counter()
-    days: Counter[tuple[int, str]] = Counter()
+    state = State()
     for keys in _partition_keys(settings):
-        totals.update({k.decode(): int(v) for k, v in client.hgetall(keys.key("totals")).items()})
-        for kind, target in (("m", minutes), ("d", days)):
+        for name, target in (("totals", state.totals), ("gauges", state.gauges)):
+            target.update({k.decode(): int(v) for k, v in client.hgetall(keys.key(name)).items()})
+        for kind, buckets in (("m", state.minutes), ("d", state.days)):
             for key in client.scan_iter(match=keys.key(f"{kind}:*"), count=1000):
                 bucket = int(key.decode().rsplit(":", 1)[1])
                 for name, value in client.hgetall(key).items():
-                    target[(bucket, name.decode())] += int(value)
-    return State(_clean(totals), +minutes, +days)
+                    buckets[(bucket, name.decode())] += int(value)
+    return state.cleaned()

@@ -12,7 +12,7 @@ from kpistream.produce import encode, produce
 from kpistream.runtime import ensure_topics
 from sinks import fields as F
 from tests.faults import oracle
-from tests.faults.common import LINES, START_MS, now_ms, settings_for
+from tests.faults.common import LINES, START_MS, now_ms, settings_for, start_streams
 
 decode = msgspec.json.Decoder(dict[str, Any]).decode
 
@@ -36,7 +36,7 @@ def dedupe(log: dict[int, list[bytes | None]]) -> dict[int, list[bytes | None]]:
 async def test_every_event_delivered_twice_is_counted_once(settings_factory, workers) -> None:  # type: ignore[no-untyped-def]
     settings = settings_for(settings_factory)
     await ensure_topics(settings)
-    await workers(settings)
+    await start_streams(workers, settings)
     await produce(settings, LINES + LINES)
     log = await oracle.wait_consumed(settings)
     want = oracle.expected(settings, dedupe(log), now_ms=now_ms())
@@ -57,15 +57,18 @@ POISON = [
     b'{"event_id":"s","type":"page_view","ts":"1763800000000","site":"s","visitor_id":"v","path":"/"}',
     b'{"event_id":null,"type":null,"ts":null,"site":null,"visitor_id":null,"path":null}',
     b"null",
+    # social: a follower count sent as a string
+    b'{"event_id":"f","type":"followers_snapshot","ts":1763800000000,"network":"instagram",'
+    b'"account":"brand-0","followers":"5000"}',
 ]
 #: bytes, invalid UTF-8, NaN, Infinity: not JSON; the deep array and `null`: not objects;
-#: a null `type` is no known type; a number sent as a string is the wrong type.
+#: a null `type` is no known type; a number sent as a string is the wrong type (twice).
 POISON_REASONS = {
     "malformed_json": 4,
     "too_large": 1,
     "not_an_object": 2,
     "unknown_type": 1,
-    "wrong_type": 1,
+    "wrong_type": 2,
 }
 
 
@@ -74,7 +77,7 @@ async def test_poison_mixed_in_is_dead_lettered_and_leaves_the_state_untouched( 
 ) -> None:
     settings = settings_for(settings_factory)
     await ensure_topics(settings)
-    await workers(settings)
+    await start_streams(workers, settings)
     step = len(LINES) // len(POISON)
     mixed = [line for i, p in enumerate(POISON) for line in (*LINES[i * step : (i + 1) * step], p)]
     mixed += LINES[len(POISON) * step :]
@@ -111,14 +114,15 @@ async def test_shuffled_within_the_lateness_equals_in_order_and_extremes_are_cou
     other); the state equals the in-order oracle. One event far older than the lateness is
     counted late, one beyond the future skew is rejected."""
     rng = random.Random(5)
-    by_visitor: dict[str, list[bytes]] = {}
+    by_key: dict[str, list[bytes]] = {}  # by visitor, or by social account
     for line in LINES:
-        by_visitor.setdefault(decode(line)["visitor_id"], []).append(line)
+        event = decode(line)
+        by_key.setdefault(event.get("visitor_id") or event["account"], []).append(line)
     shuffled = []
-    for events in by_visitor.values():
+    for events in by_key.values():
         rng.shuffle(events)
         shuffled += events
-    visitor = decode(LINES[-1])["visitor_id"]
+    visitor = "v-late"
     late = page_view("too-late", visitor, START_MS - 3_600_000)
     future = page_view("future", "v-future", now_ms() + 3_600_000)
     in_order = settings_for(settings_factory)
@@ -127,7 +131,7 @@ async def test_shuffled_within_the_lateness_equals_in_order_and_extremes_are_cou
     want = oracle.expected(in_order, await oracle.read_log(in_order), now_ms=now_ms())
     settings = settings_for(settings_factory)
     await ensure_topics(settings)
-    await workers(settings)
+    await start_streams(workers, settings)
     await produce(settings, [*shuffled, late, future])
     await oracle.wait_consumed(settings)
     got = oracle.stored(settings)
@@ -162,7 +166,7 @@ async def test_session_gap_edges_and_a_bridging_late_event(settings_factory, wor
         settings_factory, partitions=1, batch_max_records=1, allowed_lateness_s=3600
     )
     await ensure_topics(settings)
-    await workers(settings)
+    await start_streams(workers, settings)
     await produce(settings, events)
     got = await oracle.assert_exact(settings, now_ms=now_ms())
     site = "shop.example"

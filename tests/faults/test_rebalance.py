@@ -6,8 +6,9 @@ import asyncio
 
 from kpistream.produce import produce
 from kpistream.runtime import ensure_topics
+from streams.batch_consumer import BatchConsumer
 from tests.faults import oracle
-from tests.faults.common import many_lines, now_ms, settings_for
+from tests.faults.common import many_lines, now_ms, settings_for, start_streams
 from tests.integration.waits import wait_until
 
 #: Slices produced one after another with a pause, so that events keep arriving while the
@@ -30,18 +31,27 @@ async def test_scaling_one_to_three_to_one_while_events_flow_ends_exact(  # type
             await asyncio.sleep(PAUSE_S)
 
     flowing = asyncio.create_task(flow())
-    first = await workers(settings)
-    await wait_until("the first worker owns every partition", lambda: len(first.owned) == 6)
-    extra = [await workers(settings), await workers(settings)]
-    group = [first, *extra]
-    await wait_until(
-        "three workers share the partitions",
-        lambda: all(w.owned for w in group) and sum(len(w.owned) for w in group) == 6,
-    )
+    click_parts, social_parts = settings.partitions, settings.partitions // 2
+    first = await start_streams(workers, settings)
+
+    def spread(group: list[tuple[BatchConsumer, BatchConsumer]]) -> bool:
+        """Every worker owns partitions of both topics, and every partition has an owner."""
+        clicks, posts = [c for c, _ in group], [s for _, s in group]
+        return (
+            all(c.owned for c in clicks)
+            and all(s.owned for s in posts)
+            and sum(len(c.owned) for c in clicks) == click_parts
+            and sum(len(s.owned) for s in posts) == social_parts
+        )
+
+    await wait_until("the first worker owns every partition", lambda: spread([first]))
+    extra = [await start_streams(workers, settings), await start_streams(workers, settings)]
+    await wait_until("three workers share the partitions", lambda: spread([first, *extra]))
     assert not flowing.done(), "the events stopped flowing before the group grew"
-    for worker in extra:
-        await worker.stop()
-    await wait_until("the first worker owns every partition again", lambda: len(first.owned) == 6)
+    for consumers in extra:
+        for consumer in consumers:
+            await consumer.stop()
+    await wait_until("the first worker owns every partition again", lambda: spread([first]))
     assert not flowing.done(), "the events stopped flowing before the group shrank"
     await flowing
     await oracle.assert_exact(settings, now_ms=now_ms())

@@ -15,7 +15,7 @@ from kpistream.produce import produce
 from kpistream.runtime import EmbeddedServer, ensure_topics, free_port, start_redis
 from streams.batch_consumer import BatchConsumer
 from tests.faults import oracle
-from tests.faults.common import LINES, now_ms, processed, settings_for
+from tests.faults.common import LINES, now_ms, processed, settings_for, start_streams
 from tests.integration.waits import wait_until
 
 
@@ -43,7 +43,7 @@ async def test_redis_killed_twice_mid_stream_restarts_from_its_aof_and_ends_exac
 
     flowing = asyncio.create_task(flow())
     try:
-        await workers(settings)
+        await start_streams(workers, settings)
         for mark in (len(LINES) // 4, len(LINES) // 2):
 
             async def reached(mark: int = mark) -> bool:
@@ -102,7 +102,7 @@ async def test_redis_back_with_an_older_state_is_detected_and_replayed(  # type:
     await ensure_topics(settings)
     first, second, third = LINES[:1000], LINES[1000:2000], LINES[2000:]
     try:
-        await workers(settings, kind=kind)
+        await start_streams(workers, settings, kind=kind)
         await produce(settings, first)
         await oracle.wait_consumed(settings)
         redis.Redis.from_url(settings.redis).save()

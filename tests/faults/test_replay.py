@@ -9,9 +9,10 @@ import pytest
 
 from kpistream.produce import produce
 from kpistream.runtime import ensure_topics, free_port
+from sinks import fields as F
 from sinks.exporter import serve
 from tests.faults import oracle
-from tests.faults.common import LINES, now_ms, settings_for
+from tests.faults.common import LINES, accounts, now_ms, settings_for, start_streams
 from tests.integration.known_events import samples
 from tests.integration.waits import get
 
@@ -25,7 +26,7 @@ async def test_replay_is_identical_across_workers_batch_sizes_and_clocks(  # typ
     one = settings_for(settings_factory, batch_max_records=7)
     await ensure_topics(one)
     await produce(one, LINES)
-    await workers(one)
+    await start_streams(workers, one)
     await oracle.wait_consumed(one)
     # Same topics, another consumer group and Redis prefix: a replay of the same log.
     three = msgspec.structs.replace(
@@ -36,10 +37,15 @@ async def test_replay_is_identical_across_workers_batch_sizes_and_clocks(  # typ
     )
     later = lambda: now_ms() + 3_600_000  # noqa: E731
     for _ in range(3):
-        await workers(three, clock_ms=later)
+        await start_streams(workers, three, clock_ms=later)
     await oracle.wait_consumed(three)
     first, second = oracle.stored(one), oracle.stored(three)
     assert first.digest() == second.digest()
+    # Both streams are in the hash: follower gauges and engagement of all six accounts.
+    assert len(first.gauges) == 6 and all(first.gauges.values()), first.gauges
+    assert {k for k in first.totals if k.startswith(F.LIKES)} == {
+        F.field(F.LIKES, network, account) for network, account, _ in accounts(6)
+    }
     assert first == await oracle.assert_exact(one, now_ms=now_ms())
 
 
@@ -47,7 +53,7 @@ async def test_fifty_concurrent_scrapes_while_the_worker_writes(settings_factory
     """Every scrape is well-formed and no ratio leaves 0..1, while batches commit."""
     settings = settings_for(settings_factory, batch_max_records=20, exporter_cache_s=0.0)
     await ensure_topics(settings)
-    await workers(settings)
+    await start_streams(workers, settings)
     port = free_port()
     server = serve(settings, port=port)
     url = f"http://127.0.0.1:{port}/metrics"
