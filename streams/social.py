@@ -40,24 +40,33 @@ from streams.watermarked import WatermarkedProcessor
 
 AccountKey = tuple[str, str]  # (network, account)
 
-#: Follow changes kept between two snapshots of one account; pollers snapshot at least
-#: daily, so this bounds a day of follows. Beyond it, further changes are dropped (counted).
-MAX_CHANGES = 100_000
-
 _COUNTED = {Like: F.LIKES, Comment: F.COMMENTS, Share: F.SHARES}
 
 
 class Account(msgspec.Struct, array_like=True):
     snapshot_ms: int | None = None
     snapshot: int = 0
+    #: follows and unfollows after the snapshot that a newer snapshot could still replace
     changes: list[tuple[int, int]] = msgspec.field(default_factory=list)  # (ts, +1 | -1)
     recent_ids: dict[str, int] = msgspec.field(default_factory=dict)  # event_id -> ts
+    #: the sum of older changes: any snapshot still accepted is newer than all of them
+    settled: int = 0
 
     @property
     def followers(self) -> int | None:
         if self.snapshot_ms is None:
             return None
-        return max(0, self.snapshot + sum(d for _, d in self.changes))
+        return max(0, self.snapshot + self.settled + sum(d for _, d in self.changes))
+
+    def settle(self, horizon_ms: int) -> None:
+        """Fold the changes older than the lateness horizon into one sum. A snapshot is only
+        accepted at or after the horizon, and it replaces every change up to its own time,
+        so a newer snapshot replaces the folded sum as a whole: state stays bounded by the
+        lateness, however many follows arrive between two snapshots."""
+        old = [d for t, d in self.changes if t < horizon_ms]
+        if old:
+            self.settled += sum(old)
+            self.changes = [c for c in self.changes if c[0] >= horizon_ms]
 
 
 _KEY = msgspec.msgpack.Decoder(tuple[str, str])
@@ -125,11 +134,12 @@ class SocialProcessor(WatermarkedProcessor):
                 account.snapshot_ms = event.ts
                 account.snapshot = event.followers
                 account.changes = [c for c in account.changes if c[0] > event.ts]
+                account.settled = 0  # every folded change is older than this snapshot
         elif isinstance(event, Follow | Unfollow):
             kind = F.FOLLOWS if isinstance(event, Follow) else F.UNFOLLOWS
             delta.totals[F.field(kind, network, name)] += 1
             after_snapshot = account.snapshot_ms is None or event.ts > account.snapshot_ms
-            if after_snapshot and len(account.changes) < MAX_CHANGES:
+            if after_snapshot:
                 account.changes.append((event.ts, 1 if isinstance(event, Follow) else -1))
 
     def _settle(self, delta: BatchDelta, touched: set[AccountKey]) -> None:
@@ -138,6 +148,7 @@ class SocialProcessor(WatermarkedProcessor):
             account = self.accounts[key]
             # Retries older than the lateness are dropped as late anyway: forget their ids.
             account.recent_ids = {i: t for i, t in account.recent_ids.items() if t >= horizon}
+            account.settle(horizon)
             delta.state_set[_ENCODE(key)] = _ENCODE(account)
             network, name = self._labels(key)
             followers = account.followers

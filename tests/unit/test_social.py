@@ -105,3 +105,30 @@ def test_a_folded_account_has_no_follower_gauge() -> None:
     )
     assert d.gauges == {}
     assert d.totals[F.field(F.LIKES, "instagram", "other")] == 1
+
+
+def test_follows_older_than_the_lateness_are_folded_and_a_newer_snapshot_replaces_them() -> None:
+    """300,000 follows over 50 minutes, with no snapshot in between: the count stays exact
+    and the account keeps only the changes a snapshot could still replace (the last 120 s)."""
+    p = processor()
+    p.process([ev(FollowersSnapshot, T, followers=1_000)])
+    follows = [ev(Follow if i % 3 else Unfollow, T + 1 + i * 10) for i in range(300_000)]
+    d = p.process(follows)
+    # 200,000 follows - 100,000 unfollows after the snapshot
+    assert d.gauges == {FOL: 101_000}
+    account = p.accounts["instagram", "acme"]
+    # Kept: ts at or after the horizon, 120 s before the last (i = 287,999..299,999): 12,001
+    # changes, 4,000 of them unfollows (multiples of 3); folded: 100,000 - (8,001 - 4,000).
+    assert len(account.changes) == 12_001
+    assert account.settled == 95_999
+    assert d.totals[F.field(F.FOLLOWS, "instagram", "acme")] == 200_000
+    assert d.totals[F.field(F.UNFOLLOWS, "instagram", "acme")] == 100_000
+    # A reload keeps the folded sum; a snapshot newer than the horizon replaces it.
+    q = processor()
+    q.load(d.state_set, p.watermark_ms)
+    last = T + 1 + 299_999 * 10
+    assert q.process([ev(Follow, last)]).gauges == {FOL: 101_001}
+    snap = q.process([ev(FollowersSnapshot, last - 60 * S, followers=50), ev(Unfollow, last + 1)])
+    # After it (ts > last - 60 s): i = 294,000..299,999, 4,000 follows and 2,000 unfollows;
+    # then the +1 and the -1.
+    assert snap.gauges == {FOL: 50 + 4_000 - 2_000 + 1 - 1}
