@@ -32,6 +32,7 @@ class GoalAlert:
     value: str  # the KPI over the window, in the goal's scope
     volume: str  # what min_volume counts, in the goal's scope
     condition: str  # the whole alert expression
+    baseline: tuple[str, ...] = ()  # a relative alert's value and volume `compared_to` ago
 
     @property
     def name(self) -> str:
@@ -116,11 +117,13 @@ class _Builder:
             assert alert.worse_by is not None
             factor = 1 + alert.worse_by if goal.direction == "below" else 1 - alert.worse_by
             back = f"offset {alert.compared_to}"
+            baseline = (f"{value} {back}", f"{volume} {back}")
             condition = (
-                f"{value} {worse} {factor:g} * ({value} {back})\n"
+                f"{value} {worse} {factor:g} * ({baseline[0]})\n"
                 f"and {on} {volume} >= {alert.min_volume}\n"
-                f"and {on} ({volume} {back}) >= {alert.min_volume}"
+                f"and {on} ({baseline[1]}) >= {alert.min_volume}"
             )
+            return GoalAlert(goal, value, volume, condition, baseline)
         return GoalAlert(goal, value, volume, condition)
 
 

@@ -1,5 +1,7 @@
 """A real Prometheus scrapes the exporter of a running pipeline and evaluates the generated
 rules; every dashboard panel query and every rule expression must return finite data (issue 5).
+Relative goals compare with last week, so the storage gets last week's history first, written
+by Prometheus's own backfill tools.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ import json
 import math
 import random
 import re
+import shutil
+import subprocess
 import threading
 import time
 import urllib.error
@@ -83,8 +87,10 @@ class Prometheus:
         *,
         rules_path: Path = RULES,
         alertmanager_port: int | None = None,
+        data_dir: Path | None = None,
     ) -> None:
         binary = require_binary("prometheus", "prometheus")
+        workdir.mkdir(parents=True, exist_ok=True)
         config: dict[str, Any] = {
             # Scrape and evaluate every second so a test sees increases within seconds.
             "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
@@ -106,7 +112,7 @@ class Prometheus:
             [
                 binary,
                 f"--config.file={workdir / 'prometheus.yml'}",
-                f"--storage.tsdb.path={workdir / 'data'}",
+                f"--storage.tsdb.path={data_dir or workdir / 'data'}",
                 f"--web.listen-address=127.0.0.1:{self.port}",
             ],
             log_path=self.log,
@@ -137,6 +143,81 @@ class Prometheus:
 
 def finite(result: list[dict[str, Any]]) -> bool:
     return any(math.isfinite(float(sample["value"][1])) for sample in result)
+
+
+#: Last week's hand-made history for one relative goal: shop.example had 1,000 sessions and
+#: 200 purchase conversions an hour, a conversion rate of exactly 0.2.
+LAST_WEEK_PER_HOUR = {
+    'kpi_sessions_total{site="shop.example"}': 1_000,
+    'kpi_conversions_total{site="shop.example",goal="purchase"}': 200,
+}
+WEEK_S = 7 * 24 * 3600
+
+
+def last_week(instance: str, now_s: int) -> str:
+    """OpenMetrics of LAST_WEEK_PER_HOUR's counters, growing at their hourly rate from 3 h
+    before to 1 h after this time last week, a sample every 15 s, as the scrape would label
+    them."""
+    lines = []
+    for series, per_hour in LAST_WEEK_PER_HOUR.items():
+        name, labels = series.split("{")
+        family = name.removesuffix("_total")
+        lines.append(f"# TYPE {family} counter")
+        labels = f'{{job="kpistream",instance="{instance}",{labels}'
+        start = now_s - WEEK_S - 3 * 3600
+        for step in range(4 * 3600 // 15 + 1):
+            lines.append(f"{name}{labels} {per_hour * step / 240} {start + step * 15}")
+    return "\n".join(lines) + "\n# EOF\n"
+
+
+def backfill(workdir: Path, data: Path, exporter_port: int, records: dict[str, str]) -> None:
+    """Write last week into Prometheus's storage as Prometheus's own tools do: the raw
+    counters as blocks (`promtool tsdb create-blocks-from openmetrics`), then the recording
+    rules evaluated over them by a Prometheus serving those blocks (`create-blocks-from
+    rules`), so `offset 1w` finds last week's recorded KPI. That tool cannot evaluate a rule
+    on the output of another one it is backfilling: rules that read other rules go in a
+    later round, against a Prometheus that serves the earlier rounds' blocks."""
+    promtool = require_binary("promtool", "prometheus")
+    now_s = int(time.time())
+    history = workdir / "last-week.om"
+    history.write_text(last_week(f"127.0.0.1:{exporter_port}", now_s))
+
+    def run(*args: str) -> None:
+        done = subprocess.run([promtool, "tsdb", *args], capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+
+    run("create-blocks-from", "openmetrics", str(history), str(data))
+    pending = dict(records)
+    for round_ in range(len(records)):
+        ready = {
+            name: expr
+            for name, expr in pending.items()
+            if not any(other in expr for other in pending if other != name)
+        }
+        assert ready, f"rules that read each other: {sorted(pending)}"
+        group = [{"record": name, "expr": expr} for name, expr in ready.items()]
+        rules_path = workdir / f"round-{round_}.yml"
+        rules_path.write_text(yaml.safe_dump({"groups": [{"name": "backfill", "rules": group}]}))
+        reader = Prometheus(workdir / f"round-{round_}", exporter_port, data_dir=data)
+        recorded = workdir / f"recorded-{round_}"
+        try:
+            run(
+                "create-blocks-from",
+                "rules",
+                f"--start={now_s - WEEK_S - 3600}",
+                f"--end={now_s - WEEK_S + 3600}",
+                f"--url=http://127.0.0.1:{reader.port}",
+                f"--output-dir={recorded}",
+                "--eval-interval=15s",
+                str(rules_path),
+            )
+        finally:
+            stop(reader.process)
+        for block in recorded.iterdir():
+            shutil.move(block, data / block.name)
+        pending = {name: expr for name, expr in pending.items() if name not in ready}
+        if not pending:
+            return
 
 
 @dataclass
@@ -186,18 +267,22 @@ async def feed(settings: Settings, prometheus: Prometheus) -> None:
 async def test_prometheus_evaluates_every_panel_query_and_rule_with_data(
     pipeline: Pipeline, tmp_path: Path
 ) -> None:
-    prometheus = Prometheus(tmp_path, pipeline.exporter_port)
+    goals = load_checked(GOALS, today=datetime.date(2026, 11, 23))
+    goal_alerts, records = rules.alerts(goals)
+    # The relative goal compares with last week: give the storage last week's history.
+    data = tmp_path / "data"
+    backfill(tmp_path, data, pipeline.exporter_port, records)
+    prometheus = Prometheus(tmp_path, pipeline.exporter_port, data_dir=data)
     try:
         await feed(pipeline.settings, prometheus)
-        goals = load_checked(GOALS, today=datetime.date(2026, 11, 23))
-        goal_alerts, records = rules.alerts(goals)
         empty = []
         for record in records:
             if not finite(prometheus.query(record)):
                 empty.append(f"recording rule {record}")
+        assert any(alert.baseline for alert in goal_alerts), "the example has a relative goal"
         for alert in goal_alerts:
             prometheus.query(alert.condition)  # the whole expression evaluates
-            for part in (alert.value, alert.volume):
+            for part in (alert.value, alert.volume, *alert.baseline):
                 if not finite(prometheus.query(part)):
                     empty.append(f"alert {alert.name}: {part}")
         for name in ("kpis.json", "pipeline.json"):
@@ -320,3 +405,49 @@ async def test_a_goal_crossed_by_live_traffic_notifies_through_alertmanager(
     match = re.fullmatch(r"Goal shop-bounce-alarm: bounce rate ([\d.]+)% is above 25%", summary)
     assert match is not None, summary
     assert 25 < float(match.group(1)) <= 100
+
+
+@pytest.mark.slow
+async def test_a_relative_goal_fires_against_last_weeks_history(
+    pipeline: Pipeline, tmp_path: Path
+) -> None:
+    """A relative goal (purchase conversion 30% worse than the same hour last week) in a
+    real Prometheus whose storage holds last week: the baseline its rule reads is exactly
+    last week's 200 / 1,000, and today's simulated rate (about 6%) makes it fire."""
+    goal = {
+        "name": "shop-conversion-drop",
+        "kpi": "conversion_rate",
+        "scope": {"site": "shop.example", "goal": "purchase"},
+        "target": 0.25,
+        "direction": "above",
+        "deadline": "2027-06-30",
+        "owner": "growth",
+        "alert": {
+            "worse_by": 0.3,
+            "compared_to": "1w",
+            "window": "1h",
+            "for": "1s",
+            "min_volume": 50,
+            "severity": "critical",
+        },
+    }
+    goals_path = tmp_path / "goals.yml"
+    goals_path.write_text(yaml.safe_dump({"goals": [goal]}))
+    goals = load_checked(goals_path, today=datetime.date(2026, 11, 23))
+    rules_path = tmp_path / "rules.yml"
+    rules_path.write_text(rules.render(goals))
+    [alert], records = rules.alerts(goals)
+    data = tmp_path / "data"
+    backfill(tmp_path, data, pipeline.exporter_port, records)
+    prometheus = Prometheus(tmp_path, pipeline.exporter_port, rules_path=rules_path, data_dir=data)
+    try:
+        [baseline], [volume] = (prometheus.query(part) for part in alert.baseline)
+        assert float(baseline["value"][1]) == pytest.approx(0.2, abs=1e-9)
+        assert float(volume["value"][1]) == pytest.approx(1000, abs=1e-6)
+        await feed(pipeline.settings, prometheus)
+        firing = f'ALERTS{{alertname="{alert.name}",alertstate="firing"}}'
+        await wait_until("the relative alert fires", lambda: prometheus.query(firing))
+        [now] = prometheus.query(alert.value)
+        assert 0 < float(now["value"][1]) < 0.7 * 0.2
+    finally:
+        stop(prometheus.process)
