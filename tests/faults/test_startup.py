@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
+from pathlib import Path
 
 import pytest
 
@@ -11,6 +11,7 @@ from kpistream.runtime import free_port, start_broker, stop
 from tests.faults import oracle
 from tests.faults.common import now_ms, settings_for, spawn_worker
 from tests.integration import known_events as K
+from tests.integration.waits import wait_until
 
 
 @pytest.mark.slow
@@ -25,7 +26,7 @@ async def test_worker_waits_for_a_broker_that_appears_later(  # type: ignore[no-
     worker = spawn_worker(settings, log_path)
     broker = None
     try:
-        await asyncio.sleep(3)  # the worker is retrying now
+        await wait_until("the worker retried twice", lambda: len(waits(log_path)) >= 2)
         assert worker.poll() is None, log_path.read_text()
         broker = start_broker(tmp_path, port)
         await produce(settings, K.lines())
@@ -35,7 +36,10 @@ async def test_worker_waits_for_a_broker_that_appears_later(  # type: ignore[no-
         if broker is not None:
             broker.stop()
     text = log_path.read_text()
-    waits = [line for line in text.splitlines() if line.startswith("kpistream: waiting:")]
-    assert len(waits) >= 2, text
-    assert all(f"cannot reach Kafka at 127.0.0.1:{port}" in w for w in waits), text
+    assert all(f"cannot reach Kafka at 127.0.0.1:{port}" in w for w in waits(log_path)), text
     assert "Traceback" not in text
+
+
+def waits(log_path: Path) -> list[str]:
+    text = log_path.read_text()
+    return [line for line in text.splitlines() if line.startswith("kpistream: waiting:")]
