@@ -13,6 +13,7 @@ from kpistream.runtime import ensure_topics
 from sinks import fields as F
 from tests.faults import oracle
 from tests.faults.common import LINES, START_MS, now_ms, settings_for, start_streams
+from tests.integration.waits import read_dead_letters
 
 decode = msgspec.json.Decoder(dict[str, Any]).decode
 
@@ -47,29 +48,38 @@ async def test_every_event_delivered_twice_is_counted_once(settings_factory, wor
     assert got == want
 
 
+#: Each poison kind and the reason its dead letter must give: bytes, invalid UTF-8, NaN and
+#: Infinity are not JSON; the deep array and `null` are not objects; a null `type` is no
+#: known type; a number sent as a string is the wrong type (on either topic).
 POISON = [
-    bytes(range(256)),  # random bytes
-    b'{"event_id":"\xff\xfe","type":"page_view"}',  # invalid UTF-8
-    b'{"x":"' + b"y" * 5_000_000 + b'"}',  # 5 MB
-    b"[" * 10_000 + b"]" * 10_000,  # nested 10,000 levels deep
-    b'{"event_id":"n","type":"page_view","ts":NaN,"site":"s","visitor_id":"v","path":"/"}',
-    b'{"event_id":"i","type":"page_view","ts":Infinity,"site":"s","visitor_id":"v","path":"/"}',
-    b'{"event_id":"s","type":"page_view","ts":"1763800000000","site":"s","visitor_id":"v","path":"/"}',
-    b'{"event_id":null,"type":null,"ts":null,"site":null,"visitor_id":null,"path":null}',
-    b"null",
-    # social: a follower count sent as a string
-    b'{"event_id":"f","type":"followers_snapshot","ts":1763800000000,"network":"instagram",'
-    b'"account":"brand-0","followers":"5000"}',
+    (bytes(range(256)), "malformed_json"),  # random bytes
+    (b'{"event_id":"\xff\xfe","type":"page_view"}', "malformed_json"),  # invalid UTF-8
+    (b'{"x":"' + b"y" * 5_000_000 + b'"}', "too_large"),  # 5 MB
+    (b"[" * 10_000 + b"]" * 10_000, "not_an_object"),  # nested 10,000 levels deep
+    (
+        b'{"event_id":"n","type":"page_view","ts":NaN,"site":"s","visitor_id":"v","path":"/"}',
+        "malformed_json",
+    ),
+    (
+        b'{"event_id":"i","type":"page_view","ts":Infinity,"site":"s","visitor_id":"v","path":"/"}',
+        "malformed_json",
+    ),
+    (
+        b'{"event_id":"s","type":"page_view","ts":"1763800000000","site":"s","visitor_id":"v",'
+        b'"path":"/"}',
+        "wrong_type",
+    ),
+    (
+        b'{"event_id":null,"type":null,"ts":null,"site":null,"visitor_id":null,"path":null}',
+        "unknown_type",
+    ),
+    (b"null", "not_an_object"),
+    (
+        b'{"event_id":"f","type":"followers_snapshot","ts":1763800000000,"network":"instagram",'
+        b'"account":"brand-0","followers":"5000"}',
+        "wrong_type",
+    ),
 ]
-#: bytes, invalid UTF-8, NaN, Infinity: not JSON; the deep array and `null`: not objects;
-#: a null `type` is no known type; a number sent as a string is the wrong type (twice).
-POISON_REASONS = {
-    "malformed_json": 4,
-    "too_large": 1,
-    "not_an_object": 2,
-    "unknown_type": 1,
-    "wrong_type": 2,
-}
 
 
 async def test_poison_mixed_in_is_dead_lettered_and_leaves_the_state_untouched(  # type: ignore[no-untyped-def]
@@ -79,16 +89,28 @@ async def test_poison_mixed_in_is_dead_lettered_and_leaves_the_state_untouched( 
     await ensure_topics(settings)
     await start_streams(workers, settings)
     step = len(LINES) // len(POISON)
-    mixed = [line for i, p in enumerate(POISON) for line in (*LINES[i * step : (i + 1) * step], p)]
+    mixed = [
+        line for i, (p, _) in enumerate(POISON) for line in (*LINES[i * step : (i + 1) * step], p)
+    ]
     mixed += LINES[len(POISON) * step :]
     await produce(settings, mixed)
     log = await oracle.wait_consumed(settings)
     got = oracle.stored(settings)
     assert oracle.accounted(got) == len(mixed)
     rejected = {k.split(F.SEP)[1]: v for k, v in got.totals.items() if k.startswith(F.REJECTED)}
-    assert rejected == POISON_REASONS
+    assert rejected == Counter(reason for _, reason in POISON)
+    # Each poison record is on the dead-letter topic once, with its reason, pointing back to
+    # where it sits in the log.
+    letters = await read_dead_letters(settings, len(POISON))
+    assert len(letters) == len(POISON)
+    found = {}
+    for letter in letters:
+        source = log[letter["topic"], letter["partition"]][letter["offset"]]
+        found[source] = letter["reason"]
+    assert found == dict(POISON)
+    poison = {p for p, _ in POISON}
     # The valid events alone give exactly the state of a run without poison.
-    clean = {p: [v for v in values if v not in POISON] for p, values in log.items()}
+    clean = {part: [v for v in values if v not in poison] for part, values in log.items()}
     want = oracle.expected(settings, clean, now_ms=now_ms())
     got.totals = +Counter({k: v for k, v in got.totals.items() if not k.startswith(F.REJECTED)})
     assert got == want

@@ -6,15 +6,18 @@ import asyncio
 import json
 import subprocess
 
-from aiokafka import AIOKafkaConsumer
-
 from kpistream.produce import produce
 from kpistream.runtime import ensure_topics, free_port, start_redis
 from sinks import fields as F
 from streams.batch_consumer import BatchConsumer
 from tests.conftest import require_binary
 from tests.integration import known_events as K
-from tests.integration.waits import scrape_samples, scrape_text, wait_for_events
+from tests.integration.waits import (
+    read_dead_letters,
+    scrape_samples,
+    scrape_text,
+    wait_for_events,
+)
 
 
 async def test_known_events_give_exact_kpis_on_metrics(settings_factory, workers) -> None:  # type: ignore[no-untyped-def]
@@ -61,21 +64,7 @@ async def test_invalid_events_go_to_the_dead_letter_topic_and_the_stream_goes_on
     assert totals["_rej\x1fwrong_type"] == 1
     assert totals["_rej\x1fnot_an_object"] == 1
     assert totals["_rej\x1ftoo_large"] == 1
-    consumer = AIOKafkaConsumer(
-        settings.deadletter_topic,
-        bootstrap_servers=settings.kafka,
-        auto_offset_reset="earliest",
-        group_id=None,
-    )
-    await consumer.start()
-    try:
-        letters = []
-        while len(letters) < len(poison):
-            batch = await consumer.getmany(timeout_ms=2000)
-            assert batch, "dead letters missing"
-            letters += [json.loads(r.value) for rs in batch.values() for r in rs]
-    finally:
-        await consumer.stop()
+    letters = await read_dead_letters(settings, len(poison))
     by_offset = {d["offset"]: d for d in letters}
     assert [by_offset[o]["reason"] for o in sorted(by_offset)] == [
         "malformed_json",

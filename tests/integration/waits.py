@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import urllib.request
 from collections.abc import Mapping
 from typing import Any
 
 import redis
+from aiokafka import AIOKafkaConsumer
 
 from kpistream.runtime import free_port
 from kpistream.settings import Settings
@@ -91,3 +93,25 @@ async def wait_until(what: str, check: Any, *, timeout_s: float = 60) -> None:
             return
         assert loop.time() < deadline, f"timed out waiting until {what}"
         await asyncio.sleep(0.05)
+
+
+async def read_dead_letters(settings: Settings, expected: int) -> list[dict[str, Any]]:
+    """The records of the dead-letter topic, decoded: at least ``expected``, and any more
+    that arrive within half a second after those."""
+    consumer = AIOKafkaConsumer(
+        settings.deadletter_topic,
+        bootstrap_servers=settings.kafka,
+        auto_offset_reset="earliest",
+        group_id=None,
+    )
+    await consumer.start()
+    try:
+        letters: list[dict[str, Any]] = []
+        while len(letters) < expected:
+            batch = await consumer.getmany(timeout_ms=2000)
+            assert batch, f"{len(letters)} of {expected} dead letters"
+            letters += [json.loads(r.value) for rs in batch.values() for r in rs]
+        batch = await consumer.getmany(timeout_ms=500)
+        return letters + [json.loads(r.value) for rs in batch.values() for r in rs]
+    finally:
+        await consumer.stop()
