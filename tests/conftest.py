@@ -14,7 +14,9 @@ import pytest
 
 from kpistream import runtime
 from kpistream.settings import Settings, load
+from streams.app import social_group
 from streams.batch_consumer import BatchConsumer
+from streams.social import SocialLogic
 
 
 @pytest.fixture(scope="session")
@@ -98,3 +100,14 @@ async def workers() -> AsyncIterator[Callable[[Settings], Any]]:
         await consumer.stop()
         await asyncio.wait_for(task, 10)
         assert consumer.errors == [], f"worker swallowed errors: {consumer.errors!r}"
+
+
+async def start_streams(
+    workers: Any, settings: Settings, **options: Any
+) -> tuple[BatchConsumer, BatchConsumer]:
+    """In-process, what one `kpistream worker` runs: a clickstream and a social consumer,
+    each in its own group (``workers`` is the conftest fixture)."""
+    clicks = await workers(settings, **options)
+    social_logic = SocialLogic(settings)
+    posts = await workers(settings, logic=social_logic, group_id=social_group(settings), **options)
+    return clicks, posts

@@ -17,9 +17,6 @@ from kpistream.runtime import spawn
 from kpistream.settings import Settings, env_name
 from kpistream.simulator import Account, sessions, social
 from sinks import fields as F
-from streams.app import social_group
-from streams.batch_consumer import BatchConsumer
-from streams.social import SocialLogic
 from tests.integration.waits import wait_for_totals
 
 START_MS = (time.time_ns() // 1_000_000) - 6 * 3_600_000
@@ -89,17 +86,6 @@ def spawn_worker(settings: Settings, log_path: Path, *, fault: str | None = None
 async def processed(settings: Settings) -> int:
     reader = await wait_for_totals(settings, {}, timeout_s=1)
     return int(reader.snapshot({}).totals[F.PROCESSED])
-
-
-async def start_streams(
-    workers: Any, settings: Settings, **options: Any
-) -> tuple[BatchConsumer, BatchConsumer]:
-    """In-process, what one `kpistream worker` runs: a clickstream and a social consumer,
-    each in its own group (``workers`` is the conftest fixture)."""
-    clicks = await workers(settings, **options)
-    social_logic = SocialLogic(settings)
-    posts = await workers(settings, logic=social_logic, group_id=social_group(settings), **options)
-    return clicks, posts
 
 
 def website_only(lines: list[bytes]) -> list[bytes]:

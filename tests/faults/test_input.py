@@ -11,8 +11,9 @@ import msgspec
 from kpistream.produce import encode, produce
 from kpistream.runtime import ensure_topics
 from sinks import fields as F
+from tests.conftest import start_streams
 from tests.faults import oracle
-from tests.faults.common import LINES, START_MS, now_ms, settings_for, start_streams
+from tests.faults.common import LINES, START_MS, now_ms, settings_for
 from tests.integration.waits import read_dead_letters
 
 decode = msgspec.json.Decoder(dict[str, Any]).decode

@@ -14,8 +14,9 @@ import redis
 from kpistream.produce import produce
 from kpistream.runtime import EmbeddedServer, ensure_topics, free_port, start_redis
 from streams.batch_consumer import BatchConsumer
+from tests.conftest import start_streams
 from tests.faults import oracle
-from tests.faults.common import LINES, now_ms, processed, settings_for, start_streams
+from tests.faults.common import LINES, now_ms, processed, settings_for
 from tests.integration.waits import wait_until
 
 

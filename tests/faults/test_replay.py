@@ -11,8 +11,9 @@ from kpistream.produce import produce
 from kpistream.runtime import ensure_topics, free_port
 from sinks import fields as F
 from sinks.exporter import serve
+from tests.conftest import start_streams
 from tests.faults import oracle
-from tests.faults.common import LINES, accounts, now_ms, settings_for, start_streams
+from tests.faults.common import LINES, accounts, now_ms, settings_for
 from tests.integration.known_events import samples
 from tests.integration.waits import get
 

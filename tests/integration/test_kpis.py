@@ -10,6 +10,7 @@ import pytest
 
 from kpistream.produce import produce
 from kpistream.runtime import ensure_topics
+from streams.app import social_group
 from streams.social import SocialLogic
 from tests.conftest import require_binary
 from tests.integration import known_events as K
@@ -47,7 +48,7 @@ async def test_social_engagement_followers_and_post_impressions(  # type: ignore
     instagram/beta: 2 likes, no snapshot -> no follower count, no rate."""
     settings = settings_factory()
     await ensure_topics(settings)
-    await workers(settings, logic=SocialLogic(settings), group_id=f"{settings.consumer_group}-s")
+    await workers(settings, logic=SocialLogic(settings), group_id=social_group(settings))
     t = K.T
     n = iter(range(1000))
 

@@ -34,8 +34,7 @@ from kpistream.simulator import follower_snapshots, sessions, social_events
 from sinks import dashboards, rules
 from sinks.exporter import serve
 from sinks.goals import load_checked
-from streams.social import SocialLogic
-from tests.conftest import require_binary
+from tests.conftest import require_binary, start_streams
 from tests.integration.waits import get, wait_for_events, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -234,8 +233,7 @@ async def pipeline(settings_factory, workers) -> AsyncIterator[Pipeline]:  # typ
         partitions=1, session_gap_s=60, allowed_lateness_s=5, exporter_cache_s=0.0
     )
     await ensure_topics(settings)
-    await workers(settings)
-    await workers(settings, logic=SocialLogic(settings), group_id=f"{settings.consumer_group}-s")
+    await start_streams(workers, settings)
     port = free_port()
     server = serve(settings, port=port)
     yield Pipeline(settings, port)
