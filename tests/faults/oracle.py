@@ -110,7 +110,8 @@ def accounted(state: State) -> int:
 async def assert_exact(settings: Settings, *, now_ms: int) -> State:
     """The faulty run's verdict: the whole log is committed (stored offsets = end offsets),
     every produced event is counted once as processed, duplicate, late or rejected, and the
-    stored state equals the oracle's counter for counter. Returns the stored state."""
+    stored state equals the oracle's counter for counter, follower gauges included. Returns
+    the stored state."""
     log = await wait_consumed(settings)
     got = stored(settings)
     produced = sum(len(values) for values in log.values())
@@ -118,6 +119,7 @@ async def assert_exact(settings: Settings, *, now_ms: int) -> State:
     want = expected(settings, log, now_ms=now_ms)
     assert got.totals == want.totals, _diff(got.totals, want.totals)
     assert got.minutes == want.minutes and got.days == want.days
+    assert got.gauges == want.gauges, _diff(got.gauges, want.gauges)
     return got
 
 

@@ -46,10 +46,10 @@ async def test_worker_killed_before_and_after_the_atomic_step_ends_exact(  # typ
 ) -> None:
     """`kill -9` of the real worker six times while it works through ~33,000 events in
     batches of 50 (four times in its clickstream consumer, twice in its social one), each
-    time at an exact point: just before a batch's atomic step (decoded,
-    dead letters sent, nothing in Redis) or just after it (in Redis, but neither the worker's
-    position nor Kafka's committed offset moved). Each time a worker is restarted; at the end
-    counters, buckets and stored offsets are exactly the oracle's."""
+    time at an exact point: just before a batch's atomic step (decoded, dead letters sent,
+    nothing in Redis) or just after it (in Redis, but neither the worker's position nor
+    Kafka's committed offset moved). Each time a worker is restarted; at the end counters,
+    buckets, follower gauges and stored offsets are exactly the oracle's."""
     lines = many_lines(12)
     settings = settings_for(settings_factory, batch_max_records=50)
     await ensure_topics(settings)
