@@ -187,7 +187,8 @@ def backfill(workdir: Path, data: Path, exporter_port: int, records: dict[str, s
 
     run("create-blocks-from", "openmetrics", str(history), str(data))
     pending = dict(records)
-    for round_ in range(len(records)):
+    round_ = 0
+    while pending:
         ready = {
             name: expr
             for name, expr in pending.items()
@@ -215,8 +216,7 @@ def backfill(workdir: Path, data: Path, exporter_port: int, records: dict[str, s
         for block in recorded.iterdir():
             shutil.move(block, data / block.name)
         pending = {name: expr for name, expr in pending.items() if name not in ready}
-        if not pending:
-            return
+        round_ += 1
 
 
 @dataclass
