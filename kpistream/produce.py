@@ -1,9 +1,10 @@
 """Send events to Kafka: JSON lines from a file, or the simulator's output.
 
 Each event goes to the clickstream or social topic by its ``type``, keyed by ``visitor_id``
-(clickstream) or ``account`` (social) so a visitor's events stay in one partition, as
-sessionization needs. A line that is not valid JSON is still sent, to the clickstream topic,
-where the worker dead-letters it with a reason: nothing is lost on the way in.
+(clickstream) or ``account`` (social), straight to the partition that owns it
+(:func:`streams.routing.owner`), so workers never need to forward it. A line that is not valid
+JSON is still sent, to the clickstream topic, where the worker dead-letters it with a reason:
+nothing is lost on the way in.
 """
 
 from __future__ import annotations
@@ -18,24 +19,32 @@ from aiokafka import AIOKafkaProducer
 
 from kpistream.settings import Settings
 from schemas.events import SOCIAL_TYPES, type_name
+from streams.routing import US, owner
 
 SOCIAL = frozenset(type_name(t) for t in SOCIAL_TYPES)
 _route_decoder = msgspec.json.Decoder()
 
 
-def route(line: bytes, settings: Settings) -> tuple[str, bytes | None]:
-    """(topic, key) of one raw event line."""
+def route(line: bytes, settings: Settings) -> tuple[str, bytes | None, str | None]:
+    """(topic, key, ownership key) of one raw event line; the ownership key is None when
+    the line has no usable one (the worker will dead-letter it)."""
     try:
-        event: Any = _route_decoder.decode(line)
+        event: Any = _route_decoder.decode(line.removeprefix(b"\xef\xbb\xbf"))
     except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError, RecursionError):
-        return settings.clickstream_topic, None
+        return settings.clickstream_topic, None, None
     if not isinstance(event, dict):
-        return settings.clickstream_topic, None
+        return settings.clickstream_topic, None, None
     if event.get("type") in SOCIAL:
-        account = event.get("account")
-        return settings.social_topic, str(account).encode() if account is not None else None
-    visitor = event.get("visitor_id")
-    return settings.clickstream_topic, str(visitor).encode() if visitor is not None else None
+        topic, owner_of, key = settings.social_topic, event.get("network"), event.get("account")
+    else:
+        topic, owner_of, key = (
+            settings.clickstream_topic,
+            event.get("site"),
+            event.get("visitor_id"),
+        )
+    if not isinstance(key, str) or not isinstance(owner_of, str):
+        return topic, None if key is None else str(key).encode(), None
+    return topic, key.encode(), f"{owner_of}{US}{key}"
 
 
 def file_lines(path: Path) -> Iterable[bytes]:
@@ -61,9 +70,14 @@ async def produce(
     try:
         pending = []
 
+        partitions: dict[str, int] = {}
+
         async def send(line: bytes) -> None:
-            topic, key = route(line, settings)
-            pending.append(await producer.send(topic, line, key=key))
+            topic, key, owned_by = route(line, settings)
+            if topic not in partitions:
+                partitions[topic] = len(await producer.partitions_for(topic))
+            partition = None if owned_by is None else owner(owned_by, partitions[topic])
+            pending.append(await producer.send(topic, line, key=key, partition=partition))
             counts[topic] = counts.get(topic, 0) + 1
             if len(pending) >= 10_000:
                 for future in pending:

@@ -55,6 +55,9 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     startup_timeout_s: int = 60
     metrics_port: int = 9464
     exporter_cache_s: float = 1.0
+    deadletter_redact_keys: str = "ip,email,name,phone,address"
+    deadletter_redact_values: bool = True
+    deadletter_retention_days: int = 7
 
     def __post_init__(self) -> None:
         unknown_goals = set(self.goal_types) - CLICKSTREAM_TYPE_NAMES
@@ -79,6 +82,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
             "idle_after_s",
             "long_window_days",
             "visitor_retention_days",
+            "deadletter_retention_days",
         ):
             if getattr(self, name) <= 0:
                 raise SettingsError(f"{env_name(name)} must be positive, got {getattr(self, name)}")
@@ -165,6 +169,10 @@ HELP: dict[str, str] = {
     "startup_timeout_s": "how long a worker waits for Kafka and Redis at start-up (0: not at all)",
     "metrics_port": "port of the exporter's /metrics",
     "exporter_cache_s": "how long a scrape result is reused",
+    "deadletter_redact_keys": "dead letters lose the values of keys with these words "
+    "(client_ip, userEmail, first_name ...)",
+    "deadletter_redact_values": "dead letters lose e-mail and IP addresses found in any value",
+    "deadletter_retention_days": "retention of the dead-letter topic when kpistream creates it",
 }
 
 

@@ -3,10 +3,17 @@
 A value either decodes into one event struct or into a :class:`Rejection` carrying a
 machine-readable ``reason`` (one of :data:`REASONS`), the JSON path of the offending field
 where known, and a human-readable ``detail``. Decoding never raises.
+
+The fast path is one typed msgspec decode. Only a value that fails it is looked at again,
+so that its reason does not depend on the order of its fields or on the topic: is it JSON at
+all, an object, of a known type, and then which field fails first in the contract's own field
+order. A UTF-8 byte-order mark before the JSON is tolerated. Ids that are e-mail or IP
+addresses are rejected (``pii_id``): kpistream keeps pseudonymous ids only.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Callable, Collection
 from typing import Any, Generic, Literal, TypeVar, get_args
@@ -24,6 +31,8 @@ Reason = Literal[
     "ts_out_of_range",
     "ts_in_future",
     "unknown_site",
+    "pii_id",
+    "conflicting_duplicate",
 ]
 REASONS: tuple[Reason, ...] = get_args(Reason)
 
@@ -32,6 +41,31 @@ REASONS: tuple[Reason, ...] = get_args(Reason)
 DEFAULT_MAX_EVENT_BYTES = 64 * 1024
 
 _PATH = re.compile(r" - at `(\$[^`]*)`$")
+_BOM = b"\xef\xbb\xbf"
+#: Something shaped like an e-mail address, anywhere in a string.
+EMAIL = re.compile(r"[^@\s\"'<>(),;:]+@[^@\s\"'<>(),;:]+\.[A-Za-z]{2,}")
+#: Characters an IP address is made of; only such strings are parsed as one.
+_IP_CHARS = re.compile(r"[0-9A-Fa-f:.]{2,45}")
+_ANY = msgspec.json.Decoder()
+
+
+def looks_like_ip(value: str) -> bool:
+    if not _IP_CHARS.fullmatch(value) or ("." not in value and ":" not in value):
+        return False
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    return True
+
+
+def personal_id(value: str) -> str | None:
+    """What personal data an id is (``e-mail address``, ``IP address``), or None."""
+    if "@" in value and EMAIL.search(value):
+        return "e-mail address"
+    if looks_like_ip(value):
+        return "IP address"
+    return None
 
 
 class Rejection(msgspec.Struct, frozen=True):
@@ -81,7 +115,13 @@ class EventDecoder(Generic[E]):
         max_future_skew_ms: int = 5 * 60_000,
         site_allowlist: Collection[str] = (),
     ) -> None:
+        self.event_type = event_type
         self._decoder: msgspec.json.Decoder[E] = msgspec.json.Decoder(event_type)
+        #: wire type -> the struct's fields in contract order, to diagnose a failure
+        self._fields: dict[str, tuple[str, ...]] = {
+            str(t.__struct_config__.tag): t.__struct_fields__ for t in get_args(event_type)
+        }
+        self._tag = next(iter(get_args(event_type))).__struct_config__.tag_field
         self.max_event_bytes = max_event_bytes
         self.max_future_skew_ms = max_future_skew_ms
         self.site_allowlist = frozenset(site_allowlist)
@@ -93,10 +133,12 @@ class EventDecoder(Generic[E]):
             return Rejection(
                 "too_large", f"{len(value)} bytes exceeds the limit of {self.max_event_bytes}"
             )
+        if value[:3] == _BOM:
+            value = value[3:]
         try:
             event = self._decoder.decode(value)
         except msgspec.ValidationError as exc:
-            return classify(str(exc))
+            return self.diagnose(value, str(exc))
         except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:
             return Rejection("malformed_json", str(exc)[:200])
         ts: int = getattr(event, "ts")  # noqa: B009 - E is a union of structs with `ts`
@@ -110,7 +152,48 @@ class EventDecoder(Generic[E]):
             site = getattr(event, "site", None)
             if site is not None and site not in self.site_allowlist:
                 return Rejection("unknown_site", f"site {site!r} is not in the allowlist", "$.site")
+        for name in ("visitor_id", "session_id"):
+            given = getattr(event, name, None)
+            if given is not None and (kind := personal_id(given)) is not None:
+                # The detail never repeats the value: it is what must not be kept.
+                return Rejection(
+                    "pii_id",
+                    f"{name} is an {kind}; send a pseudonymous id (a keyed hash) instead",
+                    f"$.{name}",
+                )
         return event
+
+    def diagnose(self, value: bytes, message: str) -> Rejection:
+        """The reason a value fails, independent of its field order: JSON, then an object,
+        then a known type, then the first failing field in the contract's order.
+        ``message`` is the typed decoder's complaint."""
+        if message.startswith("Expected `object`") and " - at `" not in message:
+            return Rejection("not_an_object", message)  # the top level: no order involved
+        try:
+            raw = _ANY.decode(value)
+        except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:
+            if str(exc).startswith("Number out of range"):
+                return classify(message)  # JSON, with a number no type can hold
+            return Rejection("malformed_json", str(exc)[:200])
+        if not isinstance(raw, dict):
+            return Rejection("not_an_object", f"Expected `object`, got `{type(raw).__name__}`")
+        tag = raw.get(self._tag)
+        if tag is None and self._tag not in raw:
+            return Rejection(
+                "missing_field", f"Object missing required field `{self._tag}`", f"$.{self._tag}"
+            )
+        fields = self._fields.get(tag) if isinstance(tag, str) else None
+        if fields is None:
+            return Rejection(
+                "unknown_type", f"Invalid value {tag!r} - at `$.{self._tag}`", f"$.{self._tag}"
+            )
+        ordered = {name: raw[name] for name in (self._tag, *fields) if name in raw}
+        ordered.update(raw)
+        try:
+            msgspec.convert(ordered, self.event_type)
+        except msgspec.ValidationError as exc:
+            return classify(str(exc))
+        return Rejection("invalid_value", "the event does not match the contract")
 
     def decode_batch(
         self, values: list[bytes | None], *, clock_ms: Callable[[], int]

@@ -11,6 +11,7 @@ or that need settings (a site allowlist) live in :mod:`schemas.decoder`.
 
 from __future__ import annotations
 
+import zlib
 from typing import Annotated, Literal
 
 import msgspec
@@ -190,3 +191,13 @@ def type_name(cls: type[msgspec.Struct]) -> str:
     tag = cls.__struct_config__.tag
     assert isinstance(tag, str)
     return tag
+
+
+_CANONICAL = msgspec.msgpack.Encoder().encode
+
+
+def fingerprint(event: msgspec.Struct) -> int:
+    """A 32-bit digest of an event's content (its decoded fields, whatever their order or
+    spacing on the wire): a retry has the same, a different event under a reused
+    ``event_id`` almost surely not."""
+    return zlib.crc32(_CANONICAL(event))

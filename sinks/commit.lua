@@ -1,22 +1,29 @@
--- Apply one partition batch atomically: fence check, offset check, counters, sessions,
--- visitor state, HyperLogLogs, offset.
+-- Apply one partition batch atomically: fence check, offset check, gap check, counters,
+-- sessions, visitor state, HyperLogLogs, offset.
 -- KEYS: 1 epoch, 2 meta, 3 state, 4 totals, 5 gauges, then ARGV[7] counter hashes (buckets),
 --       then ARGV[8] HyperLogLogs, then ARGV[9] visitor keys.
 -- ARGV: 1 epoch, 2 expected offset ('' when none is stored yet), 3 next offset,
 --       4 watermark ms, 5 sessions ttl s, 6 visitor ttl s, 7 n buckets, 8 n hlls, 9 n visitors,
+--       10 first offset of the batch, 11 offsets before it the worker confirmed are empty,
 --       then: n_totals, n x (field, delta); then: n_gauges, n x (field, value);
 --       then per bucket: ttl s, n_fields, n x (field, delta);
 --       then per HyperLogLog: ttl s, n_members, members;
 --       then per visitor key: value;
 --       then: n_set, n x (session field, value); then: n_del, n x session field.
--- Returns {1} on success, {-1, stored epoch} when fenced, {-2, stored offset} on offset mismatch.
+-- Returns {1} on success, {-1, stored epoch} when fenced, {-2, stored offset} on offset
+-- mismatch, {-3, ''} when the partition has no epoch (Redis lost its data), {-4, stored
+-- offset} when the batch does not start where the stored offset says (records skipped).
 local epoch = redis.call('GET', KEYS[1])
-if epoch ~= ARGV[1] then return {-1, epoch or ''} end
+if not epoch then return {-3, ''} end
+if epoch ~= ARGV[1] then return {-1, epoch} end
 local offset = redis.call('HGET', KEYS[2], 'offset')
 if (offset or '') ~= ARGV[2] then return {-2, offset or ''} end
+if offset and tonumber(ARGV[10]) ~= tonumber(offset) + tonumber(ARGV[11]) then
+  return {-4, offset}
+end
 
 local n_buckets, n_hlls, n_visitors = tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9])
-local i = 10
+local i = 12
 local n = tonumber(ARGV[i]); i = i + 1
 for _ = 1, n do
   redis.call('HINCRBY', KEYS[4], ARGV[i], ARGV[i + 1]); i = i + 2

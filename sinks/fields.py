@@ -63,9 +63,12 @@ PROCESSED = "_processed"
 LATE = "_late"
 DUPLICATE = "_dup"
 REJECTED = "_rej"  # reason
-#: Per-partition gauge: records between the partition's last committed offset and its high
-#: watermark as seen by that batch's fetch (consumer lag at the last commit).
-CONSUMER_LAG = "_lag"
+#: Events forwarded to the partition that owns them (counted where they arrived; the
+#: forwarded copy is counted again where it lands).
+REROUTED = "_rerouted"
+#: Offsets the log skipped between two batches (transaction markers, compaction, retention)
+#: after the worker re-read and confirmed that the broker has nothing there.
+SKIPPED = "_skipped"
 BATCH_BUCKET = "_bh"  # le (seconds, as text)
 BATCH_SUM_US = "_bsum_us"
 BATCH_COUNT = "_bcount"

@@ -529,13 +529,28 @@ def health_families(snapshot: StoreSnapshot) -> Iterator[Metric]:
     )
     fenced.add_metric([], snapshot.fenced_writes)
     yield fenced
-    lag = GaugeMetricFamily(
-        "kpistream_consumer_lag_records",
-        "Records not yet processed: partitions' high watermarks minus their stored offsets, "
-        "as of each partition's last commit",
+    resets = CounterMetricFamily(
+        "kpistream_state_resets",
+        "Partitions found without any state (Redis came back empty) and rebuilt from the "
+        "earliest offset the topic retains",
     )
-    lag.add_metric([], snapshot.gauges[F.CONSUMER_LAG])
-    yield lag
+    resets.add_metric([], snapshot.state_resets)
+    yield resets
+    rerouted = CounterMetricFamily(
+        "kpistream_events_rerouted",
+        "Events that arrived on a partition that does not own their visitor or account and "
+        "were forwarded to the owner (counted again there)",
+    )
+    rerouted.add_metric([], totals[F.REROUTED])
+    yield rerouted
+    skipped = CounterMetricFamily(
+        "kpistream_offsets_skipped",
+        "Offsets the log had no record for (transaction markers, compaction, retention), "
+        "confirmed by a second read",
+    )
+    skipped.add_metric([], totals[F.SKIPPED])
+    yield skipped
+    yield from partition_families(snapshot, now_s=time.time())
     partitions = GaugeMetricFamily("kpistream_partitions", "Kafka partitions with state in Redis")
     partitions.add_metric([], snapshot.partitions)
     yield partitions
@@ -546,6 +561,44 @@ def health_families(snapshot: StoreSnapshot) -> Iterator[Metric]:
         )
         watermark.add_metric([], snapshot.watermark_ms / 1000)
         yield watermark
+
+
+def partition_families(snapshot: StoreSnapshot, *, now_s: float) -> Iterator[Metric]:
+    """Per-partition health, live: lag from the owner's view of the log end (rewritten
+    about every second, paused and stalled partitions included) and the stored offset."""
+    status = snapshot.partition_status
+    lag = GaugeMetricFamily(
+        "kpistream_consumer_lag_records",
+        "Records not yet counted: log end offsets minus stored offsets, summed over partitions",
+    )
+    lag.add_metric([], sum(s.lag for s in status.values()))
+    yield lag
+    labels = ["topic", "partition"]
+    per_lag = GaugeMetricFamily(
+        "kpistream_partition_lag_records",
+        "Records of the partition not yet counted (log end minus stored offset)",
+        labels=labels,
+    )
+    stalled = GaugeMetricFamily(
+        "kpistream_partition_stalled",
+        "1 while a record batch of the partition cannot be read (e.g. an unknown codec or "
+        "a corrupt batch); the other partitions go on",
+        labels=labels,
+    )
+    age = GaugeMetricFamily(
+        "kpistream_partition_watermark_age_seconds",
+        "Wall clock minus the partition's event-time watermark",
+        labels=labels,
+    )
+    for tag, s in sorted(status.items()):
+        topic, _, partition = tag.rpartition(":")
+        per_lag.add_metric([topic, partition], s.lag)
+        stalled.add_metric([topic, partition], 1.0 if s.stalled else 0.0)
+        if s.watermark_ms:
+            age.add_metric([topic, partition], max(0.0, now_s - s.watermark_ms / 1000))
+    yield per_lag
+    yield stalled
+    yield age
 
 
 #: Families built outside the COUNTS/RATIOS tables (name, type, labels, help) for the docs.

@@ -9,6 +9,10 @@ key                            type    holds
 =============================  ======  ====================================================
 ``P:{t:n}:epoch``              string  owner epoch; a new owner INCRs it, fencing the old one
 ``P:{t:n}:meta``               hash    ``offset`` (next offset to read), ``watermark`` (ms)
+``P:{t:n}:live``               hash    the owner's live view, rewritten about every second:
+                                       ``end`` (log end offset), ``lag`` (records behind),
+                                       ``stalled`` (1: a record batch cannot be read),
+                                       ``stalled_offset``, ``at_ms`` (when written)
 ``P:{t:n}:sessions``           hash    keyed state of the partition's processor: open
                                        sessions, msgpack (site, visitor, sid) -> list; for
                                        the social topic, accounts
@@ -23,6 +27,8 @@ key                            type    holds
                                        TTL = the visitor retention
 ``P:partitions``               set     the ``t:n`` tags that have state (for the exporter)
 ``P:fenced_writes``            string  batches a stale owner tried to commit (rejected)
+``P:state_resets``             string  partitions found without state (Redis lost its data)
+                                       and rebuilt from the earliest retained offset
 ``P:labels:<dimension>``       set     admitted label values of a bounded dimension
 =============================  ======  ====================================================
 
@@ -63,6 +69,23 @@ class Fenced(Exception):
 
 class OffsetMismatch(Exception):
     """Redis holds another position than we expected (e.g. it restarted from an older snapshot)."""
+
+
+class OffsetGap(OffsetMismatch):
+    """The batch does not start at the stored offset: records in between were not counted."""
+
+
+class StateLost(Exception):
+    """The partition has no epoch in Redis: Redis came back without its data."""
+
+
+@dataclass(frozen=True, slots=True)
+class LiveStatus:
+    """The owner's live view of one partition (see the ``live`` key)."""
+
+    end_offset: int
+    lag: int
+    stalled_offset: int | None  # where a batch that cannot be read sits; None: flowing
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +132,22 @@ class Claim:
     next_offset: int | None
     watermark_ms: int
     state: dict[bytes, bytes]  # the partition's keyed state, decoded by its processor
+    fresh: bool = False  # the partition had no epoch: new, or Redis lost its data
+
+
+@dataclass(frozen=True, slots=True)
+class PartitionStatus:
+    offset: int | None
+    watermark_ms: int | None
+    end_offset: int | None
+    stalled: bool
+
+    @property
+    def lag(self) -> int:
+        """Records behind the log end: the owner's reported end minus the stored offset."""
+        if self.end_offset is None:
+            return 0
+        return max(0, self.end_offset - (self.offset or 0))
 
 
 @dataclass(slots=True)
@@ -123,6 +162,9 @@ class StoreSnapshot:
     uniques: dict[str, Counter[str]] = field(default_factory=dict)
     gauges: Counter[str] = field(default_factory=Counter)
     fenced_writes: int = 0
+    state_resets: int = 0
+    #: per partition tag: its stored offset, watermark and the owner's live view
+    partition_status: dict[str, PartitionStatus] = field(default_factory=dict)
 
 
 class WindowStore:
@@ -164,10 +206,11 @@ class WindowStore:
 
     async def claim(self, keys: PartitionKeys) -> Claim:
         await self.client.sadd(f"{self.prefix}:partitions", keys.tag)
-        epoch, offset, watermark, flat = await self._claim(
+        epoch, offset, watermark, flat, fresh = await self._claim(
             keys=[keys.key("epoch"), keys.key("meta"), keys.key("sessions")]
         )
         return Claim(
+            fresh=bool(int(fresh)),
             epoch=int(epoch),
             next_offset=int(offset) if offset else None,
             watermark_ms=int(watermark) if watermark else 0,
@@ -183,6 +226,26 @@ class WindowStore:
     async def count_fenced(self) -> None:
         """One write rejected by the fence (outside any partition: it has no owner here)."""
         await self.client.incr(f"{self.prefix}:fenced_writes")
+
+    async def count_state_reset(self) -> None:
+        await self.client.incr(f"{self.prefix}:state_resets")
+
+    async def report_live(self, statuses: dict[PartitionKeys, LiveStatus], *, now_ms: int) -> None:
+        """Write each owned partition's live view (one round trip)."""
+        pipe = self.client.pipeline(transaction=False)
+        for keys, status in statuses.items():
+            stalled = status.stalled_offset
+            pipe.hset(
+                keys.key("live"),
+                mapping={
+                    "end": status.end_offset,
+                    "lag": status.lag,
+                    "stalled": 0 if stalled is None else 1,
+                    "stalled_offset": "" if stalled is None else stalled,
+                    "at_ms": now_ms,
+                },
+            )
+        await pipe.execute()
 
     async def load_visitors(
         self, keys: PartitionKeys, visitors: list[VisitorKey]
@@ -204,7 +267,15 @@ class WindowStore:
         expected_offset: int | None,
         next_offset: int,
         delta: BatchDelta,
+        first_offset: int | None = None,
+        skipped: int = 0,
     ) -> None:
+        """Apply ``delta`` and move the stored offset from ``expected_offset`` to
+        ``next_offset``. ``first_offset`` is the batch's first record (None: a batch without
+        records); it must equal the expected offset plus the ``skipped`` offsets the caller
+        confirmed empty, or nothing is written (:class:`OffsetGap`)."""
+        if first_offset is None:
+            first_offset = next_offset if expected_offset is None else expected_offset
         by_key: dict[str, Counter[str]] = defaultdict(Counter)
         ttls: dict[str, int] = {}
         for (minute, name), n in delta.buckets.items():
@@ -232,6 +303,8 @@ class WindowStore:
             len(bucket_keys),
             len(hlls),
             len(visitor_keys),
+            first_offset,
+            skipped,
         ]
         _pairs(args, delta.totals)
         args.append(len(delta.gauges))
@@ -267,6 +340,13 @@ class WindowStore:
             raise OffsetMismatch(
                 f"partition {keys.tag}: expected offset {expected_offset}, Redis has {result[1]!r}"
             )
+        if result[0] == -3:
+            raise StateLost(f"partition {keys.tag}: Redis has no state for it (no epoch)")
+        if result[0] == -4:
+            raise OffsetGap(
+                f"partition {keys.tag}: the batch starts at offset {first_offset}, "
+                f"the stored offset is {result[1]!r}"
+            )
 
 
 def _pairs(args: list[Any], counts: Counter[str]) -> None:
@@ -289,30 +369,55 @@ class WindowReader:
         """Totals, each rolling window (minute precision) and each long window (day
         precision, day buckets only) ending at the newest watermark of any partition."""
         tags = sorted(_text(t) for t in self.client.smembers(f"{self.prefix}:partitions"))
-        fenced = int(self.client.get(f"{self.prefix}:fenced_writes") or 0)
+        fenced, resets = self.client.mget(
+            f"{self.prefix}:fenced_writes", f"{self.prefix}:state_resets"
+        )
         parts = [PartitionKeys.from_tag(self.prefix, t) for t in tags]
         pipe = self.client.pipeline(transaction=False)
         for p in parts:
             pipe.hgetall(p.key("totals"))
-            pipe.hget(p.key("meta"), "watermark")
+            pipe.hmget(p.key("meta"), "watermark", "offset")
             pipe.hgetall(p.key("gauges"))
+            pipe.hmget(p.key("live"), "end", "stalled")
         replies = pipe.execute()
         totals: Counter[str] = Counter()
         gauges: Counter[str] = Counter()
         watermark: int | None = None
-        for i in range(len(parts)):
-            _add(totals, replies[3 * i])
-            _add(gauges, replies[3 * i + 2])
-            wm = replies[3 * i + 1]
+        status: dict[str, PartitionStatus] = {}
+        for i, p in enumerate(parts):
+            _add(totals, replies[4 * i])
+            _add(gauges, replies[4 * i + 2])
+            wm, offset = replies[4 * i + 1]
+            end, stalled = replies[4 * i + 3]
+            status[p.tag] = PartitionStatus(
+                offset=_int(offset),
+                watermark_ms=_int(wm),
+                end_offset=_int(end),
+                stalled=stalled is not None and int(stalled) == 1,
+            )
             if wm is not None and (watermark is None or int(wm) > watermark):
                 watermark = int(wm)
+
+        def made() -> StoreSnapshot:
+            return StoreSnapshot(
+                watermark,
+                totals,
+                windows,
+                len(parts),
+                uniques,
+                gauges,
+                fenced_writes=int(fenced or 0),
+                state_resets=int(resets or 0),
+                partition_status=status,
+            )
+
         long_windows_days = long_windows_days or {}
         windows: dict[str, Counter[str]] = {
             name: Counter() for name in [*windows_min, *long_windows_days]
         }
         uniques: dict[str, Counter[str]] = {name: Counter() for name in windows_min}
         if watermark is None or not parts:
-            return StoreSnapshot(watermark, totals, windows, len(parts), uniques, gauges, fenced)
+            return made()
         covers = {
             name: window_cover(*window_minutes(minutes, watermark))
             for name, minutes in windows_min.items()
@@ -359,7 +464,11 @@ class WindowReader:
                     _add(windows[name], contents[wanted[p.day(d)]])
         for (name, site), n in zip(counted, contents[len(wanted) :], strict=True):
             uniques[name][site] += int(n)
-        return StoreSnapshot(watermark, totals, windows, len(parts), uniques, gauges, fenced)
+        return made()
+
+
+def _int(value: bytes | str | None) -> int | None:
+    return None if value is None or value in (b"", "") else int(value)
 
 
 def _bytes(value: bytes | str) -> bytes:

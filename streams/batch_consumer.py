@@ -9,7 +9,22 @@ concurrently and its offset only moves after its batch is in Redis.
 
 Position and ownership live in Redis, not in Kafka: on assignment the worker bumps the
 partition's epoch (fencing any previous owner) and seeks to the offset stored there. Kafka's
-committed offset is written every few seconds only as a hint for lag monitoring.
+committed offset is written every few seconds as a hint for lag tools, and tells a Redis
+that lost its data (no epoch, no offset, but Kafka remembers progress) from a new partition.
+
+What the worker refuses to trust:
+
+- **Gaps.** A batch must start at the stored offset. aiokafka drops what one ``getmany``
+  drained of other partitions when a record batch of one partition cannot be read, though it
+  moved their positions; so a batch that starts later is re-read from the stored offset, and
+  a gap is accepted (and counted as skipped) only when the second read confirms the broker
+  has nothing there (transaction markers, compaction, retention).
+- **Unreadable batches.** A batch that cannot be read (a codec this install lacks, a corrupt
+  batch) stalls only its own partition: each partition is read alone to find it, it is paused
+  with a log line naming its offset and reported stalled, retried every
+  ``STALL_RETRY_S``, and the rest flow.
+- **Producers' partitioning.** An event on a partition that does not own it is forwarded
+  to its owner before the batch commits (:mod:`streams.routing`).
 """
 
 from __future__ import annotations
@@ -18,24 +33,33 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import redis.asyncio as aioredis
 import redis.exceptions
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import KafkaError
+from aiokafka.errors import CorruptRecordException, KafkaError, UnsupportedCodecError
 from aiokafka.structs import ConsumerRecord
 
 from kpistream.settings import Settings
 from schemas.decoder import Rejection
 from sinks import fields as F
-from sinks.window_store import Fenced, OffsetMismatch, PartitionKeys, WindowStore
+from sinks.window_store import (
+    Fenced,
+    LiveStatus,
+    OffsetMismatch,
+    PartitionKeys,
+    StateLost,
+    WindowStore,
+)
 from streams.clickstream import ClickstreamLogic
-from streams.deadletter import dead_letter
+from streams.deadletter import Redactor
 from streams.delta import BatchDelta
 from streams.labels import LabelBudget
 from streams.logic import PartitionLogic, StreamLogic, valid
+from streams.routing import FORWARDED_HEADER, REROUTED, is_forwarded, misplaced
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +71,17 @@ RETRY_FIRST_S = 0.2
 RETRY_MAX_S = 10.0
 #: Redis errors that mean "not now" (down, restarting, loading its AOF): wait and reload.
 REDIS_UNAVAILABLE = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
+#: A record batch this client cannot read: it must stall its own partition only.
+UNREADABLE = (UnsupportedCodecError, CorruptRecordException)
+#: A stalled partition is tried again this often (a corrupt fetch can be transient; a
+#: missing codec is not, and then this is one log line per interval).
+STALL_RETRY_S = 30.0
+#: How long reading one partition alone may wait for its fetch while looking for the
+#: partition whose batch cannot be read.
+PROBE_TIMEOUT_MS = 1000
+#: The live view of owned partitions (log end, lag, stalled) is written this often: within
+#: one Prometheus scrape interval, at one pipelined Redis call per second.
+LIVE_EVERY_S = 1.0
 
 
 def wall_clock_ms() -> int:
@@ -60,6 +95,12 @@ class Owned:
     next_offset: int | None
     processor: PartitionLogic
     last_records_s: float  # monotonic time records last arrived (or the claim)
+    #: (stored offset, first offset) of a batch that started after the stored offset: seen
+    #: once, the partition is re-read; seen again, the gap is real
+    gap_seen: tuple[int, int] | None = None
+    #: offset of the first record not counted while a batch cannot be read; None: flowing
+    stalled_offset: int | None = None
+    stalled_at_s: float = 0.0
 
 
 class BatchConsumer:
@@ -93,6 +134,8 @@ class BatchConsumer:
         self._last_hint = 0.0
         self._failure_delay_s: dict[TopicPartition, float] = {}
         self._run_task: asyncio.Task[None] | None = None
+        self._last_live = 0.0
+        self.redact = Redactor.from_settings(settings)
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -166,16 +209,112 @@ class BatchConsumer:
         """Fetch one batch and apply it; returns the number of records handled."""
         assert self.consumer is not None
         owners_at_fetch = dict(self.owned)
-        batches = await self.consumer.getmany(
-            timeout_ms=timeout_ms, max_records=self.settings.batch_max_records
-        )
-        handled = 0
+        try:
+            batches = await self.consumer.getmany(
+                timeout_ms=timeout_ms, max_records=self.settings.batch_max_records
+            )
+        except UNREADABLE:
+            handled = await self._isolate()
+        else:
+            handled = 0
+            async with self._lock:
+                for tp, records in batches.items():
+                    handled += await self._handle(tp, records, owners_at_fetch.get(tp))
         async with self._lock:
-            for tp, records in batches.items():
-                handled += await self._handle(tp, records, owners_at_fetch.get(tp))
             await self._advance_idle()
+            self._retry_stalled()
             await self._commit_hint()
+        await self._report_live()
         return handled
+
+    # -- batches that cannot be read ---------------------------------------------------------
+
+    async def _isolate(self) -> int:
+        """A record batch could not be read and took the whole fetch with it. Put every
+        partition back at its stored offset, then read each alone, record by record, so the
+        readable records before the bad batch are counted and only its partition stalls."""
+        assert self.consumer is not None
+        async with self._lock:
+            for tp, held in self.owned.items():
+                if held.stalled_offset is None:
+                    await self._seek(tp, held.next_offset)
+        handled = 0
+        for tp in list(self.owned):
+            found = self.owned.get(tp)
+            if found is None or found.stalled_offset is not None:
+                continue
+            owned = found
+            records: list[ConsumerRecord[bytes, bytes]] = []
+            error: Exception | None = None
+            try:  # one record at a time: the records before the bad batch come out first
+                timeout_ms = PROBE_TIMEOUT_MS
+                while len(records) < self.settings.batch_max_records:
+                    got = await self.consumer.getmany(tp, timeout_ms=timeout_ms, max_records=1)
+                    if not got:
+                        break
+                    records += got.get(tp, [])
+                    timeout_ms = 0
+            except UNREADABLE as exc:
+                error = exc
+            async with self._lock:
+                if records:
+                    handled += await self._handle(tp, records, owned)
+                if error is not None and self.owned.get(tp) is owned:
+                    self._stall(tp, owned, error)
+        return handled
+
+    def _stall(self, tp: TopicPartition, owned: Owned, error: Exception) -> None:
+        assert self.consumer is not None
+        owned.stalled_offset = owned.next_offset if owned.next_offset is not None else 0
+        owned.stalled_at_s = time.monotonic()
+        self.consumer.pause(tp)
+        log.error(
+            "partition %s stalled at offset %d: a record batch cannot be read (%s: %s); "
+            "the other partitions go on, this one is retried every %.0fs. A missing codec: "
+            "reinstall kpistream (its aiokafka extras bring snappy, lz4 and zstd)",
+            owned.keys.tag,
+            owned.stalled_offset,
+            type(error).__name__,
+            error,
+            STALL_RETRY_S,
+        )
+
+    def _retry_stalled(self) -> None:
+        assert self.consumer is not None
+        now_s = time.monotonic()
+        for tp, owned in self.owned.items():
+            if owned.stalled_offset is not None and now_s - owned.stalled_at_s >= STALL_RETRY_S:
+                owned.stalled_at_s = now_s
+                self.consumer.resume(tp)
+                self.consumer.seek(tp, owned.stalled_offset)
+
+    # -- the live view -------------------------------------------------------------------------
+
+    async def _report_live(self) -> None:
+        """Write each owned partition's log end, lag and stall to Redis about once a second,
+        paused and stalled partitions included, so lag is live and not a value frozen at
+        the last commit. The log end is the larger of the last fetch's high watermark and
+        ListOffsets (on some brokers, Tansu among them, ListOffsets answers the start of the
+        last record batch + 1; fetches see the true end)."""
+        now_s = time.monotonic()
+        if self.consumer is None or self.store is None or now_s - self._last_live < LIVE_EVERY_S:
+            return
+        self._last_live = now_s
+        owned = dict(self.owned)
+        if not owned:
+            return
+        try:
+            listed = await asyncio.wait_for(self.consumer.end_offsets(list(owned)), 2.0)
+        except (KafkaError, TimeoutError):
+            listed = {}
+        statuses: dict[PartitionKeys, LiveStatus] = {}
+        for tp, o in owned.items():
+            position = o.next_offset or 0
+            ends = [position, self.consumer.highwater(tp) or 0, listed.get(tp) or 0]
+            end = max(ends)
+            statuses[o.keys] = LiveStatus(end, end - position, o.stalled_offset)
+        with contextlib.suppress(*REDIS_UNAVAILABLE):
+            await self.store.report_live(statuses, now_ms=self.clock_ms())
 
     # -- partitions --------------------------------------------------------------------------
 
@@ -191,13 +330,27 @@ class BatchConsumer:
                 self.owned.pop(tp, None)
 
     async def _claim(self, tp: TopicPartition) -> None:
-        """Take ownership from Redis (retrying through outages) and seek to its position."""
+        """Take ownership from Redis (retrying through outages) and seek to its position.
+
+        A partition without an epoch in Redis, for which this worker or Kafka's committed
+        offset knows of progress, is a Redis that lost its data: the partition is rebuilt
+        from the earliest offset the topic retains, logged and counted."""
         assert self.store is not None and self.consumer is not None
         keys = self.store.keys(tp.topic, tp.partition)
+        before = self.owned.get(tp)
         delay = RETRY_FIRST_S
         while True:
             try:
                 claim = await self.store.claim(keys)
+                if claim.fresh and await self._had_progress(tp, before):
+                    log.warning(
+                        "partition %s: Redis has no state for it (it came back empty); "
+                        "rebuilding from the earliest offset the topic retains",
+                        keys.tag,
+                    )
+                    for budget in self.logic.budgets():
+                        budget.reset()
+                    await self.store.count_state_reset()
                 processor = self.logic.new_partition()
                 # Ending a loaded session labels it: learn labels other workers admitted.
                 await self._admit_all(processor.load(claim.state, claim.watermark_ms))
@@ -213,7 +366,8 @@ class BatchConsumer:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, RETRY_MAX_S)
         self.owned[tp] = Owned(keys, claim.epoch, claim.next_offset, processor, time.monotonic())
-        self.consumer.resume(tp)  # it may have been paused here when an older epoch was fenced
+        # It may have been paused here: an older epoch fenced, or a stalled batch.
+        self.consumer.resume(tp)
         await self._seek(tp, claim.next_offset)
         log.info(
             "partition %s: epoch %d, resuming at offset %s",
@@ -221,6 +375,15 @@ class BatchConsumer:
             claim.epoch,
             claim.next_offset if claim.next_offset is not None else "earliest",
         )
+
+    async def _had_progress(self, tp: TopicPartition, before: Owned | None) -> bool:
+        if before is not None and before.next_offset is not None:
+            return True
+        assert self.consumer is not None
+        try:
+            return await self.consumer.committed(tp) is not None
+        except KafkaError:
+            return False
 
     async def _fence(self, tp: TopicPartition) -> None:
         """Stop touching a partition another worker owns (until a rebalance gives it back),
@@ -254,21 +417,38 @@ class BatchConsumer:
             # not start at the claimed offset. Drop them and fetch again from there.
             await self._seek(tp, owned.next_offset)
             return 0
+        skipped = 0
         if owned.next_offset is not None:
             records = [r for r in records if r.offset >= owned.next_offset]
+            if records and records[0].offset > owned.next_offset:
+                seen = (owned.next_offset, records[0].offset)
+                if owned.gap_seen != seen:
+                    log.warning(
+                        "partition %s: a batch starts at offset %d, after the stored offset "
+                        "%d; re-reading from %d to count what lies between",
+                        owned.keys.tag,
+                        seen[1],
+                        seen[0],
+                        seen[0],
+                    )
+                    owned.gap_seen = seen
+                    await self._seek(tp, owned.next_offset)
+                    return 0
+                skipped = seen[1] - seen[0]
+                log.info(
+                    "partition %s: offsets %d..%d hold no records (transaction markers, "
+                    "compaction or retention); skipped",
+                    owned.keys.tag,
+                    seen[0],
+                    seen[1] - 1,
+                )
         if not records:
             return 0
         try:
-            await self._apply(tp, owned, records)
-        except Fenced as exc:
-            log.warning("%s; another worker owns it now, pausing it here", exc)
-            await self._fence(tp)
-            return 0
-        except (OffsetMismatch, *REDIS_UNAVAILABLE) as exc:
-            log.warning("partition %s: %s; reloading its state from Redis", owned.keys.tag, exc)
-            await self._claim(tp)
-            return 0
-        except Exception as exc:  # a bug must not kill the worker; tests fail on self.errors
+            await self._apply(tp, owned, records, skipped)
+        except Exception as exc:
+            if await self._recover(tp, owned, exc):
+                return 0  # a bug must not kill the worker; tests fail on self.errors
             delay = self._failure_delay_s.get(tp, RETRY_FIRST_S)
             log.exception(
                 "partition %s: batch failed; reloading its state in %.1fs", owned.keys.tag, delay
@@ -281,29 +461,51 @@ class BatchConsumer:
         self._failure_delay_s.pop(tp, None)
         return len(records)
 
+    async def _recover(self, tp: TopicPartition, owned: Owned, exc: Exception) -> bool:
+        """React to a commit Redis refused or could not take; False for anything else."""
+        if isinstance(exc, Fenced):
+            log.warning("%s; another worker owns it now, pausing it here", exc)
+            await self._fence(tp)
+        elif isinstance(exc, StateLost):
+            log.warning("%s; claiming it anew", exc)
+            await self._claim(tp)
+        elif isinstance(exc, (OffsetMismatch, *REDIS_UNAVAILABLE)):
+            log.warning("partition %s: %s; reloading its state from Redis", owned.keys.tag, exc)
+            await self._claim(tp)
+        else:
+            return False
+        return True
+
     async def _apply(
-        self, tp: TopicPartition, owned: Owned, records: list[ConsumerRecord[bytes, bytes]]
+        self,
+        tp: TopicPartition,
+        owned: Owned,
+        records: list[ConsumerRecord[bytes, bytes]],
+        skipped: int = 0,
     ) -> None:
         assert self.store is not None and self.producer is not None and self.consumer is not None
         started = time.perf_counter()
-        values = [r.value for r in records]
-        decoded = self.decoder.decode_batch(values, clock_ms=self.clock_ms)
+        now_ms = self.clock_ms()
+        decoded: list[Any] = self.decoder.decode_batch(
+            [r.value for r in records], clock_ms=lambda: now_ms
+        )
+        sends = await self._forward(tp, records, decoded)
         events = valid(decoded)
         await self._admit_all(self.logic.dimension_values(events))
         await self.logic.prepare(owned.processor, events, self.store, owned.keys)
-        delta = owned.processor.process(decoded)
-        sends = []
-        for record, item in zip(records, decoded, strict=True):
-            if isinstance(item, Rejection):
-                payload = dead_letter(
-                    item,
-                    value=record.value,
-                    topic=tp.topic,
-                    partition=tp.partition,
-                    offset=record.offset,
-                )
-                sends.append(await self.producer.send(self.settings.deadletter_topic, payload))
-        if sends:
+        delta = owned.processor.process(decoded, now_ms=now_ms)
+        rejected = [(i, item) for i, item in enumerate(decoded) if isinstance(item, Rejection)]
+        for index, rejection in [*rejected, *delta.rejections]:
+            record = records[index]
+            payload = self.redact.dead_letter(
+                rejection,
+                value=record.value,
+                topic=tp.topic,
+                partition=tp.partition,
+                offset=record.offset,
+            )
+            sends.append(await self.producer.send(self.settings.deadletter_topic, payload))
+        if sends:  # forwarded and dead-lettered before the offset moves past them
             await asyncio.gather(*sends)
         elapsed_s = time.perf_counter() - started
         totals = delta.totals
@@ -312,14 +514,55 @@ class BatchConsumer:
                 totals[F.field(F.BATCH_BUCKET, repr(le))] += 1
         totals[F.BATCH_SUM_US] += int(elapsed_s * 1_000_000)
         totals[F.BATCH_COUNT] += 1
-        next_offset = records[-1].offset + 1
-        high = self.consumer.highwater(tp)
-        if high is not None:
-            delta.gauges[F.CONSUMER_LAG] = max(0, high - next_offset)
-        await self._commit(owned, delta, next_offset)
+        if skipped:
+            totals[F.SKIPPED] += skipped
+        await self._commit(
+            owned, delta, records[-1].offset + 1, first_offset=records[0].offset, skipped=skipped
+        )
+        owned.gap_seen = None
         owned.last_records_s = time.monotonic()
 
-    async def _commit(self, owned: Owned, delta: BatchDelta, next_offset: int) -> None:
+    async def _forward(
+        self, tp: TopicPartition, records: list[ConsumerRecord[bytes, bytes]], decoded: list[Any]
+    ) -> list[Awaitable[Any]]:
+        """Send the batch's events that another partition owns to their owner, and mark
+        them re-routed in ``decoded``. The sends are awaited before the commit."""
+        assert self.consumer is not None and self.producer is not None
+        partitions = len(self.consumer.partitions_for_topic(tp.topic) or ())
+        if partitions < 2:
+            return []
+        moved = misplaced(
+            decoded,
+            [is_forwarded(r.headers) for r in records],
+            partition=tp.partition,
+            partitions=partitions,
+            key=self.logic.ownership_key,
+        )
+        sends: list[Awaitable[Any]] = []
+        for index, target in moved:  # in offset order, so the owner sees them in that order
+            record = records[index]
+            origin = f"{tp.topic}/{tp.partition}/{record.offset}".encode()
+            sends.append(
+                await self.producer.send(
+                    tp.topic,
+                    record.value,
+                    key=record.key,
+                    partition=target,
+                    headers=[(FORWARDED_HEADER, origin)],
+                )
+            )
+            decoded[index] = REROUTED
+        return sends
+
+    async def _commit(
+        self,
+        owned: Owned,
+        delta: BatchDelta,
+        next_offset: int,
+        *,
+        first_offset: int | None = None,
+        skipped: int = 0,
+    ) -> None:
         assert self.store is not None
         await self.store.commit(
             owned.keys,
@@ -327,8 +570,13 @@ class BatchConsumer:
             expected_offset=owned.next_offset,
             next_offset=next_offset,
             delta=delta,
+            first_offset=first_offset,
+            skipped=skipped,
         )
         owned.next_offset = next_offset
+        if owned.stalled_offset is not None and next_offset > owned.stalled_offset:
+            log.info("partition %s flows again from offset %d", owned.keys.tag, next_offset)
+            owned.stalled_offset = None
         owned.processor.committed()
 
     async def _advance_idle(self) -> None:
@@ -345,12 +593,9 @@ class BatchConsumer:
             if delta.watermark_ms:
                 try:
                     await self._commit(owned, delta, owned.next_offset)
-                except Fenced as exc:
-                    log.warning("%s; another worker owns it now, pausing it here", exc)
-                    await self._fence(tp)
-                except (OffsetMismatch, *REDIS_UNAVAILABLE) as exc:
-                    log.warning("partition %s: %s; reloading its state", owned.keys.tag, exc)
-                    await self._claim(tp)
+                except Exception as exc:
+                    if not await self._recover(tp, owned, exc):
+                        raise
 
     async def _admit_all(self, values: dict[str, set[str]]) -> None:
         for dimension, found in values.items():

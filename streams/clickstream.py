@@ -12,6 +12,7 @@ from sinks.window_store import PartitionKeys, WindowStore
 from streams.labels import Dimensions, LabelBudget
 from streams.logic import PartitionLogic
 from streams.processor import PartitionProcessor, dimension_values
+from streams.routing import clickstream_key
 
 
 class ClickstreamLogic:
@@ -43,8 +44,14 @@ class ClickstreamLogic:
             goals=s.goal_types,
         )
 
+    def ownership_key(self, event: Any) -> str:
+        return clickstream_key(event)
+
     def budget(self, dimension: str) -> LabelBudget:
         return self.dims.budget(dimension)
+
+    def budgets(self) -> list[LabelBudget]:
+        return [self.dims.budget(name) for name in Dimensions.NAMES]
 
     def dimension_values(self, events: Iterable[Any]) -> dict[str, set[str]]:
         return dimension_values(events)

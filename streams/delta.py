@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
+from schemas.decoder import Rejection
 from streams.visitors import Visitor, VisitorKey
 
 
@@ -25,3 +26,5 @@ class BatchDelta:
     #: current values that can go down (an account's followers), replaced, not added
     gauges: dict[str, int] = field(default_factory=dict)
     watermark_ms: int = 0
+    #: events the processor rejected (index in the batch, why), for the dead-letter topic
+    rejections: list[tuple[int, Rejection]] = field(default_factory=list)

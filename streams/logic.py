@@ -24,9 +24,11 @@ class PartitionLogic(Protocol):
     def load(self, state: dict[bytes, bytes], watermark_ms: int) -> dict[str, set[str]]:
         """Resume from stored state; returns the raw dimension values it may label."""
 
-    def process(self, decoded: Iterable[Any]) -> BatchDelta:
-        """Fold a batch of decoded events (or rejections) into one delta. Never raises for
-        bad events: they arrive as :class:`schemas.decoder.Rejection` and are counted."""
+    def process(self, decoded: Iterable[Any], *, now_ms: int) -> BatchDelta:
+        """Fold a batch of decoded events (or rejections, or re-routed markers) into one
+        delta; ``now_ms`` is the wall clock the watermark may not pass. Never raises for bad
+        events: they arrive as :class:`schemas.decoder.Rejection` and are counted, and the
+        ones it rejects itself are listed in ``delta.rejections``."""
 
     def advance(self, watermark_ms: int) -> BatchDelta:
         """Move the watermark of an idle partition forward (no-op if not forward)."""
@@ -39,9 +41,15 @@ class StreamLogic(Protocol):
     topic: str
     decoder: EventDecoder[Any]
 
+    def ownership_key(self, event: Any) -> str:
+        """What decides an event's owning partition (:mod:`streams.routing`)."""
+
     def new_partition(self) -> PartitionLogic: ...
 
     def budget(self, dimension: str) -> LabelBudget: ...
+
+    def budgets(self) -> list[LabelBudget]:
+        """Every bounded dimension's budget."""
 
     def dimension_values(self, events: Iterable[Any]) -> dict[str, set[str]]:
         """Raw values of each bounded dimension in a batch, admitted before processing."""

@@ -4,8 +4,9 @@ Pure and synchronous: no Kafka, no Redis, no clock. The batch consumer feeds it 
 events; the resulting :class:`BatchDelta` is applied to Redis in one atomic step together with
 the partition's next offset. The same code serves the live worker, replays and tests.
 
-Each event is counted exactly once: as processed, late, duplicate (same ``event_id`` as an
-event of its open session) or rejected.
+Each event is counted exactly once: as processed, late, duplicate (same ``event_id`` and
+content as an event of its open session), re-routed (forwarded to the partition that owns it)
+or rejected (by the decoder, or here: an ``event_id`` reused with other content).
 
 Lateness: the partition's watermark is the largest event time accepted so far (or, while the
 partition is idle, the wall clock minus the allowed lateness: :meth:`advance`). An event older
@@ -29,12 +30,14 @@ from schemas.events import (
     PageView,
     Purchase,
     SurveyResponse,
+    fingerprint,
 )
 from sinks import fields as F
 from sinks.buckets import day_of, minute_of
 from streams import session_kpis as K
 from streams.delta import BatchDelta
 from streams.labels import Dimensions
+from streams.routing import Rerouted
 from streams.sessionizer import (
     Duplicate,
     Session,
@@ -46,7 +49,7 @@ from streams.sessionizer import (
     encode_sessions,
 )
 from streams.visitors import Visitor, VisitorBook
-from streams.watermarked import WatermarkedProcessor
+from streams.watermarked import WatermarkedProcessor, conflicting
 
 #: Revenue is summed as integer millionths of the currency unit: exact, unlike floats.
 MICROS = 1_000_000
@@ -105,31 +108,37 @@ class PartitionProcessor(WatermarkedProcessor):
                     values["channel"].add(s.channel)
         return values
 
-    def process(self, decoded: Iterable[ClickstreamEvent | Rejection]) -> BatchDelta:
+    def process(
+        self, decoded: Iterable[ClickstreamEvent | Rejection | Rerouted], *, now_ms: int
+    ) -> BatchDelta:
         delta = BatchDelta()
         touched: set[SessionKey] = set()
         totals = delta.totals
         sessionizer = self.sessionizer
         watermark = self.watermark_ms
-        for event in decoded:
+        for index, event in enumerate(decoded):
             if not self.screen(event, watermark, totals):
                 continue
             ts = event.ts
             key = (event.site, event.visitor_id, event.session_id or "")
+            content = fingerprint(event)
             found = sessionizer.find(key, ts, event.event_id)
             if isinstance(found, Duplicate):
-                totals[F.DUPLICATE] += 1
+                if found.fingerprint == content:
+                    totals[F.DUPLICATE] += 1
+                else:
+                    self.rejected(delta, index, conflicting(event.event_id))
                 continue
             if ts > watermark:
-                watermark = ts
+                watermark = ts if ts <= now_ms else max(watermark, now_ms)
             totals[F.PROCESSED] += 1
             site = self.dims.site.label(event.site)
             if found is None:
-                session = sessionizer.open(key, ts, event.event_id)
+                session = sessionizer.open(key, ts, event.event_id, content)
                 self._session_event(delta, site, session, event, None)
             else:
                 counted = K.signature(found)  # what its start-bucket counters reflect now
-                sessionizer.touch(key, found, ts, event.event_id)
+                sessionizer.touch(key, found, ts, event.event_id, content)
                 self._session_event(delta, site, found, event, counted)
             touched.add(key)
             self._event_counters(delta, site, event)

@@ -6,8 +6,9 @@ carrying the same tracker ``session_id`` when the tracker sends one. Sessions ne
 counters never go down, so an out-of-order event that would bridge two open sessions joins the
 earlier one. An event earlier than its session's start moves the start.
 
-Deduplication: each session keeps the ids of its events, so a tracker retry (same
-``event_id``, new offset) is recognised as long as its session is open. Sessions stay open
+Deduplication: each session keeps the ids of its events with a digest of their content, so a
+tracker retry (same ``event_id``, same content, new offset) is recognised as long as its
+session is open, and an event that reuses an id with other content is told apart. Sessions stay open
 until no acceptable event can reach them, and any older retry is dropped as late, so within
 the allowed lateness every duplicate is caught. A session keeps at most
 ``MAX_EVENT_IDS_PER_SESSION`` ids: longer sessions are bots, not people.
@@ -31,7 +32,7 @@ MAX_EVENT_IDS_PER_SESSION = 1000
 class Session(msgspec.Struct, array_like=True):
     start_ms: int
     last_ms: int
-    event_ids: set[str]
+    event_ids: dict[str, int]  # event_id -> content fingerprint
     page_views: int = 0  # capped at 2: the rules only need 0, 1 or "2 or more"
     interacted: bool = False
     non_bounced_counted: bool = False
@@ -71,10 +72,12 @@ def decode_sessions(raw: bytes) -> list[Session]:
 
 
 class Duplicate:
-    """Marker: the event was seen before."""
+    """The event's id was seen before in the session, with this content fingerprint."""
 
+    __slots__ = ("fingerprint",)
 
-DUPLICATE = Duplicate()
+    def __init__(self, fingerprint: int) -> None:
+        self.fingerprint = fingerprint
 
 
 class Sessionizer:
@@ -92,13 +95,14 @@ class Sessionizer:
         heapq.heapify(self._expiry)
 
     def find(self, key: SessionKey, ts_ms: int, event_id: str) -> Session | Duplicate | None:
-        """The open session an event belongs to, ``DUPLICATE``, or None for a new session."""
+        """The open session an event belongs to, a :class:`Duplicate`, or None for a new session."""
         candidates = self.sessions.get(key)
         if not candidates:
             return None
         for s in candidates:
-            if event_id in s.event_ids:
-                return DUPLICATE
+            seen = s.event_ids.get(event_id)
+            if seen is not None:
+                return Duplicate(seen)
         if key[2]:  # tracker session id: one session per id
             return candidates[0]
         gap = self.session_gap_ms
@@ -107,8 +111,8 @@ class Sessionizer:
                 return s
         return None
 
-    def open(self, key: SessionKey, ts_ms: int, event_id: str) -> Session:
-        session = Session(ts_ms, ts_ms, {event_id})
+    def open(self, key: SessionKey, ts_ms: int, event_id: str, fingerprint: int) -> Session:
+        session = Session(ts_ms, ts_ms, {event_id: fingerprint})
         candidates = self.sessions.get(key)
         if candidates is None:
             self.sessions[key] = [session]
@@ -118,10 +122,12 @@ class Sessionizer:
             candidates.sort(key=lambda s: s.start_ms)
         return session
 
-    def touch(self, key: SessionKey, session: Session, ts_ms: int, event_id: str) -> None:
+    def touch(
+        self, key: SessionKey, session: Session, ts_ms: int, event_id: str, fingerprint: int
+    ) -> None:
         """Extend an open session by one event."""
         if len(session.event_ids) < MAX_EVENT_IDS_PER_SESSION:
-            session.event_ids.add(event_id)
+            session.event_ids[event_id] = fingerprint
         if ts_ms > session.last_ms:
             session.last_ms = ts_ms
         elif ts_ms < session.start_ms:

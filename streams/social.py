@@ -29,6 +29,7 @@ from schemas.events import (
     Social,
     SocialEvent,
     Unfollow,
+    fingerprint,
 )
 from sinks import fields as F
 from sinks.buckets import minute_of
@@ -36,7 +37,8 @@ from sinks.window_store import PartitionKeys, WindowStore
 from streams.delta import BatchDelta
 from streams.labels import OTHER, LabelBudget
 from streams.logic import PartitionLogic
-from streams.watermarked import WatermarkedProcessor
+from streams.routing import Rerouted, social_key
+from streams.watermarked import WatermarkedProcessor, conflicting
 
 AccountKey = tuple[str, str]  # (network, account)
 
@@ -48,7 +50,8 @@ class Account(msgspec.Struct, array_like=True):
     snapshot: int = 0
     #: follows and unfollows after the snapshot that a newer snapshot could still replace
     changes: list[tuple[int, int]] = msgspec.field(default_factory=list)  # (ts, +1 | -1)
-    recent_ids: dict[str, int] = msgspec.field(default_factory=dict)  # event_id -> ts
+    #: event_id -> (ts, content fingerprint), for retries within the lateness
+    recent_ids: dict[str, tuple[int, int]] = msgspec.field(default_factory=dict)
     #: the sum of older changes: any snapshot still accepted is newer than all of them
     settled: int = 0
 
@@ -93,22 +96,30 @@ class SocialProcessor(WatermarkedProcessor):
             "account": {k[1] for k in self.accounts},
         }
 
-    def process(self, decoded: Iterable[SocialEvent | Rejection]) -> BatchDelta:
+    def process(
+        self, decoded: Iterable[SocialEvent | Rejection | Rerouted], *, now_ms: int
+    ) -> BatchDelta:
         delta = BatchDelta()
         totals = delta.totals
         touched: set[AccountKey] = set()
         watermark = self.watermark_ms
-        for event in decoded:
+        for index, event in enumerate(decoded):
             if not self.screen(event, watermark, totals):
                 continue
             ts = event.ts
             key = (event.network, event.account)
             account = self.accounts.setdefault(key, Account())
-            if event.event_id in account.recent_ids:
-                totals[F.DUPLICATE] += 1
+            content = fingerprint(event)
+            seen = account.recent_ids.get(event.event_id)
+            if seen is not None:
+                if seen[1] == content:
+                    totals[F.DUPLICATE] += 1
+                else:
+                    self.rejected(delta, index, conflicting(event.event_id))
                 continue
-            account.recent_ids[event.event_id] = ts
-            watermark = max(watermark, ts)
+            account.recent_ids[event.event_id] = (ts, content)
+            if ts > watermark:
+                watermark = ts if ts <= now_ms else max(watermark, now_ms)
             totals[F.PROCESSED] += 1
             touched.add(key)
             self._apply(delta, key, account, event)
@@ -147,7 +158,7 @@ class SocialProcessor(WatermarkedProcessor):
         for key in touched:
             account = self.accounts[key]
             # Retries older than the lateness are dropped as late anyway: forget their ids.
-            account.recent_ids = {i: t for i, t in account.recent_ids.items() if t >= horizon}
+            account.recent_ids = {i: s for i, s in account.recent_ids.items() if s[0] >= horizon}
             account.settle(horizon)
             delta.state_set[_ENCODE(key)] = _ENCODE(account)
             network, name = self._labels(key)
@@ -176,8 +187,14 @@ class SocialLogic:
             accounts=self.accounts,
         )
 
+    def ownership_key(self, event: Any) -> str:
+        return social_key(event)
+
     def budget(self, dimension: str) -> LabelBudget:
         return self.networks if dimension == "network" else self.accounts
+
+    def budgets(self) -> list[LabelBudget]:
+        return [self.networks, self.accounts]
 
     def dimension_values(self, events: Iterable[Any]) -> dict[str, set[str]]:
         values: dict[str, set[str]] = {"network": set(), "account": set()}

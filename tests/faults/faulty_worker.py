@@ -31,16 +31,18 @@ def install(action: str, at: int, stream: str) -> None:
     original = BatchConsumer._commit
     steps = 0
 
-    async def commit(self: BatchConsumer, owned: Any, delta: Any, next_offset: int) -> None:
+    async def commit(
+        self: BatchConsumer, owned: Any, delta: Any, next_offset: int, **kwargs: Any
+    ) -> None:
         nonlocal steps
         if self.topic != getattr(self.settings, f"{stream}_topic"):
-            return await original(self, owned, delta, next_offset)
+            return await original(self, owned, delta, next_offset, **kwargs)
         steps += 1
         if steps == at and action == "kill-before":
             os.kill(os.getpid(), signal.SIGKILL)
         if steps == at and action == "stop-before":
             os.kill(os.getpid(), signal.SIGSTOP)
-        await original(self, owned, delta, next_offset)
+        await original(self, owned, delta, next_offset, **kwargs)
         if steps == at and action == "kill-after":
             os.kill(os.getpid(), signal.SIGKILL)
 

@@ -8,8 +8,6 @@ import subprocess
 
 from kpistream.produce import produce
 from kpistream.runtime import ensure_topics, free_port, start_redis
-from sinks import fields as F
-from streams.batch_consumer import BatchConsumer
 from tests.conftest import require_binary
 from tests.integration import known_events as K
 from tests.integration.waits import (
@@ -142,22 +140,3 @@ async def test_redis_killed_and_restarted_from_its_aof_gives_exact_kpis(  # type
         K.assert_matches(await scrape_samples(settings))
     finally:
         server.stop()
-
-
-async def test_consumer_lag_is_stored_with_each_commit(settings_factory, workers) -> None:  # type: ignore[no-untyped-def]
-    """10 records waiting in one partition, batches of 4: each commit stores how many records
-    remain behind the high watermark (6, 2, 0), and the exporter shows the last one."""
-    lags: list[int] = []
-
-    class Recording(BatchConsumer):
-        async def _commit(self, owned, delta, next_offset):  # type: ignore[no-untyped-def]
-            lags.append(delta.gauges[F.CONSUMER_LAG])
-            await super()._commit(owned, delta, next_offset)
-
-    settings = settings_factory(partitions=1, batch_max_records=4)
-    await ensure_topics(settings)
-    await produce(settings, K.lines()[:10])
-    await workers(settings, kind=Recording)
-    await wait_for_events(settings, 10)
-    assert lags == [6, 2, 0]
-    assert (await scrape_samples(settings))[("kpistream_consumer_lag_records", ())] == 0

@@ -14,6 +14,8 @@ from streams.processor import PartitionProcessor
 from streams.sessionizer import decode_key
 
 MIN = 60_000
+#: The wall clock of every batch: after every event here (the watermark cap never bites).
+NOW_MS = 4_000_000_000_000
 T0 = 1_700_000_000_000 - 1_700_000_000_000 % (60 * MIN)  # an hour boundary (event time)
 M0 = T0 // MIN  # its minute bucket
 GAP = 30 * MIN
@@ -77,7 +79,7 @@ def run(p: PartitionProcessor, *batches: Iterable[ClickstreamEvent | Rejection])
     buckets: Counter[tuple[int, str]] = Counter()
     totals: Counter[str] = Counter()
     for batch in batches:
-        delta = p.process(batch)
+        delta = p.process(batch, now_ms=NOW_MS)
         buckets.update(delta.buckets)
         totals.update(delta.totals)
     return +buckets, totals  # unary + drops zero entries
@@ -196,7 +198,7 @@ def test_sessions_are_evicted_after_gap_plus_lateness_and_counted_once() -> None
     p = processor(lateness_ms=10 * MIN)
     _, totals = run(p, [imp(T0, "quiet"), pv(T0, "bouncer")])
     assert len(p.sessionizer.sessions) == 2
-    delta = p.process([pv(T0 + GAP + 10 * MIN + 1, "later")])
+    delta = p.process([pv(T0 + GAP + 10 * MIN + 1, "later")], now_ms=NOW_MS)
     # horizon = wm - lateness = T0 + GAP + 1 > last + GAP for both old sessions
     assert set(p.sessionizer.sessions) == {("shop", "later", "")}
     assert {decode_key(k) for k in delta.state_del} == {

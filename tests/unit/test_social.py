@@ -18,6 +18,8 @@ from sinks import fields as F
 from streams.labels import LabelBudget
 from streams.social import SocialProcessor
 
+#: The wall clock of every batch: after every event here (the watermark cap never bites).
+NOW_MS = 4_000_000_000_000
 T = 1_700_000_000_000
 S = 1000
 _n = 0
@@ -49,12 +51,17 @@ def test_followers_are_the_latest_snapshot_adjusted_by_later_follows() -> None:
             ev(Follow, T + 12 * S),
             ev(Unfollow, T + 20 * S),
             ev(Follow, T - 5 * S),  # older than the snapshot: already in it
-        ]
+        ],
+        now_ms=NOW_MS,
     )
     assert d1.gauges == {FOL: 102}
-    d2 = p.process([ev(FollowersSnapshot, T + 60 * S, followers=110), ev(Follow, T + 70 * S)])
+    d2 = p.process(
+        [ev(FollowersSnapshot, T + 60 * S, followers=110), ev(Follow, T + 70 * S)], now_ms=NOW_MS
+    )
     assert d2.gauges == {FOL: 111}
-    d3 = p.process([ev(FollowersSnapshot, T + 30 * S, followers=5)])  # an older snapshot
+    d3 = p.process(
+        [ev(FollowersSnapshot, T + 30 * S, followers=5)], now_ms=NOW_MS
+    )  # an older snapshot
     assert d3.gauges == {FOL: 111}
     assert d1.totals[F.field(F.FOLLOWS, "instagram", "acme")] == 4
 
@@ -69,7 +76,8 @@ def test_engagement_and_post_impressions_count_by_event_time() -> None:
             ev(Share, T + 3 * S, post_id="p"),
             ev(PostImpression, T, post_id="p", count=120),
             ev(PostImpression, T + 61 * S, post_id="p", count=30),
-        ]
+        ],
+        now_ms=NOW_MS,
     )
     assert d.buckets[minute, F.field(F.LIKES, "instagram", "acme")] == 2
     assert d.buckets[minute, F.field(F.COMMENTS, "instagram", "acme")] == 1
@@ -82,17 +90,19 @@ def test_engagement_and_post_impressions_count_by_event_time() -> None:
 def test_retries_late_events_and_rejections_are_counted_apart() -> None:
     p = processor()
     like = ev(Like, T + 300 * S, post_id="p")
-    d = p.process([like, like, ev(Like, T, post_id="p"), Rejection("unknown_type", "x")])
+    d = p.process(
+        [like, like, ev(Like, T, post_id="p"), Rejection("unknown_type", "x")], now_ms=NOW_MS
+    )
     assert d.totals[F.PROCESSED] == 1 and d.totals[F.DUPLICATE] == 1
     assert d.totals[F.LATE] == 1 and d.totals[F.field(F.REJECTED, "unknown_type")] == 1
 
 
 def test_state_survives_a_reload() -> None:
     p = processor()
-    d = p.process([ev(FollowersSnapshot, T, followers=7), ev(Follow, T + S)])
+    d = p.process([ev(FollowersSnapshot, T, followers=7), ev(Follow, T + S)], now_ms=NOW_MS)
     q = processor()
     assert q.load(d.state_set, p.watermark_ms) == {"network": {"instagram"}, "account": {"acme"}}
-    assert q.process([ev(Unfollow, T + 2 * S)]).gauges == {FOL: 7}
+    assert q.process([ev(Unfollow, T + 2 * S)], now_ms=NOW_MS).gauges == {FOL: 7}
 
 
 def test_a_folded_account_has_no_follower_gauge() -> None:
@@ -101,7 +111,8 @@ def test_a_folded_account_has_no_follower_gauge() -> None:
         [
             ev(FollowersSnapshot, T, "someone-else", followers=9),
             ev(Like, T, "someone-else", post_id="p"),
-        ]
+        ],
+        now_ms=NOW_MS,
     )
     assert d.gauges == {}
     assert d.totals[F.field(F.LIKES, "instagram", "other")] == 1
@@ -111,9 +122,9 @@ def test_follows_older_than_the_lateness_are_folded_and_a_newer_snapshot_replace
     """300,000 follows over 50 minutes, with no snapshot in between: the count stays exact
     and the account keeps only the changes a snapshot could still replace (the last 120 s)."""
     p = processor()
-    p.process([ev(FollowersSnapshot, T, followers=1_000)])
+    p.process([ev(FollowersSnapshot, T, followers=1_000)], now_ms=NOW_MS)
     follows = [ev(Follow if i % 3 else Unfollow, T + 1 + i * 10) for i in range(300_000)]
-    d = p.process(follows)
+    d = p.process(follows, now_ms=NOW_MS)
     # 200,000 follows - 100,000 unfollows after the snapshot
     assert d.gauges == {FOL: 101_000}
     account = p.accounts["instagram", "acme"]
@@ -127,8 +138,10 @@ def test_follows_older_than_the_lateness_are_folded_and_a_newer_snapshot_replace
     q = processor()
     q.load(d.state_set, p.watermark_ms)
     last = T + 1 + 299_999 * 10
-    assert q.process([ev(Follow, last)]).gauges == {FOL: 101_001}
-    snap = q.process([ev(FollowersSnapshot, last - 60 * S, followers=50), ev(Unfollow, last + 1)])
+    assert q.process([ev(Follow, last)], now_ms=NOW_MS).gauges == {FOL: 101_001}
+    snap = q.process(
+        [ev(FollowersSnapshot, last - 60 * S, followers=50), ev(Unfollow, last + 1)], now_ms=NOW_MS
+    )
     # After it (ts > last - 60 s): i = 294,000..299,999, 4,000 follows and 2,000 unfollows;
     # then the +1 and the -1.
     assert snap.gauges == {FOL: 50 + 4_000 - 2_000 + 1 - 1}

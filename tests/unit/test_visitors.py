@@ -6,7 +6,7 @@ from schemas.events import Lead, Purchase
 from sinks import fields as F
 from sinks.buckets import day_of
 from streams.visitors import Visitor
-from tests.unit.test_processor import GAP, M0, MIN, T0, pick, processor, pv, run
+from tests.unit.test_processor import GAP, M0, MIN, NOW_MS, T0, pick, processor, pv, run
 from tests.unit.test_session_kpis import ev
 
 NV = F.field(F.NEW_VISITORS, "shop")
@@ -35,10 +35,10 @@ def test_an_earlier_first_event_moves_the_first_visit() -> None:
 
 def test_every_visitor_seen_is_written_back_to_refresh_its_ttl() -> None:
     p = processor()
-    delta = p.process([pv(T0, "a"), pv(T0, "b")])
+    delta = p.process([pv(T0, "a"), pv(T0, "b")], now_ms=NOW_MS)
     assert set(delta.visitors) == {("shop", "a"), ("shop", "b")}
     p.visitors.committed()
-    assert p.process([]).visitors == {}
+    assert p.process([], now_ms=NOW_MS).visitors == {}
 
 
 def test_lead_then_purchase_is_a_lead_customer_on_the_purchase_day() -> None:
@@ -52,8 +52,8 @@ def test_lead_then_purchase_is_a_lead_customer_on_the_purchase_day() -> None:
 
 def test_lead_customer_day_buckets() -> None:
     p = processor()
-    d1 = p.process([ev(Lead, T0, "x")]).days
-    d2 = p.process([ev(Purchase, T0 + MIN, "x", value=1.0, currency="EUR")]).days
+    d1 = p.process([ev(Lead, T0, "x")], now_ms=NOW_MS).days
+    d2 = p.process([ev(Purchase, T0 + MIN, "x", value=1.0, currency="EUR")], now_ms=NOW_MS).days
     assert d1 == {(day_of(T0), LEADS): 1}
     assert d2 == {(day_of(T0 + MIN), L2C): 1}
 
@@ -71,5 +71,5 @@ def test_a_purchase_before_the_lead_is_not_a_lead_customer() -> None:
 
 
 def test_unique_visitor_members_per_minute_and_site() -> None:
-    delta = processor().process([pv(T0, "a"), pv(T0 + 1, "a"), pv(T0 + MIN, "b")])
+    delta = processor().process([pv(T0, "a"), pv(T0 + 1, "a"), pv(T0 + MIN, "b")], now_ms=NOW_MS)
     assert delta.uniques == {(M0, "shop"): {"a"}, (M0 + 1, "shop"): {"b"}}
