@@ -16,11 +16,21 @@ NONE = "none"
 MAX_LABEL_CHARS = 100
 
 
+#: The fold labels are reserved: a raw value spelled like one is shown with this suffix, so
+#: a site or campaign named ``other`` is never mixed up with the folded rest.
+RESERVED_SUFFIX = "_"
+
+
 def sanitize(value: str) -> str:
-    """Drop control characters (our field separator is one) and cap the length."""
-    if value.isprintable() and len(value) <= MAX_LABEL_CHARS:
-        return value
-    return "".join(ch for ch in value if ch.isprintable())[:MAX_LABEL_CHARS] or NONE
+    """Drop control characters (our field separator is one), cap the length, and keep the
+    fold labels for folding (``other`` -> ``other_``)."""
+    if not value.isprintable() or len(value) > MAX_LABEL_CHARS:
+        value = "".join(ch for ch in value if ch.isprintable())[:MAX_LABEL_CHARS]
+        if not value:
+            return NONE  # nothing printable: as good as absent
+    if value in (OTHER, NONE):
+        return value + RESERVED_SUFFIX
+    return value
 
 
 class LabelBudget:

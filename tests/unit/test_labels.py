@@ -30,3 +30,16 @@ def test_sanitize_strips_control_characters_and_caps_length() -> None:
     assert sanitize("spring\x1fsale") == "springsale"
     assert sanitize("x" * 500) == "x" * 100
     assert sanitize("\x00\x01") == NONE
+
+
+def test_fold_labels_are_reserved() -> None:
+    """A site or campaign named like a fold label keeps its own series."""
+    budget = LabelBudget(max_values=5)
+    assert budget.unknown(["other", "none", "shop"]) == {"other_", "none_", "shop"}
+    budget.learn({"other_", "none_", "shop"}, full=False)
+    assert budget.label("other") == "other_"
+    assert budget.label("none") == "none_"
+    assert budget.label(None) == NONE
+    full = LabelBudget(max_values=1)
+    full.learn({"shop"}, full=True)
+    assert full.label("other") == OTHER  # folded, not named

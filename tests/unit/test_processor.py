@@ -239,3 +239,42 @@ def test_a_retry_older_than_the_lateness_is_late_not_recounted() -> None:
     _, totals = run(p, [view], [pv(T0 + GAP + 10 * MIN + 1, "b")], [view])
     assert ("shop", "a", "") not in p.sessionizer.sessions
     assert totals[F.LATE] == 1 and totals[F.DUPLICATE] == 0 and totals[S] == 2
+
+
+def test_a_retry_is_a_duplicate_and_a_reused_id_with_other_content_is_rejected() -> None:
+    """Same event_id, same content (in any field order on the wire): a duplicate. Same
+    event_id, other content: not a retry; rejected with its own reason and index, so the
+    worker dead-letters it."""
+    p = processor()
+    first = pv(T0)
+    retry = PageView(event_id=first.event_id, ts=T0, site="shop", visitor_id="v1", path="/")
+    other = PageView(event_id=first.event_id, ts=T0, site="shop", visitor_id="v1", path="/x")
+    delta = p.process([first, retry, other], now_ms=NOW_MS)
+    assert delta.totals[F.PROCESSED] == 1
+    assert delta.totals[F.DUPLICATE] == 1
+    assert delta.totals[F.field(F.REJECTED, "conflicting_duplicate")] == 1
+    assert [(i, r.reason) for i, r in delta.rejections] == [(2, "conflicting_duplicate")]
+
+
+def test_a_fast_client_clock_does_not_make_honest_events_late() -> None:
+    """An event stamped 290 s ahead of the wall clock is accepted (within the skew), but the
+    watermark stops at the wall clock: the next 20 honest events are all counted. Without
+    the cap they would trail the watermark by 290 s > 120 s lateness."""
+    now = T0 + 10 * MIN
+    p = processor(lateness_ms=2 * MIN)
+    ahead = pv(now + 290_000, "fast")
+    honest = [pv(now - 1000 + i, f"h{i}") for i in range(20)]
+    delta = p.process([ahead, *honest], now_ms=now)
+    assert delta.totals[F.PROCESSED] == 21 and delta.totals[F.LATE] == 0
+    assert p.watermark_ms == now
+    # A replay of old data (the wall clock long past) never meets the cap.
+    q = processor(lateness_ms=2 * MIN)
+    q.process([ahead, *honest], now_ms=NOW_MS)
+    assert q.watermark_ms == now + 290_000
+
+
+def test_rerouted_events_are_counted_once_as_rerouted() -> None:
+    from streams.routing import REROUTED
+
+    delta = processor().process([pv(T0), REROUTED, REROUTED], now_ms=NOW_MS)
+    assert delta.totals[F.PROCESSED] == 1 and delta.totals[F.REROUTED] == 2

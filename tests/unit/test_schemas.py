@@ -175,3 +175,59 @@ def test_site_allowlist() -> None:
     )
     assert not isinstance(ok, Rejection)
     assert isinstance(bad, Rejection) and bad.reason == "unknown_site"
+
+
+def _pv(**fields: Any) -> bytes:
+    return json.dumps(ev(type="page_view", path="/", **fields)).encode()
+
+
+def test_a_byte_order_mark_is_tolerated() -> None:
+    result = EventDecoder(Clickstream).decode(b"\xef\xbb\xbf" + _pv(), now_ms=NOW)
+    assert not isinstance(result, Rejection)
+
+
+def test_ids_that_are_email_or_ip_addresses_are_rejected_without_repeating_them() -> None:
+    decoder: EventDecoder[Any] = EventDecoder(Clickstream)
+    for bad in ("jane@example.com", "10.0.0.1", "2001:db8::1", "::ffff:192.0.2.1"):
+        for name in ("visitor_id", "session_id"):
+            result = decoder.decode(_pv(**{name: bad}), now_ms=NOW)
+            assert isinstance(result, Rejection) and result.reason == "pii_id", (bad, result)
+            assert result.field == f"$.{name}" and bad not in result.detail
+    for fine in ("3f2a9c1e-77b1-4c1e-9b1a-0d6f5e2c8a11", "v@1", "1.2.3", "cafe", "12:30"):
+        assert not isinstance(decoder.decode(_pv(visitor_id=fine), now_ms=NOW), Rejection), fine
+
+
+#: Bad values with two faults each, whose reason must not depend on field order or topic.
+ORDER_TABLE: list[tuple[dict[str, Any], str]] = [
+    ({"type": "like", "ts": "x", "event_id": 5}, "wrong_type"),  # $.event_id first in contract
+    ({"type": "nope", "ts": "x"}, "unknown_type"),
+    ({"ts": 1, "event_id": "e"}, "missing_field"),  # no type at all
+]
+
+
+@pytest.mark.parametrize(("fields", "reason"), ORDER_TABLE)
+def test_reasons_do_not_depend_on_field_order(fields: dict[str, Any], reason: str) -> None:
+    import itertools
+
+    decoder: EventDecoder[Any] = EventDecoder(Social)
+    seen = set()
+    for order in itertools.permutations(fields):
+        raw = json.dumps({k: fields[k] for k in order}).encode()
+        result = decoder.decode(raw, now_ms=NOW)
+        assert isinstance(result, Rejection)
+        seen.add((result.reason, result.field))
+    assert len(seen) == 1 and next(iter(seen))[0] == reason, seen
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"type":"like","event_id":',  # cut short after a known type
+        b'{"type":"nope","event_id":"e",',  # cut short after an unknown type
+        b'{"ts":"x",',
+    ],
+)
+def test_malformed_json_is_malformed_on_either_topic(raw: bytes) -> None:
+    for union in (Clickstream, Social):
+        result = EventDecoder(union).decode(raw, now_ms=NOW)
+        assert isinstance(result, Rejection) and result.reason == "malformed_json", (union, raw)

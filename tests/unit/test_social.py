@@ -145,3 +145,13 @@ def test_follows_older_than_the_lateness_are_folded_and_a_newer_snapshot_replace
     # After it (ts > last - 60 s): i = 294,000..299,999, 4,000 follows and 2,000 unfollows;
     # then the +1 and the -1.
     assert snap.gauges == {FOL: 50 + 4_000 - 2_000 + 1 - 1}
+
+
+def test_social_retry_is_a_duplicate_and_a_reused_id_is_rejected() -> None:
+    p = processor()
+    like = ev(Like, T, post_id="p")
+    retry = Like(event_id=like.event_id, ts=T, network="instagram", account="acme", post_id="p")
+    other = Like(event_id=like.event_id, ts=T, network="instagram", account="acme", post_id="q")
+    d = p.process([like, retry, other], now_ms=NOW_MS)
+    assert d.totals[F.DUPLICATE] == 1 and d.totals[F.PROCESSED] == 1
+    assert [(i, r.reason) for i, r in d.rejections] == [(2, "conflicting_duplicate")]
