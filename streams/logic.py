@@ -14,6 +14,7 @@ from schemas.decoder import EventDecoder, Rejection
 from sinks.window_store import PartitionKeys, WindowStore
 from streams.delta import BatchDelta
 from streams.labels import LabelBudget
+from streams.routing import Rerouted
 
 
 class PartitionLogic(Protocol):
@@ -61,4 +62,6 @@ class StreamLogic(Protocol):
 
 
 def valid(decoded: Iterable[Any]) -> list[Any]:
-    return [e for e in decoded if not isinstance(e, Rejection)]
+    """The events of a decoded batch this partition processes (not rejected, not
+    forwarded to another partition)."""
+    return [e for e in decoded if not isinstance(e, Rejection | Rerouted)]

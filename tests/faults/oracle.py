@@ -93,15 +93,21 @@ def stored_offsets(settings: Settings) -> dict[Part, int]:
 
 async def wait_consumed(settings: Settings, *, timeout_s: float = 90) -> Log:
     """Wait until Redis holds every partition's end offset: the whole log is committed.
-    Returns the log it waited for."""
+    Returns the log it waited for. The log can grow meanwhile (workers forward misplaced
+    events to their owners), so it is read again whenever the stored offsets pass it."""
     log = await read_log(settings)
-    ends = {part: end for part, end in log.ends.items() if end}
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout_s
-    while (offsets := await asyncio.to_thread(stored_offsets, settings)) != ends:
+    while True:
+        ends = {part: end for part, end in log.ends.items() if end}
+        offsets = await asyncio.to_thread(stored_offsets, settings)
+        if offsets == ends:
+            return log
         assert loop.time() < deadline, f"stored offsets {offsets} never reached {ends}"
-        await asyncio.sleep(0.2)
-    return log
+        if any(offset >= ends.get(part, 0) for part, offset in offsets.items()):
+            log = await read_log(settings)
+        else:
+            await asyncio.sleep(0.2)
 
 
 def accounted(state: State) -> int:

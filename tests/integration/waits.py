@@ -38,11 +38,12 @@ async def wait_for_totals(
 
 
 def counted(totals: Mapping[str, int]) -> int:
-    """Events the totals have counted: processed, duplicate, late or rejected."""
+    """Records the totals have counted: processed, duplicate, late, rejected, or forwarded
+    to the partition that owns them (their forwarded copy is a record of its own)."""
     return sum(
         v
         for k, v in totals.items()
-        if k in (F.PROCESSED, F.DUPLICATE, F.LATE) or k.startswith(F.REJECTED)
+        if k in (F.PROCESSED, F.DUPLICATE, F.LATE, F.REROUTED) or k.startswith(F.REJECTED)
     )
 
 
