@@ -348,8 +348,7 @@ class BatchConsumer:
                         "rebuilding from the earliest offset the topic retains",
                         keys.tag,
                     )
-                    for budget in self.logic.budgets():
-                        budget.reset()
+                    await self._readmit()
                     await self.store.count_state_reset()
                 processor = self.logic.new_partition()
                 # Ending a loaded session labels it: learn labels other workers admitted.
@@ -375,6 +374,17 @@ class BatchConsumer:
             claim.epoch,
             claim.next_offset if claim.next_offset is not None else "earliest",
         )
+
+    async def _readmit(self) -> None:
+        """Put back the label values this worker admitted into a Redis that lost them, so
+        the budgets go on where they were (their values label open sessions here)."""
+        assert self.store is not None
+        for dimension, budget in self.logic.budgets().items():
+            if budget.admitted and not budget.allowlist:
+                admitted = await self.store.admit(
+                    dimension, budget.admitted, max_values=budget.max_values
+                )
+                budget.learn(admitted, full=len(admitted) >= budget.max_values)
 
     async def _had_progress(self, tp: TopicPartition, before: Owned | None) -> bool:
         if before is not None and before.next_offset is not None:

@@ -50,8 +50,8 @@ class ClickstreamLogic:
     def budget(self, dimension: str) -> LabelBudget:
         return self.dims.budget(dimension)
 
-    def budgets(self) -> list[LabelBudget]:
-        return [self.dims.budget(name) for name in Dimensions.NAMES]
+    def budgets(self) -> dict[str, LabelBudget]:
+        return {name: self.dims.budget(name) for name in Dimensions.NAMES}
 
     def dimension_values(self, events: Iterable[Any]) -> dict[str, set[str]]:
         return dimension_values(events)

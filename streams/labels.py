@@ -49,13 +49,6 @@ class LabelBudget:
             return set()
         return {v for v in map(sanitize, values) if v not in self.admitted}
 
-    def reset(self) -> None:
-        """Forget every decision (the admitted set in Redis is gone): values are admitted
-        again as they come."""
-        self.admitted.clear()
-        self.full = False
-        self._cache.clear()
-
     def learn(self, admitted: Iterable[str], *, full: bool) -> None:
         self.admitted.update(admitted)
         self.full = full or len(self.admitted) >= self.max_values

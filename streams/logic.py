@@ -49,8 +49,8 @@ class StreamLogic(Protocol):
 
     def budget(self, dimension: str) -> LabelBudget: ...
 
-    def budgets(self) -> list[LabelBudget]:
-        """Every bounded dimension's budget."""
+    def budgets(self) -> dict[str, LabelBudget]:
+        """Every bounded dimension's budget, by dimension."""
 
     def dimension_values(self, events: Iterable[Any]) -> dict[str, set[str]]:
         """Raw values of each bounded dimension in a batch, admitted before processing."""

@@ -193,8 +193,8 @@ class SocialLogic:
     def budget(self, dimension: str) -> LabelBudget:
         return self.networks if dimension == "network" else self.accounts
 
-    def budgets(self) -> list[LabelBudget]:
-        return [self.networks, self.accounts]
+    def budgets(self) -> dict[str, LabelBudget]:
+        return {"network": self.networks, "account": self.accounts}
 
     def dimension_values(self, events: Iterable[Any]) -> dict[str, set[str]]:
         values: dict[str, set[str]] = {"network": set(), "account": set()}

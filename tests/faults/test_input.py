@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import random
 from collections import Counter
 from typing import Any
 
 import msgspec
+import redis
 
 from kpistream.produce import encode, produce
 from kpistream.runtime import ensure_topics
@@ -198,3 +200,57 @@ async def test_session_gap_edges_and_a_bridging_late_event(settings_factory, wor
     assert got.totals[F.field(F.SESSIONS, site)] == 6  # a 1, b 1, c 2, d 2
     # non-bounced: a, b, and d's first session (d1 + d3); bounces: both of c, d2's session
     assert got.totals[F.field(F.NON_BOUNCED, site)] == 3
+
+
+async def test_a_fast_client_clock_does_not_make_honest_events_late(
+    settings_factory, workers
+) -> None:  # type: ignore[no-untyped-def]
+    """With the defaults (future skew 300 s, lateness 120 s), one event stamped now+290 s
+    is accepted, and the 20 honest events after it on the same partition are all counted:
+    the watermark stops at the wall clock. One stamped now+400 s is rejected."""
+    settings = settings_for(settings_factory, partitions=1)
+    await ensure_topics(settings)
+    await start_streams(workers, settings)
+    now = now_ms()
+    events = [page_view("ahead", "v-fast", now + 290_000)]
+    events += [page_view(f"h{i}", f"v{i}", now - 1000 + i) for i in range(20)]
+    events.append(page_view("beyond", "v-far", now + 400_000))
+    await produce(settings, events)
+    got = await oracle.assert_exact(settings, now_ms=now_ms())
+    assert got.totals[F.PROCESSED] == 21
+    assert got.totals[F.LATE] == 0
+    assert got.totals[F.field(F.REJECTED, "ts_in_future")] == 1
+
+
+async def test_personal_data_is_rejected_and_never_stored(settings_factory, workers) -> None:  # type: ignore[no-untyped-def]
+    """An e-mail address or an IP address as visitor_id is rejected (pii_id); dead letters
+    carry no e-mail, IP address or name, wherever they were in the payload; no Redis key or
+    value holds them."""
+    settings = settings_for(settings_factory, partitions=1)
+    await ensure_topics(settings)
+    await start_streams(workers, settings)
+    t = now_ms() - 60_000
+    secrets = ("jane.doe@example.com", "203.0.113.9", "2001:db8::7", "Jane Doe")
+    email_id = decode(page_view("p1", "jane.doe@example.com", t))
+    ip_id = decode(page_view("p2", "203.0.113.9", t))
+    no_site = {**decode(page_view("p3", "v1", t)), "ip": "2001:db8::7", "name": "Jane Doe"}
+    del no_site["site"]
+    note = {**decode(page_view("p4", "v2", t)), "type": "teleport", "note": "jane.doe@example.com"}
+    await produce(settings, [encode(e) for e in (email_id, ip_id, no_site, note)])
+    got = await oracle.assert_exact(settings, now_ms=now_ms())
+    assert got.totals[F.field(F.REJECTED, "pii_id")] == 2
+    letters = await read_dead_letters(settings, 4)
+    assert sorted(letter["reason"] for letter in letters) == [
+        "missing_field",
+        "pii_id",
+        "pii_id",
+        "unknown_type",
+    ]
+    text = json.dumps(letters)
+    for secret in secrets:
+        assert secret not in text, secret
+    client = redis.Redis.from_url(settings.redis)
+    for key in client.scan_iter(match=f"{settings.redis_prefix}*"):
+        dump = key + repr(client.dump(key)).encode()
+        for secret in secrets:
+            assert secret.encode() not in dump, (key, secret)

@@ -124,3 +124,46 @@ async def test_redis_back_with_an_older_state_is_detected_and_replayed(  # type:
         assert got != oracle.expected(settings, log, now_ms=now_ms())
     finally:
         server.stop()
+
+
+async def test_redis_back_empty_is_recognised_and_rebuilt_from_the_log(  # type: ignore[no-untyped-def]
+    settings_factory, workers, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A Redis without persistence is killed (-9) while events flow and comes back empty on
+    the same port. The worker does not take its missing epochs for another owner: it sees a
+    Redis that lost its data, claims every partition anew, rebuilds from the earliest
+    retained offset, logs it and counts it; the state is exactly the oracle's."""
+    port = free_port()
+    server = start_redis(tmp_path, port)  # no AOF: a restart is empty
+    settings = settings_for(settings_factory, redis=server.address, batch_max_records=50)
+    await ensure_topics(settings)
+    size = len(LINES) // 40 + 1
+
+    async def flow() -> None:
+        for start in range(0, len(LINES), size):
+            await produce(settings, LINES[start : start + size])
+            await asyncio.sleep(0.2)
+
+    flowing = asyncio.create_task(flow())
+    try:
+        await start_streams(workers, settings)
+
+        async def third() -> bool:
+            return await processed(settings) >= len(LINES) // 3
+
+        await wait_until("a third of the events were processed", third)
+        kill(server)
+        server = start_redis(tmp_path, port)
+        assert not flowing.done(), "the events stopped flowing before Redis came back empty"
+        await flowing
+        await oracle.assert_exact(settings, now_ms=now_ms())
+        resets = int(
+            redis.Redis.from_url(settings.redis).get(f"{settings.redis_prefix}:state_resets") or 0
+        )
+        assert 1 <= resets <= settings.partitions + max(1, settings.partitions // 2), resets
+        assert "Redis has no state for it" in caplog.text
+        fenced = redis.Redis.from_url(settings.redis).get(f"{settings.redis_prefix}:fenced_writes")
+        assert fenced is None, "a worker alone fenced itself"
+    finally:
+        flowing.cancel()
+        server.stop()

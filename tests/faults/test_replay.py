@@ -15,7 +15,7 @@ from tests.conftest import start_streams
 from tests.faults import oracle
 from tests.faults.common import LINES, accounts, now_ms, settings_for
 from tests.integration.known_events import samples
-from tests.integration.waits import get
+from tests.integration.waits import get, wait_until
 
 
 @pytest.mark.slow
@@ -51,23 +51,46 @@ async def test_replay_is_identical_across_workers_batch_sizes_and_clocks(  # typ
 
 
 async def test_fifty_concurrent_scrapes_while_the_worker_writes(settings_factory, workers) -> None:  # type: ignore[no-untyped-def]
-    """Every scrape is well-formed and no ratio leaves 0..1, while batches commit."""
+    """50 scrapes at once, while batches commit and after ratios exist: every scrape is
+    well-formed, carries the bounce, click-through and conversion ratios, and none of them
+    leaves 0..1."""
     settings = settings_for(settings_factory, batch_max_records=20, exporter_cache_s=0.0)
     await ensure_topics(settings)
     await start_streams(workers, settings)
     port = free_port()
     server = serve(settings, port=port)
     url = f"http://127.0.0.1:{port}/metrics"
-    writing = asyncio.create_task(produce(settings, LINES))
+    half = len(LINES) // 2
+    await produce(settings, LINES[:half])
+
+    def ratios(text: str) -> dict[str, float]:
+        return {
+            f"{name}{dict(labels)}": value
+            for (name, labels), value in samples(text).items()
+            if name.endswith("_ratio")
+        }
+
+    def kinds(found: dict[str, float]) -> set[str]:
+        return {key.split("{")[0] for key in found}
+
+    wanted = {"kpi_bounce_ratio", "kpi_click_through_ratio", "kpi_conversion_ratio"}
     try:
+        await wait_until(
+            "the exporter serves bounce, click-through and conversion ratios",
+            lambda: wanted <= kinds(ratios(get(url))),
+        )
+        writing = asyncio.create_task(produce(settings, LINES[half:]))
         scrapes = await asyncio.gather(*(asyncio.to_thread(get, url) for _ in range(50)))
         await writing
+        await oracle.wait_consumed(settings)
         scrapes += [await asyncio.to_thread(get, url)]
     finally:
         server.shutdown()
     for text in scrapes:
-        for (name, labels), value in samples(text).items():  # parsing is the well-formed check
-            if name.endswith("_ratio"):
-                assert 0 <= value <= 1, (name, labels, value)
+        found = ratios(text)  # parsing is the well-formed check
+        assert wanted <= kinds(found), sorted(kinds(found))
+        for key, value in found.items():
+            assert 0 <= value <= 1, (key, value)
+        for (name, labels), value in samples(text).items():
             if name == "kpi_net_promoter_score":
                 assert -100 <= value <= 100, (labels, value)

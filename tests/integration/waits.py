@@ -96,9 +96,12 @@ async def wait_until(what: str, check: Any, *, timeout_s: float = 60) -> None:
         await asyncio.sleep(0.05)
 
 
-async def read_dead_letters(settings: Settings, expected: int) -> list[dict[str, Any]]:
-    """The records of the dead-letter topic, decoded: at least ``expected``, and any more
-    that arrive within half a second after those."""
+async def read_dead_letters(
+    settings: Settings, expected: int, *, timeout_s: float = 60
+) -> list[dict[str, Any]]:
+    """The records of the dead-letter topic, decoded: waits until at least ``expected`` are
+    there (with a deadline, not one poll), then takes any more that arrive within half a
+    second after those."""
     consumer = AIOKafkaConsumer(
         settings.deadletter_topic,
         bootstrap_servers=settings.kafka,
@@ -108,9 +111,11 @@ async def read_dead_letters(settings: Settings, expected: int) -> list[dict[str,
     await consumer.start()
     try:
         letters: list[dict[str, Any]] = []
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
         while len(letters) < expected:
-            batch = await consumer.getmany(timeout_ms=2000)
-            assert batch, f"{len(letters)} of {expected} dead letters"
+            assert loop.time() < deadline, f"{len(letters)} of {expected} dead letters"
+            batch = await consumer.getmany(timeout_ms=500)
             letters += [json.loads(r.value) for rs in batch.values() for r in rs]
         batch = await consumer.getmany(timeout_ms=500)
         return letters + [json.loads(r.value) for rs in batch.values() for r in rs]
