@@ -116,6 +116,51 @@ def cmd_produce(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- labels ---------------------------------------------------------------------------------
+
+
+def cmd_labels(args: argparse.Namespace) -> int:
+    """Show each label budget, or reset one (all its values, or the values named)."""
+    import redis
+
+    from sinks.window_store import WindowReader, label_keys
+
+    settings = _discovered(args)
+    runtime.check_redis(settings.redis)
+    client = redis.Redis.from_url(settings.redis, decode_responses=True)
+    budgets = settings.label_budgets()
+    if args.action == "reset":
+        if not args.dimension or args.dimension not in budgets:
+            raise runtime.UserError(
+                f"labels reset: name a budgeted dimension, one of {', '.join(budgets)}"
+            )
+        members, refused = label_keys(settings.redis_prefix, args.dimension)
+        if args.values:
+            removed = client.zrem(members, *args.values)
+            console.print(f"{args.dimension}: {removed} of {len(args.values)} values removed")
+        else:
+            removed = client.zcard(members)
+            client.delete(members, refused)
+            console.print(f"{args.dimension}: all {removed} values removed, refusals reset")
+        console.print("workers reload budgets within 30 s; values seen again are admitted anew")
+        return 0
+    reader = WindowReader(client, prefix=settings.redis_prefix)
+    now_ms = time.time_ns() // 1_000_000
+    out = Console()
+    for name, use in reader.label_use(budgets).items():
+        state = "full" if use.admitted >= use.budget else "room"
+        out.print(
+            f"[bold]{name}[/]: {use.admitted} of {use.budget} ({state}), "
+            f"{use.refused} distinct values refused"
+        )
+        members, _ = label_keys(settings.redis_prefix, name)
+        ranked: Any = client.zrevrange(members, 0, -1, withscores=True)
+        for value, seen in ranked:
+            age_h = (now_ms - float(seen)) / 3_600_000
+            out.print(f"  {value!s}  [dim]last seen {age_h:.1f} h ago[/]", highlight=False)
+    return 0
+
+
 # -- up and demo ----------------------------------------------------------------------------
 
 
@@ -290,6 +335,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, help="port (env KPISTREAM_METRICS_PORT, default 9464)")
     p = command("produce", cmd_produce, "send events from a JSON-lines file to their topics")
     p.add_argument("file")
+    p = command("labels", cmd_labels, "show the label budgets, or reset one")
+    p.add_argument("action", nargs="?", choices=["show", "reset"], default="show")
+    p.add_argument("dimension", nargs="?", help="with reset: the dimension (site, campaign ...)")
+    p.add_argument("values", nargs="*", help="with reset: only these values (default: all)")
     deploy_cli.add_commands(sub)
     return root
 

@@ -47,6 +47,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     max_currencies: int = 20
     max_networks: int = 10
     max_accounts: int = 50
+    label_idle_days: int = 30
     goals: str = "lead,purchase"
     idle_after_s: int = 5
     max_event_bytes: int = 65536
@@ -86,7 +87,12 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
         ):
             if getattr(self, name) <= 0:
                 raise SettingsError(f"{env_name(name)} must be positive, got {getattr(self, name)}")
-        for name in ("allowed_lateness_s", "max_future_skew_s", "startup_timeout_s"):
+        for name in (
+            "allowed_lateness_s",
+            "max_future_skew_s",
+            "startup_timeout_s",
+            "label_idle_days",
+        ):
             if getattr(self, name) < 0:
                 raise SettingsError(f"{env_name(name)} must be >= 0, got {getattr(self, name)}")
         try:
@@ -111,6 +117,19 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     @property
     def goal_types(self) -> list[str]:
         return _csv(self.goals)
+
+    def label_budgets(self) -> dict[str, int]:
+        """The budgeted dimensions (not those with an allowlist) and their sizes."""
+        budgets = {
+            "site": 0 if self.site_allowlist else self.max_sites,
+            "campaign": 0 if self.campaign_allowlist else self.max_campaigns,
+            "landing_page": self.max_landing_pages,
+            "channel": self.max_channels,
+            "currency": self.max_currencies,
+            "network": self.max_networks,
+            "account": self.max_accounts,
+        }
+        return {name: size for name, size in budgets.items() if size}
 
     @property
     def bucket_ttl_s(self) -> int:
@@ -161,6 +180,7 @@ HELP: dict[str, str] = {
     "max_currencies": "label budget for revenue currencies",
     "max_networks": "label budget for social networks",
     "max_accounts": "label budget for social accounts",
+    "label_idle_days": "a label value unseen this long gives its budget slot up (0: never)",
     "goals": "conversion goals: clickstream event types, comma-separated",
     "idle_after_s": "seconds without records after which a partition's watermark follows the clock",
     "max_event_bytes": "largest accepted event",

@@ -23,10 +23,12 @@ def build_registry(settings: Settings, client: redis.Redis | None = None) -> Col
     reader = WindowReader(client, prefix=settings.redis_prefix)
     windows = settings.window_minutes()
     long_windows = settings.long_windows_days
+    budgets = settings.label_budgets()
     registry = CollectorRegistry(auto_describe=False)
     registry.register(
         KpiCollector(
-            lambda: reader.snapshot(windows, long_windows), cache_s=settings.exporter_cache_s
+            lambda: reader.snapshot(windows, long_windows, budgets),
+            cache_s=settings.exporter_cache_s,
         )
     )
     return registry

@@ -551,6 +551,7 @@ def health_families(snapshot: StoreSnapshot) -> Iterator[Metric]:
     skipped.add_metric([], totals[F.SKIPPED])
     yield skipped
     yield from partition_families(snapshot, now_s=time.time())
+    yield from label_families(snapshot)
     partitions = GaugeMetricFamily("kpistream_partitions", "Kafka partitions with state in Redis")
     partitions.add_metric([], snapshot.partitions)
     yield partitions
@@ -561,6 +562,35 @@ def health_families(snapshot: StoreSnapshot) -> Iterator[Metric]:
         )
         watermark.add_metric([], snapshot.watermark_ms / 1000)
         yield watermark
+
+
+def label_families(snapshot: StoreSnapshot) -> Iterator[Metric]:
+    """Label budgets: size, values holding a slot, distinct values refused one."""
+    labels = ["dimension"]
+    budget = GaugeMetricFamily(
+        "kpistream_label_budget",
+        "Label values a dimension may name (KPISTREAM_MAX_*)",
+        labels=labels,
+    )
+    used = GaugeMetricFamily(
+        "kpistream_label_values",
+        "Label values holding a slot of the dimension's budget (unseen for "
+        "KPISTREAM_LABEL_IDLE_DAYS, a value gives its slot up)",
+        labels=labels,
+    )
+    refused = GaugeMetricFamily(
+        "kpistream_label_refused_values",
+        "Distinct values refused a label because the budget was full (they fold into "
+        "'other'); HyperLogLog estimate, reset by `kpistream labels reset`",
+        labels=labels,
+    )
+    for name, use in sorted(snapshot.labels.items()):
+        budget.add_metric([name], use.budget)
+        used.add_metric([name], use.admitted)
+        refused.add_metric([name], use.refused)
+    yield budget
+    yield used
+    yield refused
 
 
 def partition_families(snapshot: StoreSnapshot, *, now_s: float) -> Iterator[Metric]:

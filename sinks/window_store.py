@@ -29,7 +29,9 @@ key                            type    holds
 ``P:fenced_writes``            string  batches a stale owner tried to commit (rejected)
 ``P:state_resets``             string  partitions found without state (Redis lost its data)
                                        and rebuilt from the earliest retained offset
-``P:labels:<dimension>``       set     admitted label values of a bounded dimension
+``P:{labels}:<dimension>``     zset    admitted label values of a bounded dimension, each
+                                       scored with when a worker last saw it (ms)
+``P:{labels}:refused:<dim>``   HLL     distinct values refused a label (budget full)
 =============================  ======  ====================================================
 
 Field names inside the hashes are defined in :mod:`sinks.fields`. Buckets and sessions expire
@@ -126,6 +128,26 @@ class PartitionKeys:
         return self.key(f"v:{len(site)}:{site}:{visitor_id}")
 
 
+def label_keys(prefix: str, dimension: str) -> tuple[str, str]:
+    """(the budget's sorted set, its refused-values HyperLogLog): one hash slot."""
+    return f"{prefix}:{{labels}}:{dimension}", f"{prefix}:{{labels}}:refused:{dimension}"
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    members: set[str]  # every admitted value of the dimension now
+    freed: int  # values removed for being unseen longer than the idle time
+
+
+@dataclass(frozen=True, slots=True)
+class LabelUse:
+    """One dimension's budget as the exporter and `kpistream labels` read it."""
+
+    budget: int
+    admitted: int
+    refused: int  # distinct values refused a label (HyperLogLog estimate)
+
+
 @dataclass(slots=True)
 class Claim:
     epoch: int
@@ -165,6 +187,7 @@ class StoreSnapshot:
     state_resets: int = 0
     #: per partition tag: its stored offset, watermark and the owner's live view
     partition_status: dict[str, PartitionStatus] = field(default_factory=dict)
+    labels: dict[str, LabelUse] = field(default_factory=dict)
 
 
 class WindowStore:
@@ -217,11 +240,21 @@ class WindowStore:
             state={_bytes(flat[i]): _bytes(flat[i + 1]) for i in range(0, len(flat), 2)},
         )
 
-    async def admit(self, dimension: str, values: Iterable[str], *, max_values: int) -> set[str]:
-        members = await self._admit(
-            keys=[f"{self.prefix}:labels:{dimension}"], args=[max_values, *sorted(values)]
+    async def admit(
+        self,
+        dimension: str,
+        values: Iterable[str],
+        *,
+        max_values: int,
+        now_ms: int,
+        idle_ms: int = 0,
+    ) -> Admission:
+        """Refresh and admit ``values`` into the dimension's budget (one atomic step)."""
+        keys = label_keys(self.prefix, dimension)
+        members, freed = await self._admit(
+            keys=list(keys), args=[max_values, now_ms, idle_ms, *sorted(values)]
         )
-        return {m.decode() if isinstance(m, bytes) else m for m in members}
+        return Admission({_text(m) for m in members}, int(freed))
 
     async def count_fenced(self) -> None:
         """One write rejected by the fence (outside any partition: it has no owner here)."""
@@ -363,8 +396,25 @@ class WindowReader:
         self.client = client
         self.prefix = prefix
 
+    def label_use(self, budgets: dict[str, int]) -> dict[str, LabelUse]:
+        """Each budgeted dimension's size, admitted values and refused values."""
+        pipe = self.client.pipeline(transaction=False)
+        names = list(budgets)
+        for name in names:
+            members, refused = label_keys(self.prefix, name)
+            pipe.zcard(members)
+            pipe.pfcount(refused)
+        replies = pipe.execute()
+        return {
+            name: LabelUse(budgets[name], int(replies[2 * i]), int(replies[2 * i + 1]))
+            for i, name in enumerate(names)
+        }
+
     def snapshot(
-        self, windows_min: dict[str, int], long_windows_days: dict[str, int] | None = None
+        self,
+        windows_min: dict[str, int],
+        long_windows_days: dict[str, int] | None = None,
+        label_budgets: dict[str, int] | None = None,
     ) -> StoreSnapshot:
         """Totals, each rolling window (minute precision) and each long window (day
         precision, day buckets only) ending at the newest watermark of any partition."""
@@ -397,6 +447,7 @@ class WindowReader:
             )
             if wm is not None and (watermark is None or int(wm) > watermark):
                 watermark = int(wm)
+        labels = self.label_use(label_budgets or {})
 
         def made() -> StoreSnapshot:
             return StoreSnapshot(
@@ -409,6 +460,7 @@ class WindowReader:
                 fenced_writes=int(fenced or 0),
                 state_resets=int(resets or 0),
                 partition_status=status,
+                labels=labels,
             )
 
         long_windows_days = long_windows_days or {}

@@ -381,10 +381,10 @@ class BatchConsumer:
         assert self.store is not None
         for dimension, budget in self.logic.budgets().items():
             if budget.admitted and not budget.allowlist:
-                admitted = await self.store.admit(
-                    dimension, budget.admitted, max_values=budget.max_values
+                result = await self.store.admit(
+                    dimension, budget.admitted, max_values=budget.max_values, now_ms=self.clock_ms()
                 )
-                budget.learn(admitted, full=len(admitted) >= budget.max_values)
+                budget.learn(result.members, full=len(result.members) >= budget.max_values)
 
     async def _had_progress(self, tp: TopicPartition, before: Owned | None) -> bool:
         if before is not None and before.next_offset is not None:
@@ -612,12 +612,41 @@ class BatchConsumer:
             await self._admit(dimension, self.logic.budget(dimension), found)
 
     async def _admit(self, dimension: str, budget: LabelBudget, values: set[str]) -> None:
-        """Decide the labels of values this worker has not seen yet (one Redis call)."""
+        """Decide the labels of values this worker has not seen yet, and every
+        ``labels.SYNC_S`` refresh the values in use, retry the folded ones and reload the
+        budget (one Redis call each)."""
         assert self.store is not None
         unknown = budget.unknown(values)
-        if unknown:
-            admitted = await self.store.admit(dimension, unknown, max_values=budget.max_values)
-            budget.learn(admitted, full=len(admitted) >= budget.max_values)
+        sync = budget.due()
+        if not unknown and not sync:
+            return
+        asked = unknown | budget.sync_values() if sync else unknown
+        result = await self.store.admit(
+            dimension,
+            asked,
+            max_values=budget.max_values,
+            now_ms=self.clock_ms(),
+            idle_ms=self.settings.label_idle_days * 86_400_000,
+        )
+        was_full = budget.full
+        budget.learn(result.members, full=len(result.members) >= budget.max_values, replace=sync)
+        if result.freed:
+            log.info(
+                "labels of %s: %d values unseen for %d days gave up their slots",
+                dimension,
+                result.freed,
+                self.settings.label_idle_days,
+            )
+        if budget.full and not was_full:
+            log.warning(
+                "labels of %s: the budget of %d values is full; new values fold into 'other' "
+                "until a value is unseen for %d days (KPISTREAM_LABEL_IDLE_DAYS), the budget "
+                "grows (KPISTREAM_MAX_*), or `kpistream labels reset %s`",
+                dimension,
+                budget.max_values,
+                self.settings.label_idle_days,
+                dimension,
+            )
 
     async def _commit_hint(self, *, force: bool = False) -> None:
         now = time.monotonic()

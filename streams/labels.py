@@ -1,19 +1,29 @@
 """Bounded label values (DESIGN invariant 4).
 
 A dimension (site, campaign) either has an allowlist, and every other value folds into
-``other``, or a budget of ``max_values`` distinct values admitted first come, first served,
-across all workers (the admitted set lives in Redis), after which new values fold into
-``other``. Admission is monotone, so a value's label never changes once decided.
+``other``, or a budget of ``max_values`` distinct values shared by all workers (the admitted
+set lives in Redis, each value scored with when it was last seen). A value gets a label while
+there is room; the rest fold into ``other``. Budgets are not first come forever: a value
+unseen for the idle time (``KPISTREAM_LABEL_IDLE_DAYS``) gives its slot up, so a site launched
+later gets a label once an old one has gone quiet. Every worker refreshes the values it uses,
+retries the ones it folded, and reloads the admitted set every :data:`SYNC_S` seconds.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 
 OTHER = "other"
 NONE = "none"
 #: A label value is for humans on a dashboard; longer values are cut, not rejected.
 MAX_LABEL_CHARS = 100
+#: How often a worker refreshes the values it uses and reloads a budget: last-seen times are
+#: days apart in effect, so twice a minute costs nothing and lets a freed slot go in 30 s.
+SYNC_S = 30.0
+#: Folded values remembered for the next retry, per budget: a flood of 100,000 campaign
+#: names must not become 100,000 strings in memory.
+MAX_PENDING = 1024
 
 
 #: The fold labels are reserved: a raw value spelled like one is shown with this suffix, so
@@ -36,21 +46,63 @@ def sanitize(value: str) -> str:
 class LabelBudget:
     """Maps raw dimension values to bounded label values for one dimension."""
 
-    def __init__(self, *, allowlist: Iterable[str] = (), max_values: int = 50) -> None:
+    def __init__(
+        self,
+        *,
+        allowlist: Iterable[str] = (),
+        max_values: int = 50,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.allowlist = frozenset(allowlist)
         self.max_values = max_values
         self.admitted: set[str] = set()
         self.full = False
+        #: values that lost their slot (unseen too long): they fold until admitted again
+        self.retired: set[str] = set()
+        #: admitted values used, and values folded, since the last sync
+        self.used: set[str] = set()
+        self.pending: set[str] = set()
+        self.synced_at_s = monotonic()
+        self._monotonic = monotonic
         self._cache: dict[str, str] = {}
 
     def unknown(self, values: Iterable[str]) -> set[str]:
-        """Sanitized values whose fate is not decided yet (need a Redis admission)."""
-        if self.allowlist or self.full:
+        """Sanitized values whose fate is not decided yet (need a Redis admission). Notes
+        the admitted values in use (to refresh) and the folded ones (to retry)."""
+        if self.allowlist:
             return set()
-        return {v for v in map(sanitize, values) if v not in self.admitted}
+        clean = {sanitize(v) for v in values}
+        new = clean - self.admitted
+        self.used |= clean - new
+        if not self.full:
+            return new
+        for value in new:
+            if len(self.pending) >= MAX_PENDING:
+                break
+            self.pending.add(value)
+        return set()
 
-    def learn(self, admitted: Iterable[str], *, full: bool) -> None:
-        self.admitted.update(admitted)
+    def due(self) -> bool:
+        """Time to refresh and reload the budget (never for an allowlist)."""
+        return not self.allowlist and self._monotonic() - self.synced_at_s >= SYNC_S
+
+    def sync_values(self) -> set[str]:
+        """What to send at a sync: admitted values in use (refreshed), folded ones (retried)."""
+        return self.used | self.pending
+
+    def learn(self, admitted: Iterable[str], *, full: bool, replace: bool = False) -> None:
+        """Record an admission's result; ``replace``: it is the whole admitted set (a sync),
+        so values missing from it lost their slot."""
+        members = set(admitted)
+        if replace:
+            self.retired |= self.admitted - members
+            self.admitted = members
+            self.used.clear()
+            self.pending.clear()
+            self.synced_at_s = self._monotonic()
+        else:
+            self.admitted |= members
+        self.retired -= self.admitted
         self.full = full or len(self.admitted) >= self.max_values
         self._cache.clear()
 
@@ -65,7 +117,7 @@ class LabelBudget:
             result = clean if clean in self.allowlist else OTHER
         elif clean in self.admitted:
             result = clean
-        elif self.full:
+        elif self.full or clean in self.retired:
             result = OTHER
         else:
             raise KeyError(f"label {clean!r} was not admitted; call unknown()/learn() first")
