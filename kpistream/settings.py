@@ -38,6 +38,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     windows: str = "5m,1h,24h"
     long_window_days: int = 30
     visitor_retention_days: int = 400
+    visitor_cache: int = 20000
     sites: str = ""
     campaigns: str = ""
     max_sites: int = 50
@@ -83,6 +84,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
             "idle_after_s",
             "long_window_days",
             "visitor_retention_days",
+            "visitor_cache",
             "deadletter_retention_days",
         ):
             if getattr(self, name) <= 0:
@@ -171,6 +173,8 @@ HELP: dict[str, str] = {
     "windows": "rolling windows, comma-separated (5m, 1h, 1d ...)",
     "long_window_days": "window of lead -> customer, in whole days",
     "visitor_retention_days": "a visitor unseen this long is forgotten (and new again)",
+    "visitor_cache": "visitors kept in a worker's memory per partition, least recently seen "
+    "dropped first; a miss costs one key in the batch's Redis read",
     "sites": "site allowlist, comma-separated; empty accepts every site",
     "campaigns": "campaign allowlist, comma-separated; empty admits the first max_campaigns",
     "max_sites": "label budget for sites when no allowlist is set",

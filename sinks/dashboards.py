@@ -255,12 +255,44 @@ PIPELINE: tuple[tuple[Query, str], ...] = (
         ),
         "short",
     ),
-    (Query("Consumer lag (records)", "sum(kpistream_consumer_lag_records)", "lag"), "short"),
     (
         Query(
-            "Watermark age (event time behind the wall clock)",
-            "time() - max(kpistream_watermark_seconds)",
-            "age",
+            "Consumer lag by partition (records)",
+            "max by (topic, partition) (kpistream_partition_lag_records)",
+            "{{topic}}:{{partition}}",
+        ),
+        "short",
+    ),
+    (
+        Query(
+            "Stalled partitions (a batch that cannot be read)",
+            "sum(kpistream_partition_stalled)",
+            "stalled",
+        ),
+        "short",
+    ),
+    (
+        Query(
+            "Events forwarded to their owning partition per second",
+            "sum(rate(kpistream_events_rerouted_total[$__rate_interval]))",
+            "rerouted",
+        ),
+        "short",
+    ),
+    (
+        Query(
+            "Label budgets used (values / budget)",
+            "max by (dimension) (kpistream_label_values) / "
+            "max by (dimension) (kpistream_label_budget)",
+            "{{dimension}}",
+        ),
+        "percentunit",
+    ),
+    (
+        Query(
+            "Watermark age by partition (event time behind the wall clock)",
+            "max by (topic, partition) (kpistream_partition_watermark_age_seconds)",
+            "{{topic}}:{{partition}}",
         ),
         "s",
     ),

@@ -22,6 +22,55 @@ from sinks.goals import Goal
 
 RECORDING_GROUP = "kpistream-kpis"
 ALERTING_GROUP = "kpistream-goals"
+PIPELINE_GROUP = "kpistream-pipeline"
+
+#: Alerts on the pipeline itself, whatever the goals: a partition that cannot be read, a Redis
+#: that lost its state, a label budget that folds new values.
+PIPELINE_ALERTS: list[dict[str, Any]] = [
+    {
+        "alert": "KpistreamPartitionStalled",
+        "expr": "max by (topic, partition) (kpistream_partition_stalled) == 1",
+        "for": "2m",
+        "labels": {"severity": "critical", "owner": "pipeline"},
+        "annotations": {
+            "summary": "Partition {{ $labels.topic }}:{{ $labels.partition }} is stalled",
+            "description": (
+                "A record batch of {{ $labels.topic }}:{{ $labels.partition }} cannot be read "
+                "(a codec this install lacks, or a corrupt batch); its events are not counted "
+                "and its lag grows. The worker log names the offset."
+            ),
+        },
+    },
+    {
+        "alert": "KpistreamStateRebuilt",
+        "expr": "increase(kpistream_state_resets_total[15m]) > 0",
+        "labels": {"severity": "warning", "owner": "pipeline"},
+        "annotations": {
+            "summary": "Redis lost kpistream's state; partitions are rebuilt from Kafka",
+            "description": (
+                "{{ $value }} partitions were found without state in the last 15m and are "
+                "being rebuilt from the earliest offset the topics retain; history older "
+                "than the retention is gone. Check Redis persistence."
+            ),
+        },
+    },
+    {
+        "alert": "KpistreamLabelBudgetFull",
+        "expr": "max by (dimension) (kpistream_label_values) >= "
+        "max by (dimension) (kpistream_label_budget) and "
+        "max by (dimension) (delta(kpistream_label_refused_values[1h])) > 0",
+        "for": "15m",
+        "labels": {"severity": "info", "owner": "pipeline"},
+        "annotations": {
+            "summary": "The label budget of {{ $labels.dimension }} is full",
+            "description": (
+                "New {{ $labels.dimension }} values fold into 'other'. Raise "
+                "KPISTREAM_MAX_*, wait for quiet values to free their slots "
+                "(KPISTREAM_LABEL_IDLE_DAYS), or `kpistream labels reset`."
+            ),
+        },
+    },
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,6 +245,7 @@ def rule_groups(goals: list[Goal]) -> dict[str, Any]:
         "groups": [
             {"name": RECORDING_GROUP, "rules": recording},
             {"name": ALERTING_GROUP, "rules": alerting},
+            {"name": PIPELINE_GROUP, "rules": PIPELINE_ALERTS},
         ]
     }
 

@@ -59,6 +59,7 @@ from streams.deadletter import Redactor
 from streams.delta import BatchDelta
 from streams.labels import LabelBudget
 from streams.logic import PartitionLogic, StreamLogic, valid
+from streams.memory import Reclaimer
 from streams.routing import FORWARDED_HEADER, REROUTED, is_forwarded, misplaced
 
 log = logging.getLogger(__name__)
@@ -101,6 +102,8 @@ class Owned:
     #: offset of the first record not counted while a batch cannot be read; None: flowing
     stalled_offset: int | None = None
     stalled_at_s: float = 0.0
+    #: the log end last seen (fetch high watermark or ListOffsets)
+    end_offset: int = 0
 
 
 class BatchConsumer:
@@ -134,7 +137,8 @@ class BatchConsumer:
         self._last_hint = 0.0
         self._failure_delay_s: dict[TopicPartition, float] = {}
         self._run_task: asyncio.Task[None] | None = None
-        self._last_live = 0.0
+        self._live_task: asyncio.Task[None] | None = None
+        self.reclaimer = Reclaimer()
         self.redact = Redactor.from_settings(settings)
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -164,9 +168,12 @@ class BatchConsumer:
         )
         self.consumer.subscribe([self.topic], listener=_Listener(self))
         await self.consumer.start()
+        self._live_task = asyncio.create_task(self._live())
 
     async def stop(self) -> None:
         self._stopping.set()
+        if self._live_task is not None:
+            await self._live_task
         async with self._lock:  # let the batch in flight finish its atomic step
             await self._commit_hint(force=True)
             # Holding the lock, run() is at most waiting in getmany(), which ignores its
@@ -224,7 +231,12 @@ class BatchConsumer:
             await self._advance_idle()
             self._retry_stalled()
             await self._commit_hint()
-        await self._report_live()
+        owned = list(self.owned.values())
+        if self.reclaimer.observe(sum(o.processor.held() for o in owned)):
+            async with self._lock:
+                for o in owned:
+                    o.processor.compact()
+            self.reclaimer.trim()
         return handled
 
     # -- batches that cannot be read ---------------------------------------------------------
@@ -290,16 +302,27 @@ class BatchConsumer:
 
     # -- the live view -------------------------------------------------------------------------
 
+    async def _live(self) -> None:
+        """Report the live view every ``LIVE_EVERY_S``, beside the batch loop: ListOffsets
+        waits behind the consumer's long-poll fetch on the same connection (up to half a
+        second), which the batch loop must not."""
+        while not self._stopping.is_set():
+            try:
+                await self._report_live()
+            except Exception as exc:  # a bug must not end the reports; tests fail on errors
+                log.exception("live report failed")
+                self.errors.append(exc)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), LIVE_EVERY_S)
+
     async def _report_live(self) -> None:
-        """Write each owned partition's log end, lag and stall to Redis about once a second,
-        paused and stalled partitions included, so lag is live and not a value frozen at
-        the last commit. The log end is the larger of the last fetch's high watermark and
-        ListOffsets (on some brokers, Tansu among them, ListOffsets answers the start of the
-        last record batch + 1; fetches see the true end)."""
-        now_s = time.monotonic()
-        if self.consumer is None or self.store is None or now_s - self._last_live < LIVE_EVERY_S:
+        """Write each owned partition's log end, lag and stall to Redis, paused and stalled
+        partitions included, so lag is live and not a value frozen at the last commit. The
+        log end is the larger of the last fetch's high watermark and ListOffsets (on some
+        brokers, Tansu among them, ListOffsets answers the start of the last record batch
+        + 1; fetches see the true end)."""
+        if self.consumer is None or self.store is None:
             return
-        self._last_live = now_s
         owned = dict(self.owned)
         if not owned:
             return
@@ -310,8 +333,9 @@ class BatchConsumer:
         statuses: dict[PartitionKeys, LiveStatus] = {}
         for tp, o in owned.items():
             position = o.next_offset or 0
-            ends = [position, self.consumer.highwater(tp) or 0, listed.get(tp) or 0]
+            ends = [position, self.consumer.highwater(tp) or 0, listed.get(tp) or 0, o.end_offset]
             end = max(ends)
+            o.end_offset = end
             statuses[o.keys] = LiveStatus(end, end - position, o.stalled_offset)
         with contextlib.suppress(*REDIS_UNAVAILABLE):
             await self.store.report_live(statuses, now_ms=self.clock_ms())
@@ -591,11 +615,17 @@ class BatchConsumer:
 
     async def _advance_idle(self) -> None:
         """Time keeps moving when traffic stops: an idle partition's watermark follows the
-        wall clock minus the allowed lateness, so its sessions end and are decided."""
+        wall clock minus the allowed lateness, so its sessions end and are decided. A
+        partition with records still to read is not idle, however long its last batch
+        is ago (a backlog, a stall): its records keep their event time."""
+        assert self.consumer is not None
         now_s = time.monotonic()
         idle_s = self.settings.idle_after_s
         for tp, owned in list(self.owned.items()):
             if owned.next_offset is None or now_s - owned.last_records_s < idle_s:
+                continue
+            end = max(owned.end_offset, self.consumer.highwater(tp) or 0)
+            if end > owned.next_offset or owned.stalled_offset is not None:
                 continue
             owned.last_records_s = now_s  # at most one idle step per idle_after_s
             lateness_ms = self.settings.allowed_lateness_s * 1000

@@ -42,6 +42,7 @@ class ClickstreamLogic:
             allowed_lateness_ms=s.allowed_lateness_s * 1000,
             dimensions=self.dims,
             goals=s.goal_types,
+            max_cached_visitors=s.visitor_cache,
         )
 
     def ownership_key(self, event: Any) -> str:

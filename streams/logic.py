@@ -37,6 +37,12 @@ class PartitionLogic(Protocol):
     def committed(self) -> None:
         """The last delta is in Redis."""
 
+    def held(self) -> int:
+        """How many state objects (sessions, cached visitors, accounts) it holds in memory."""
+
+    def compact(self) -> None:
+        """Re-create the state it holds as fresh objects, same content (after a flood)."""
+
 
 class StreamLogic(Protocol):
     topic: str

@@ -81,16 +81,30 @@ class PartitionProcessor(WatermarkedProcessor):
         allowed_lateness_ms: int,
         dimensions: Dimensions,
         goals: Iterable[str] = ("lead", "purchase"),
+        max_cached_visitors: int = 20_000,
     ) -> None:
         super().__init__(allowed_lateness_ms=allowed_lateness_ms)
         self.sessionizer = Sessionizer(session_gap_ms=session_gap_ms)
         self.dims = dimensions
         self.goals = frozenset(goals)
-        self.visitors = VisitorBook()
+        self.visitors = VisitorBook(max_cached=max_cached_visitors)
 
     def committed(self) -> None:
         """The last delta is in Redis."""
         self.visitors.committed()
+
+    def held(self) -> int:
+        return len(self.sessionizer.sessions) + len(self.visitors.known)
+
+    def compact(self) -> None:
+        """Re-create the state it holds as fresh objects (see :mod:`streams.memory`)."""
+        sessions = self.sessionizer.sessions
+        fresh = {
+            decode_key(encode_key(k)): decode_sessions(encode_sessions(v))
+            for k, v in sessions.items()
+        }
+        self.sessionizer.load(fresh)
+        self.visitors.compact()
 
     def load(self, state: dict[bytes, bytes], watermark_ms: int) -> dict[str, set[str]]:
         """Resume from stored state; returns the raw dimension values that ending the loaded

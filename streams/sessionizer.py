@@ -86,6 +86,8 @@ class Sessionizer:
     def __init__(self, *, session_gap_ms: int) -> None:
         self.session_gap_ms = session_gap_ms
         self.sessions: dict[SessionKey, list[Session]] = {}
+        #: the most sessions held since the dict was last rebuilt (a dict never shrinks)
+        self._peak = 0
         # (expiry candidate ms, key): lazily invalidated; a popped key is re-checked.
         self._expiry: list[tuple[int, SessionKey]] = []
 
@@ -165,4 +167,10 @@ class Sessionizer:
             else:
                 del self.sessions[key]
                 emptied.append(key)
+        self._peak = max(self._peak, len(self.sessions) + len(emptied))
+        if self._peak > 4 * len(self.sessions) + 1024:
+            # Most sessions ended: a fresh dict and heap give their tables back to the OS.
+            self.sessions = dict(self.sessions)
+            self._expiry = list(self._expiry)
+            self._peak = len(self.sessions)
         return emptied, shrunk, evicted

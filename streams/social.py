@@ -127,6 +127,14 @@ class SocialProcessor(WatermarkedProcessor):
         self._settle(delta, touched)
         return delta
 
+    def held(self) -> int:
+        return len(self.accounts)
+
+    def compact(self) -> None:
+        self.accounts = {
+            _KEY.decode(_ENCODE(k)): _ACCOUNT.decode(_ENCODE(v)) for k, v in self.accounts.items()
+        }
+
     def _labels(self, key: AccountKey) -> tuple[str, str]:
         return self.networks.label(key[0]), self.accounts_budget.label(key[1])
 

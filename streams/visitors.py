@@ -7,20 +7,22 @@ are the window's unique visitors minus its new ones. A visitor becomes a *lead* 
 
 Each visitor's state is one Redis key with a TTL of the retention limit, refreshed when the
 visitor is seen; a visitor unseen for longer is forgotten and counts as new again. The owner
-of a partition keeps a bounded cache and loads what a batch needs with one ``MGET``.
+of a partition keeps the most recently seen visitors in memory (an LRU of
+``KPISTREAM_VISITOR_CACHE`` per partition) and loads what a batch needs with one ``MGET``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from itertools import islice
 
 import msgspec
 
 VisitorKey = tuple[str, str]  # (site, visitor_id)
 
-#: Visitors cached per partition between batches; beyond this the cache is cleared
-#: (correctness does not depend on it: a miss is one more key in the batch's MGET).
-MAX_CACHED_VISITORS = 200_000
+#: Visitors cached per partition between batches by default; the least recently seen go
+#: first (correctness does not depend on it: a miss is one more key in the batch's MGET).
+DEFAULT_CACHED_VISITORS = 20_000
 
 
 class Visitor(msgspec.Struct, array_like=True):
@@ -40,6 +42,7 @@ class Visitor(msgspec.Struct, array_like=True):
 
 _ENCODER = msgspec.msgpack.Encoder()
 _DECODER = msgspec.msgpack.Decoder(Visitor)
+_CACHE_DECODER = msgspec.msgpack.Decoder(list[tuple[str, str, Visitor | None]])
 
 
 def encode_visitor(visitor: Visitor) -> bytes:
@@ -53,9 +56,11 @@ def decode_visitor(raw: bytes) -> Visitor:
 class VisitorBook:
     """The visitors of one partition that the current batch touches, plus a cache."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, max_cached: int = DEFAULT_CACHED_VISITORS) -> None:
+        #: in order of last use (a dict keeps insertion order; put() re-inserts at the end)
         self.known: dict[VisitorKey, Visitor | None] = {}  # None: not in Redis
         self.dirty: set[VisitorKey] = set()
+        self.max_cached = max_cached
 
     def missing(self, keys: Iterable[VisitorKey]) -> list[VisitorKey]:
         return [k for k in set(keys) if k not in self.known]
@@ -68,6 +73,7 @@ class VisitorBook:
         return self.known.get(key)
 
     def put(self, key: VisitorKey, visitor: Visitor) -> None:
+        self.known.pop(key, None)
         self.known[key] = visitor
         self.dirty.add(key)
 
@@ -79,7 +85,21 @@ class VisitorBook:
             out[key] = visitor
         return out
 
-    def committed(self) -> None:
+    def compact(self) -> None:
+        """Rebuild the cache as fresh objects (same content, same order), so the memory its
+        old objects shared with a flood's ended sessions can be given back whole."""
+        flat = _ENCODER.encode([(k[0], k[1], v) for k, v in self.known.items()])
+        self.known = {(site, vid): v for site, vid, v in _CACHE_DECODER.decode(flat)}
+
+    def committed(self) -> int:
+        """The batch is in Redis: forget the least recently seen visitors beyond the cap.
+        Returns how many were forgotten."""
         self.dirty.clear()
-        if len(self.known) > MAX_CACHED_VISITORS:
-            self.known.clear()
+        excess = len(self.known) - self.max_cached
+        if excess <= 0:
+            return 0
+        for key in list(islice(self.known, excess)):
+            del self.known[key]
+        if excess > self.max_cached:  # a flood passed: a fresh dict gives its table back
+            self.known = dict(self.known)
+        return excess

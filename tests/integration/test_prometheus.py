@@ -296,7 +296,8 @@ async def test_prometheus_evaluates_every_panel_query_and_rule_with_data(
         assert sites == ["blog.example", "shop.example"]
         # The rules Prometheus loaded are exactly the generated file's.
         loaded = prometheus.api("rules")["groups"]
-        assert sum(len(g["rules"]) for g in loaded) == len(records) + len(goal_alerts)
+        pipeline = len(rules.PIPELINE_ALERTS)
+        assert sum(len(g["rules"]) for g in loaded) == len(records) + len(goal_alerts) + pipeline
     finally:
         stop(prometheus.process)
 
