@@ -17,6 +17,7 @@ from typing import Any
 import msgspec
 from aiokafka import AIOKafkaProducer
 
+from kpistream.connections import kafka_options
 from kpistream.settings import Settings
 from schemas.events import SOCIAL_TYPES, type_name
 from streams.routing import US, owner
@@ -60,7 +61,7 @@ async def produce(
 ) -> dict[str, int]:
     """Send every line; returns how many went to each topic."""
     producer = AIOKafkaProducer(
-        bootstrap_servers=settings.kafka,
+        **kafka_options(settings),
         linger_ms=10,
         acks="all",
         max_request_size=8 * 1024 * 1024,  # so a test can send a 5 MB poison message

@@ -13,6 +13,7 @@ import ctypes
 import json
 import logging
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -28,6 +29,7 @@ import redis
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
+from kpistream.connections import kafka_options, redacted
 from kpistream.settings import Settings
 
 #: A fresh broker or redis-server listens within a second here; 20 s covers a loaded CI box.
@@ -146,6 +148,7 @@ class EmbeddedServer:
     address: str  # bootstrap servers or Redis URL
     log_path: Path
     graceful: bool = True  # False: nothing to flush, so SIGKILL at once
+    password: str = ""  # the embedded Redis's (also in ``address``)
 
     def stop(self) -> None:
         stop(self.process, graceful=self.graceful)
@@ -166,11 +169,27 @@ def start_broker(workdir: Path, port: int | None = None) -> EmbeddedServer:
     return EmbeddedServer(process, f"127.0.0.1:{port}", log_path, graceful=False)
 
 
-def start_redis(workdir: Path, port: int | None = None, *, persist: bool = False) -> EmbeddedServer:
-    port = port or free_port()
+def start_redis(
+    workdir: Path,
+    port: int | None = None,
+    *,
+    persist: bool = False,
+    password: str | None = None,
+    binary: str | None = None,
+    extra: Sequence[str] = (),
+) -> EmbeddedServer:
+    """A real redis-server on loopback that wants a password: a random one unless given
+    (give the same to restart it with its clients' URL). The password goes in a config file
+    only its owner can read, not on the command line where `ps` shows it."""
+    port = port if port is not None else free_port()
+    password = password if password is not None else secrets.token_urlsafe(24)
     log_path = workdir / "redis.log"
+    config = workdir / f"redis-{port}.conf"
+    config.touch(mode=0o600)
+    config.write_text(f"requirepass {password}\n")
     args = [
-        redis_binary(),
+        binary or redis_binary(),
+        str(config),
         "--port",
         str(port),
         "--bind",
@@ -183,10 +202,14 @@ def start_redis(workdir: Path, port: int | None = None, *, persist: bool = False
         "yes" if persist else "no",
         "--protected-mode",
         "no",
+        *extra,
     ]
     process = spawn(args, log_path=log_path)
-    wait_port(port, process, "redis-server", log_path)
-    return EmbeddedServer(process, f"redis://127.0.0.1:{port}/0", log_path)
+    tls = "--tls-port" in extra  # a test's TLS-only server: extra names its port
+    listen = int(extra[list(extra).index("--tls-port") + 1]) if tls else port
+    wait_port(listen, process, "redis-server", log_path)
+    address = f"{'rediss' if tls else 'redis'}://:{password}@127.0.0.1:{listen}/0"
+    return EmbeddedServer(process, address, log_path, password=password)
 
 
 # -- reachability of real servers -----------------------------------------------------------
@@ -197,13 +220,14 @@ def check_redis(url: str) -> None:
         redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=2).ping()
     except (redis.exceptions.RedisError, OSError, ValueError) as exc:
         raise UserError(
-            f"cannot reach Redis at {url} ({exc}); start it or set KPISTREAM_REDIS / --redis"
+            f"cannot reach Redis at {redacted(url)} ({exc}); "
+            "start it or set KPISTREAM_REDIS / --redis (user and password go in the URL)"
         ) from None
 
 
 async def ensure_topics(settings: Settings, *, timeout_s: float = 10.0) -> None:
     """Create the topics if missing; a missing broker becomes one UserError line."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka, request_timeout_ms=5000)
+    admin = AIOKafkaAdminClient(**kafka_options(settings), request_timeout_ms=5000)
     kafka_log = logging.getLogger("aiokafka")
     level = kafka_log.level
     kafka_log.setLevel(logging.CRITICAL)  # the one line below says it better than its traces
@@ -223,7 +247,14 @@ async def ensure_topics(settings: Settings, *, timeout_s: float = 10.0) -> None:
         wanted = [
             NewTopic(settings.clickstream_topic, settings.partitions, 1),
             NewTopic(settings.social_topic, max(1, settings.partitions // 2), 1),
-            NewTopic(settings.deadletter_topic, 1, 1),
+            NewTopic(
+                settings.deadletter_topic,
+                1,
+                1,
+                topic_configs={
+                    "retention.ms": str(settings.deadletter_retention_days * 86_400_000)
+                },
+            ),
         ]
         missing = [t for t in wanted if t.name not in existing]
         if missing:

@@ -27,6 +27,13 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     kafka: str = "127.0.0.1:9092"
     redis: str = "redis://127.0.0.1:6379/0"
     redis_prefix: str = "kpistream"
+    kafka_security_protocol: str = "PLAINTEXT"
+    kafka_sasl_mechanism: str = ""
+    kafka_sasl_username: str = ""
+    kafka_sasl_password: str = ""
+    kafka_ssl_cafile: str = ""
+    kafka_ssl_certfile: str = ""
+    kafka_ssl_keyfile: str = ""
     clickstream_topic: str = "clickstream"
     social_topic: str = "social"
     deadletter_topic: str = "deadletter"
@@ -62,6 +69,28 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     deadletter_retention_days: int = 7
 
     def __post_init__(self) -> None:
+        protocols = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+        if self.kafka_security_protocol not in protocols:
+            raise SettingsError(
+                f"{env_name('kafka_security_protocol')}: one of {', '.join(protocols)}; "
+                f"got {self.kafka_security_protocol!r}"
+            )
+        mechanisms = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+        if self.kafka_security_protocol.startswith("SASL"):
+            if self.kafka_sasl_mechanism not in mechanisms:
+                raise SettingsError(
+                    f"{env_name('kafka_sasl_mechanism')}: one of {', '.join(mechanisms)} with "
+                    f"{self.kafka_security_protocol}; got {self.kafka_sasl_mechanism!r}"
+                )
+            if not self.kafka_sasl_username or not self.kafka_sasl_password:
+                raise SettingsError(
+                    f"{self.kafka_security_protocol} needs {env_name('kafka_sasl_username')} "
+                    f"and {env_name('kafka_sasl_password')}"
+                )
+        for name in ("kafka_ssl_cafile", "kafka_ssl_certfile", "kafka_ssl_keyfile"):
+            path = getattr(self, name)
+            if path and not os.path.isfile(path):
+                raise SettingsError(f"{env_name(name)}: no such file: {path}")
         unknown_goals = set(self.goal_types) - CLICKSTREAM_TYPE_NAMES
         if unknown_goals or not self.goal_types:
             raise SettingsError(
@@ -161,6 +190,13 @@ HELP: dict[str, str] = {
     "kafka": "Kafka bootstrap servers (host:port,...); `up`/`demo` embed a broker when unset",
     "redis": "Redis URL; `up`/`demo` embed a redis-server when unset",
     "redis_prefix": "prefix of every Redis key this deployment writes",
+    "kafka_security_protocol": "PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL",
+    "kafka_sasl_mechanism": "PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (with a SASL protocol)",
+    "kafka_sasl_username": "SASL user name",
+    "kafka_sasl_password": "SASL password (never logged)",
+    "kafka_ssl_cafile": "CA bundle that signed the brokers' certificates (SSL, SASL_SSL)",
+    "kafka_ssl_certfile": "client certificate, for brokers that require one (mutual TLS)",
+    "kafka_ssl_keyfile": "the client certificate's private key",
     "clickstream_topic": "topic of website events",
     "social_topic": "topic of social-network events",
     "deadletter_topic": "topic that receives invalid events with a reason",

@@ -14,6 +14,7 @@ from typing import Any
 import faust
 from mode import Service
 
+from kpistream.connections import kafka_options
 from kpistream.settings import Settings
 from streams.batch_consumer import BatchConsumer
 from streams.clickstream import ClickstreamLogic
@@ -27,10 +28,27 @@ def social_group(settings: Settings) -> str:
     return f"{settings.consumer_group}-social"
 
 
+def credentials(settings: Settings) -> Any:
+    """faust's form of the Kafka security settings (None: plaintext)."""
+    options = kafka_options(settings)
+    protocol = settings.kafka_security_protocol
+    if protocol.startswith("SASL"):
+        return faust.SASLCredentials(
+            username=settings.kafka_sasl_username,
+            password=settings.kafka_sasl_password,
+            mechanism=settings.kafka_sasl_mechanism,
+            ssl_context=options.get("ssl_context"),
+        )
+    if protocol == "SSL":
+        return faust.SSLCredentials(options["ssl_context"])
+    return None
+
+
 def create_app(settings: Settings) -> faust.App:
     app = faust.App(
         f"{settings.consumer_group}-app",
         broker=[f"kafka://{host}" for host in settings.kafka.split(",")],
+        broker_credentials=credentials(settings),
         store="memory://",
         web_enabled=False,
         # The app's own group only carries faust's leader topic; keep its joins short.

@@ -43,6 +43,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListen
 from aiokafka.errors import CorruptRecordException, KafkaError, UnsupportedCodecError
 from aiokafka.structs import ConsumerRecord
 
+from kpistream.connections import kafka_options, redacted
 from kpistream.settings import Settings
 from schemas.decoder import Rejection
 from sinks import fields as F
@@ -148,12 +149,12 @@ class BatchConsumer:
         self.redis = aioredis.Redis.from_url(s.redis)
         self.store = WindowStore.from_settings(self.redis, s)
         self.producer = AIOKafkaProducer(
-            bootstrap_servers=s.kafka, client_id=f"{self.client_id}-dlq", linger_ms=5, acks="all"
+            **kafka_options(s), client_id=f"{self.client_id}-dlq", linger_ms=5, acks="all"
         )
         await self.producer.start()
         rebalance_ms = s.rebalance_timeout_s * 1000
         self.consumer = AIOKafkaConsumer(
-            bootstrap_servers=s.kafka,
+            **kafka_options(s),
             group_id=self.group_id,
             client_id=self.client_id,
             enable_auto_commit=False,
@@ -381,7 +382,7 @@ class BatchConsumer:
             except REDIS_UNAVAILABLE as exc:
                 log.warning(
                     "Redis unreachable at %s (%s); retrying partition %s in %.1fs",
-                    self.settings.redis,
+                    redacted(self.settings.redis),
                     exc,
                     keys.tag,
                     delay,

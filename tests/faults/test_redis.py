@@ -53,7 +53,7 @@ async def test_redis_killed_twice_mid_stream_restarts_from_its_aof_and_ends_exac
             await wait_until(f"{mark} events were processed", reached)
             kill(server)
             await asyncio.sleep(1.0)  # the worker meets a dead Redis meanwhile
-            server = start_redis(tmp_path, port, persist=True)
+            server = start_redis(tmp_path, port, persist=True, password=server.password)
         assert not flowing.done(), "the events stopped flowing before the last Redis crash"
         await flowing
         await oracle.assert_exact(settings, now_ms=now_ms())
@@ -112,7 +112,7 @@ async def test_redis_back_with_an_older_state_is_detected_and_replayed(  # type:
         await oracle.wait_consumed(settings)
         kill(server)
         restore(tmp_path / "older.rdb", tmp_path)
-        server = start_redis(tmp_path, port)  # loads the older snapshot
+        server = start_redis(tmp_path, port, password=server.password)  # loads the older snapshot
         assert await processed(settings) == len(first)
         await produce(settings, third)
         if kind is BatchConsumer:
@@ -153,7 +153,7 @@ async def test_redis_back_empty_is_recognised_and_rebuilt_from_the_log(  # type:
 
         await wait_until("a third of the events were processed", third)
         kill(server)
-        server = start_redis(tmp_path, port)
+        server = start_redis(tmp_path, port, password=server.password)
         assert not flowing.done(), "the events stopped flowing before Redis came back empty"
         await flowing
         await oracle.assert_exact(settings, now_ms=now_ms())

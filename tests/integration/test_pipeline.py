@@ -135,7 +135,7 @@ async def test_redis_killed_and_restarted_from_its_aof_gives_exact_kpis(  # type
         server.process.wait()
         await produce(settings, lines[10:])  # the worker retries with backoff meanwhile
         await asyncio.sleep(1.0)
-        server = start_redis(tmp_path, port, persist=True)
+        server = start_redis(tmp_path, port, persist=True, password=server.password)
         await wait_for_events(settings, len(lines), timeout_s=60)
         K.assert_matches(await scrape_samples(settings))
     finally:
