@@ -1,9 +1,11 @@
 """`make bench`: the raw consume+decode ceiling and the worker's end-to-end rate, same run.
 
 Starts a fresh embedded broker and redis-server, produces N simulated clickstream events,
-then measures (1) a bare aiokafka ``getmany`` + msgspec typed decode of all N (the ceiling)
-and (2) the worker's batch consumer (the same code ``kpistream worker`` runs) from first fetch
-until every partition's offset in Redis reaches the end. Writes ``bench/RESULTS.md``.
+then measures (1) a bare aiokafka ``getmany`` + msgspec typed decode of all N (the ceiling),
+(2) the worker's batch consumer (the same code ``kpistream worker`` runs) from first fetch
+until every record is in Redis, (3) the same with every event produced to a partition that
+does not own it (the worker forwards all N, then counts the forwarded copies), and (4) memory
+under a flood of distinct visitors (:mod:`bench.memory`). Writes ``bench/RESULTS.md``.
 """
 
 from __future__ import annotations
@@ -16,14 +18,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import msgspec
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from bench import memory
 from kpistream import runtime
-from kpistream.produce import encode, produce
+from kpistream.produce import encode, produce, route
 from kpistream.settings import Settings, load
 from kpistream.simulator import sessions
 from schemas.events import Clickstream
 from streams.batch_consumer import BatchConsumer
+from streams.routing import owner
 
 RESULTS = Path(__file__).parent / "RESULTS.md"
 
@@ -57,12 +61,13 @@ async def ceiling(settings: Settings, total: int) -> float:
     return total / elapsed
 
 
-async def end_to_end(settings: Settings, total: int) -> float:
+async def end_to_end(settings: Settings, total: int, *, records: int | None = None) -> float:
+    """Events per second until ``records`` records (default: ``total``) are handled."""
     worker = BatchConsumer(settings)
     await worker.start()
     handled = 0
     started = None
-    while handled < total:
+    while handled < (records or total):
         n = await worker.poll_once(timeout_ms=1000)
         if started is None and n:
             started = time.perf_counter()
@@ -75,7 +80,25 @@ async def end_to_end(settings: Settings, total: int) -> float:
     return total / elapsed
 
 
-async def main(events: int) -> None:
+async def produce_misrouted(settings: Settings, lines: list[bytes]) -> None:
+    """Every event to the partition after its owner: all of them need forwarding."""
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka, linger_ms=10)
+    await producer.start()
+    try:
+        pending = []
+        for line in lines:
+            _, key, owned_by = route(line, settings)
+            assert owned_by is not None
+            wrong = (owner(owned_by, settings.partitions) + 1) % settings.partitions
+            pending.append(
+                await producer.send(settings.clickstream_topic, line, key=key, partition=wrong)
+            )
+        await asyncio.gather(*pending)
+    finally:
+        await producer.stop()
+
+
+async def main(events: int, visitors: int) -> None:
     workdir = runtime.workdir()
     broker = runtime.start_broker(workdir)
     server = runtime.start_redis(workdir)
@@ -96,6 +119,16 @@ async def main(events: int) -> None:
         produce_rate = events / (time.perf_counter() - t)
         ceiling_rate = await ceiling(settings, events)
         e2e_rate = await end_to_end(settings, events)
+        misrouted = msgspec.structs.replace(
+            settings,
+            clickstream_topic="misrouted",
+            consumer_group="misrouted",
+            redis_prefix="misrouted",
+        )
+        await runtime.ensure_topics(misrouted)
+        await produce_misrouted(misrouted, lines)
+        misrouted_rate = await end_to_end(misrouted, events, records=2 * events)
+        used = await memory.measure(settings, visitors, workdir)
     finally:
         broker.stop()
         server.stop()
@@ -107,10 +140,14 @@ async def main(events: int) -> None:
         f"{settings.partitions} partitions, one worker process.\n\n"
         f"ceiling_events_per_s: {ceiling_rate:.0f}\n"
         f"end_to_end_events_per_s: {e2e_rate:.0f}\n"
+        f"end_to_end_all_misrouted_events_per_s: {misrouted_rate:.0f}\n"
         f"produce_events_per_s: {produce_rate:.0f}\n\n"
         "ceiling = aiokafka getmany + msgspec typed decode, nothing else. end_to_end = the\n"
         "worker's batch consumer: decode, sessionize, aggregate, dead-letter, one atomic Lua\n"
         "commit of state + offset per partition batch, until every event is in Redis.\n"
+        "all_misrouted = the same events, each produced to a partition that does not own it:\n"
+        "the worker forwards every one to its owner and then counts the forwarded copies\n"
+        "(events/s of the original events until both are done).\n\n" + used.markdown()
     )
     RESULTS.write_text(report)
     print(report)
@@ -119,4 +156,6 @@ async def main(events: int) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--events", type=int, default=200_000)
-    asyncio.run(main(parser.parse_args().events))
+    parser.add_argument("--visitors", type=int, default=1_000_000)
+    args = parser.parse_args()
+    asyncio.run(main(args.events, args.visitors))

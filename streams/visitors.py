@@ -42,7 +42,6 @@ class Visitor(msgspec.Struct, array_like=True):
 
 _ENCODER = msgspec.msgpack.Encoder()
 _DECODER = msgspec.msgpack.Decoder(Visitor)
-_CACHE_DECODER = msgspec.msgpack.Decoder(list[tuple[str, str, Visitor | None]])
 
 
 def encode_visitor(visitor: Visitor) -> bytes:
@@ -86,10 +85,10 @@ class VisitorBook:
         return out
 
     def compact(self) -> None:
-        """Rebuild the cache as fresh objects (same content, same order), so the memory its
-        old objects shared with a flood's ended sessions can be given back whole."""
-        flat = _ENCODER.encode([(k[0], k[1], v) for k, v in self.known.items()])
-        self.known = {(site, vid): v for site, vid, v in _CACHE_DECODER.decode(flat)}
+        """Drop the cache after a flood (its entries are the flood's visitors, scattered
+        over the memory the flood's sessions used, which they would keep from being given
+        back); visitors seen again are read from Redis. Unwritten changes stay."""
+        self.known = {key: self.known[key] for key in self.dirty}
 
     def committed(self) -> int:
         """The batch is in Redis: forget the least recently seen visitors beyond the cap.
