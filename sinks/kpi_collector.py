@@ -529,27 +529,29 @@ def health_families(snapshot: StoreSnapshot) -> Iterator[Metric]:
     )
     fenced.add_metric([], snapshot.fenced_writes)
     yield fenced
-    resets = CounterMetricFamily(
-        "kpistream_state_resets",
-        "Partitions found without any state (Redis came back empty) and rebuilt from the "
-        "earliest offset the topic retains",
-    )
-    resets.add_metric([], snapshot.state_resets)
-    yield resets
-    rerouted = CounterMetricFamily(
-        "kpistream_events_rerouted",
-        "Events that arrived on a partition that does not own their visitor or account and "
-        "were forwarded to the owner (counted again there)",
-    )
-    rerouted.add_metric([], totals[F.REROUTED])
-    yield rerouted
-    skipped = CounterMetricFamily(
-        "kpistream_offsets_skipped",
-        "Offsets the log had no record for (transaction markers, compaction, retention), "
-        "confirmed by a second read",
-    )
-    skipped.add_metric([], totals[F.SKIPPED])
-    yield skipped
+    for name, text, value in (
+        (
+            "kpistream_state_resets",
+            "Partitions found without any state (Redis came back empty) and rebuilt from the "
+            "earliest offset the topic retains",
+            snapshot.state_resets,
+        ),
+        (
+            "kpistream_events_rerouted",
+            "Events that arrived on a partition that does not own their visitor or account "
+            "and were forwarded to the owner (counted again there)",
+            totals[F.REROUTED],
+        ),
+        (
+            "kpistream_offsets_skipped",
+            "Offsets the log had no record for (transaction markers, compaction, retention), "
+            "confirmed by a second read",
+            totals[F.SKIPPED],
+        ),
+    ):
+        family = CounterMetricFamily(name, text)
+        family.add_metric([], value)
+        yield family
     yield from partition_families(snapshot, now_s=time.time())
     yield from label_families(snapshot)
     partitions = GaugeMetricFamily("kpistream_partitions", "Kafka partitions with state in Redis")

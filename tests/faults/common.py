@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import heapq
 import os
 import sys
@@ -12,7 +13,7 @@ from typing import Any
 
 import msgspec
 
-from kpistream.produce import encode
+from kpistream.produce import encode, produce
 from kpistream.runtime import spawn
 from kpistream.settings import Settings, env_name
 from kpistream.simulator import Account, sessions, social
@@ -86,6 +87,19 @@ def spawn_worker(settings: Settings, log_path: Path, *, fault: str | None = None
 async def processed(settings: Settings) -> int:
     reader = await wait_for_totals(settings, {}, timeout_s=1)
     return int(reader.snapshot({}).totals[F.PROCESSED])
+
+
+def flowing(settings: Settings, slices: int) -> asyncio.Task[None]:
+    """LINES produced in ``slices`` slices 0.2 s apart, in the background: events still
+    flow while a test injects its faults."""
+    size = len(LINES) // slices + 1
+
+    async def flow() -> None:
+        for start in range(0, len(LINES), size):
+            await produce(settings, LINES[start : start + size])
+            await asyncio.sleep(0.2)
+
+    return asyncio.create_task(flow())
 
 
 def website_only(lines: list[bytes]) -> list[bytes]:

@@ -16,7 +16,7 @@ from kpistream.runtime import EmbeddedServer, ensure_topics, free_port, start_re
 from streams.batch_consumer import BatchConsumer
 from tests.conftest import start_streams
 from tests.faults import oracle
-from tests.faults.common import LINES, now_ms, processed, settings_for
+from tests.faults.common import LINES, flowing, now_ms, processed, settings_for
 from tests.integration.waits import wait_until
 
 
@@ -35,14 +35,7 @@ async def test_redis_killed_twice_mid_stream_restarts_from_its_aof_and_ends_exac
     server = start_redis(tmp_path, port, persist=True)
     settings = settings_for(settings_factory, redis=server.address, batch_max_records=50)
     await ensure_topics(settings)
-    size = len(LINES) // 60 + 1  # 60 slices, 0.2 s apart: still flowing after both crashes
-
-    async def flow() -> None:
-        for start in range(0, len(LINES), size):
-            await produce(settings, LINES[start : start + size])
-            await asyncio.sleep(0.2)
-
-    flowing = asyncio.create_task(flow())
+    flow = flowing(settings, 60)  # still flowing after both crashes
     try:
         await start_streams(workers, settings)
         for mark in (len(LINES) // 4, len(LINES) // 2):
@@ -54,11 +47,11 @@ async def test_redis_killed_twice_mid_stream_restarts_from_its_aof_and_ends_exac
             kill(server)
             await asyncio.sleep(1.0)  # the worker meets a dead Redis meanwhile
             server = start_redis(tmp_path, port, persist=True, password=server.password)
-        assert not flowing.done(), "the events stopped flowing before the last Redis crash"
-        await flowing
+        assert not flow.done(), "the events stopped flowing before the last Redis crash"
+        await flow
         await oracle.assert_exact(settings, now_ms=now_ms())
     finally:
-        flowing.cancel()
+        flow.cancel()
         server.stop()
 
 
@@ -137,14 +130,7 @@ async def test_redis_back_empty_is_recognised_and_rebuilt_from_the_log(  # type:
     server = start_redis(tmp_path, port)  # no AOF: a restart is empty
     settings = settings_for(settings_factory, redis=server.address, batch_max_records=50)
     await ensure_topics(settings)
-    size = len(LINES) // 40 + 1
-
-    async def flow() -> None:
-        for start in range(0, len(LINES), size):
-            await produce(settings, LINES[start : start + size])
-            await asyncio.sleep(0.2)
-
-    flowing = asyncio.create_task(flow())
+    flow = flowing(settings, 40)
     try:
         await start_streams(workers, settings)
 
@@ -154,8 +140,8 @@ async def test_redis_back_empty_is_recognised_and_rebuilt_from_the_log(  # type:
         await wait_until("a third of the events were processed", third)
         kill(server)
         server = start_redis(tmp_path, port, password=server.password)
-        assert not flowing.done(), "the events stopped flowing before Redis came back empty"
-        await flowing
+        assert not flow.done(), "the events stopped flowing before Redis came back empty"
+        await flow
         await oracle.assert_exact(settings, now_ms=now_ms())
         resets = int(
             redis.Redis.from_url(settings.redis).get(f"{settings.redis_prefix}:state_resets") or 0
@@ -165,5 +151,5 @@ async def test_redis_back_empty_is_recognised_and_rebuilt_from_the_log(  # type:
         fenced = redis.Redis.from_url(settings.redis).get(f"{settings.redis_prefix}:fenced_writes")
         assert fenced is None, "a worker alone fenced itself"
     finally:
-        flowing.cancel()
+        flow.cancel()
         server.stop()

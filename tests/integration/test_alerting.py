@@ -111,8 +111,11 @@ def test_the_kpi_dashboard_shows_every_catalogue_gauge_once_with_goal_thresholds
     for metric in (
         "kpistream_events_processed_total",
         "kpistream_events_rejected_total",
-        "kpistream_consumer_lag_records",
-        "kpistream_watermark_seconds",
+        "kpistream_partition_lag_records",
+        "kpistream_partition_watermark_age_seconds",
+        "kpistream_partition_stalled",
+        "kpistream_events_rerouted_total",
+        "kpistream_label_values",
         "kpistream_redis_up",
     ):
         assert any(metric in expr for expr in pipeline), metric

@@ -107,6 +107,8 @@ def test_up_then_produce_serves_exact_kpis_and_children_die_with_it(tmp_path: Pa
         kafka = re.search(r"kafka\s+(\S+)", header)
         metrics = re.search(r"metrics\s+(\S+)", header)
         assert kafka and metrics, header
+        # The embedded Redis wants a password; the printed URL carries it.
+        assert re.search(r"redis\s+redis://:[\w-]{20,}@127\.0\.0\.1:\d+/0", header), header
         # A second stack never collides with the first one's ports.
         second = subprocess.Popen(
             [*KPISTREAM, "up", "--duration", "60"],
@@ -143,7 +145,7 @@ def test_up_then_produce_serves_exact_kpis_and_children_die_with_it(tmp_path: Pa
     # within a few seconds, however loaded the machine.
     assert _closes(kafka.group(1)), "embedded broker outlived `kpistream up`"
     for name in ("kafka", "redis", "metrics"):  # every child of the killed `up`
-        address = re.search(rf"{name}\s+(?:\w+://)?([\d.]+:\d+)", header2)
+        address = re.search(rf"{name}\s+(?:\w+://)?(?:[^@\s]*@)?([\d.]+:\d+)", header2)
         assert address, header2
         assert _closes(address.group(1)), f"{name} outlived a killed `up`"
 
