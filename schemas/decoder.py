@@ -50,8 +50,8 @@ _ANY = msgspec.json.Decoder()
 
 
 def looks_like_ip(value: str) -> bool:
-    if not _IP_CHARS.fullmatch(value) or ("." not in value and ":" not in value):
-        return False
+    if ("." not in value and ":" not in value) or not _IP_CHARS.fullmatch(value):
+        return False  # the cheap test first: most ids have neither
     try:
         ipaddress.ip_address(value)
     except ValueError:
