@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -146,16 +148,23 @@ async def measure(
     return MemoryResult(visitors, base[0], peak[0], after[0], base[1], peak[1], after[1])
 
 
-async def main(visitors: int, visitor_cache: int) -> None:
+@contextlib.contextmanager
+def embedded() -> Iterator[tuple[Settings, Path]]:
+    """A fresh embedded broker and redis-server for one benchmark run, and its settings."""
     workdir = runtime.workdir()
     broker = runtime.start_broker(workdir)
     server = runtime.start_redis(workdir)
     try:
-        settings = load({"kafka": broker.address, "redis": server.address}, env={})
-        result = await measure(settings, visitors, workdir, visitor_cache=visitor_cache)
+        overrides = {"kafka": broker.address, "redis": server.address, "rebalance_timeout_s": 1}
+        yield load(overrides, env={}), workdir
     finally:
         broker.stop()
         server.stop()
+
+
+async def main(visitors: int, visitor_cache: int) -> None:
+    with embedded() as (settings, workdir):
+        result = await measure(settings, visitors, workdir, visitor_cache=visitor_cache)
     print(result.markdown())
 
 

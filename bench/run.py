@@ -23,7 +23,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from bench import memory
 from kpistream import runtime
 from kpistream.produce import encode, produce, route
-from kpistream.settings import Settings, load
+from kpistream.settings import Settings
 from kpistream.simulator import sessions
 from schemas.events import Clickstream
 from streams.batch_consumer import BatchConsumer
@@ -99,13 +99,7 @@ async def produce_misrouted(settings: Settings, lines: list[bytes]) -> None:
 
 
 async def main(events: int, visitors: int) -> None:
-    workdir = runtime.workdir()
-    broker = runtime.start_broker(workdir)
-    server = runtime.start_redis(workdir)
-    try:
-        settings = load(
-            {"kafka": broker.address, "redis": server.address, "rebalance_timeout_s": 1}, env={}
-        )
+    with memory.embedded() as (settings, workdir):
         await runtime.ensure_topics(settings)
         start_ms = time.time_ns() // 1_000_000 - 6 * 3_600_000
         lines = [
@@ -129,9 +123,6 @@ async def main(events: int, visitors: int) -> None:
         await produce_misrouted(misrouted, lines)
         misrouted_rate = await end_to_end(misrouted, events, records=2 * events)
         used = await memory.measure(settings, visitors, workdir)
-    finally:
-        broker.stop()
-        server.stop()
     report = (
         "# Benchmark results\n\n"
         f"Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {platform.machine()}, "
