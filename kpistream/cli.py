@@ -142,6 +142,7 @@ def cmd_labels(args: argparse.Namespace) -> int:
     import redis
 
     from sinks.window_store import WindowReader, label_keys
+    from streams import labels
 
     settings = _discovered(args)
     runtime.check_redis(settings.redis)
@@ -160,7 +161,10 @@ def cmd_labels(args: argparse.Namespace) -> int:
             removed = client.zcard(members)
             client.delete(members, refused)
             console.print(f"{args.dimension}: all {removed} values removed, refusals reset")
-        console.print("workers reload budgets within 30 s; values seen again are admitted anew")
+        console.print(
+            f"workers reload budgets within {labels.SYNC_S:.0f} s; "
+            "values seen again are admitted anew"
+        )
         return 0
     reader = WindowReader(client, prefix=settings.redis_prefix)
     now_ms = time.time_ns() // 1_000_000

@@ -20,7 +20,7 @@ from aiokafka import AIOKafkaProducer
 from kpistream.connections import kafka_options
 from kpistream.settings import Settings
 from schemas.events import SOCIAL_TYPES, type_name
-from streams.routing import US, owner
+from streams.routing import owner, ownership_key
 
 SOCIAL = frozenset(type_name(t) for t in SOCIAL_TYPES)
 _route_decoder = msgspec.json.Decoder()
@@ -45,7 +45,7 @@ def route(line: bytes, settings: Settings) -> tuple[str, bytes | None, str | Non
         )
     if not isinstance(key, str) or not isinstance(owner_of, str):
         return topic, None if key is None else str(key).encode(), None
-    return topic, key.encode(), f"{owner_of}{US}{key}"
+    return topic, key.encode(), ownership_key(owner_of, key)
 
 
 def file_lines(path: Path) -> Iterable[bytes]:

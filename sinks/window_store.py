@@ -10,7 +10,7 @@ key                            type    holds
 ``P:{t:n}:epoch``              string  owner epoch; a new owner INCRs it, fencing the old one
 ``P:{t:n}:meta``               hash    ``offset`` (next offset to read), ``watermark`` (ms)
 ``P:{t:n}:live``               hash    the owner's live view, rewritten about every second:
-                                       ``end`` (log end offset), ``lag`` (records behind),
+                                       ``end`` (log end offset; lag = end - ``offset``),
                                        ``stalled`` (1: a record batch cannot be read),
                                        ``stalled_offset``, ``at_ms`` (when written)
 ``P:{t:n}:sessions``           hash    keyed state of the partition's processor: open
@@ -86,7 +86,6 @@ class LiveStatus:
     """The owner's live view of one partition (see the ``live`` key)."""
 
     end_offset: int
-    lag: int
     stalled_offset: int | None  # where a batch that cannot be read sits; None: flowing
 
 
@@ -272,7 +271,6 @@ class WindowStore:
                 keys.key("live"),
                 mapping={
                     "end": status.end_offset,
-                    "lag": status.lag,
                     "stalled": 0 if stalled is None else 1,
                     "stalled_offset": "" if stalled is None else stalled,
                     "at_ms": now_ms,

@@ -335,9 +335,8 @@ class BatchConsumer:
         for tp, o in owned.items():
             position = o.next_offset or 0
             ends = [position, self.consumer.highwater(tp) or 0, listed.get(tp) or 0, o.end_offset]
-            end = max(ends)
-            o.end_offset = end
-            statuses[o.keys] = LiveStatus(end, end - position, o.stalled_offset)
+            o.end_offset = max(ends)
+            statuses[o.keys] = LiveStatus(o.end_offset, o.stalled_offset)
         with contextlib.suppress(*REDIS_UNAVAILABLE):
             await self.store.report_live(statuses, now_ms=self.clock_ms())
 
@@ -403,13 +402,9 @@ class BatchConsumer:
     async def _readmit(self) -> None:
         """Put back the label values this worker admitted into a Redis that lost them, so
         the budgets go on where they were (their values label open sessions here)."""
-        assert self.store is not None
         for dimension, budget in self.logic.budgets().items():
             if budget.admitted and not budget.allowlist:
-                result = await self.store.admit(
-                    dimension, budget.admitted, max_values=budget.max_values, now_ms=self.clock_ms()
-                )
-                budget.learn(result.members, full=len(result.members) >= budget.max_values)
+                await self._ask(dimension, budget, budget.admitted, replace=False)
 
     async def _had_progress(self, tp: TopicPartition, before: Owned | None) -> bool:
         if before is not None and before.next_offset is not None:
@@ -483,7 +478,8 @@ class BatchConsumer:
             await self._apply(tp, owned, records, skipped)
         except Exception as exc:
             if await self._recover(tp, owned, exc):
-                return 0  # a bug must not kill the worker; tests fail on self.errors
+                return 0
+            # A bug must not kill the worker; tests fail on self.errors.
             delay = self._failure_delay_s.get(tp, RETRY_FIRST_S)
             log.exception(
                 "partition %s: batch failed; reloading its state in %.1fs", owned.keys.tag, delay
@@ -646,21 +642,30 @@ class BatchConsumer:
         """Decide the labels of values this worker has not seen yet, and every
         ``labels.SYNC_S`` refresh the values in use, retry the folded ones and reload the
         budget (one Redis call each)."""
-        assert self.store is not None
         unknown = budget.unknown(values)
         sync = budget.due()
         if not unknown and not sync:
             return
-        asked = unknown | budget.sync_values() if sync else unknown
+        await self._ask(
+            dimension, budget, unknown | budget.sync_values() if sync else unknown, replace=sync
+        )
+
+    async def _ask(
+        self, dimension: str, budget: LabelBudget, values: set[str], *, replace: bool
+    ) -> None:
+        """One admission call for ``values``, its result learned (``replace``: a sync, the
+        whole admitted set comes back), and a line when slots were freed or the budget
+        filled up."""
+        assert self.store is not None
         result = await self.store.admit(
             dimension,
-            asked,
+            values,
             max_values=budget.max_values,
             now_ms=self.clock_ms(),
             idle_ms=self.settings.label_idle_days * 86_400_000,
         )
         was_full = budget.full
-        budget.learn(result.members, full=len(result.members) >= budget.max_values, replace=sync)
+        budget.learn(result.members, full=len(result.members) >= budget.max_values, replace=replace)
         if result.freed:
             log.info(
                 "labels of %s: %d values unseen for %d days gave up their slots",

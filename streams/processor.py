@@ -49,7 +49,7 @@ from streams.sessionizer import (
     encode_sessions,
 )
 from streams.visitors import Visitor, VisitorBook
-from streams.watermarked import WatermarkedProcessor, conflicting
+from streams.watermarked import WatermarkedProcessor
 
 #: Revenue is summed as integer millionths of the currency unit: exact, unlike floats.
 MICROS = 1_000_000
@@ -138,10 +138,9 @@ class PartitionProcessor(WatermarkedProcessor):
             content = fingerprint(event)
             found = sessionizer.find(key, ts, event.event_id)
             if isinstance(found, Duplicate):
-                if found.fingerprint == content:
-                    totals[F.DUPLICATE] += 1
-                else:
-                    self.rejected(delta, index, conflicting(event.event_id))
+                self.repeated(
+                    delta, index, event.event_id, same_content=found.fingerprint == content
+                )
                 continue
             if ts > watermark:
                 watermark = ts if ts <= now_ms else max(watermark, now_ms)

@@ -31,12 +31,17 @@ def owner(key: str, partitions: int) -> int:
     return zlib.crc32(key.encode()) % partitions
 
 
+def ownership_key(scope: str, ident: str) -> str:
+    """``site`` and ``visitor_id``, or ``network`` and ``account``, as one key."""
+    return f"{scope}{US}{ident}"
+
+
 def clickstream_key(event: Any) -> str:
-    return f"{event.site}{US}{event.visitor_id}"
+    return ownership_key(event.site, event.visitor_id)
 
 
 def social_key(event: Any) -> str:
-    return f"{event.network}{US}{event.account}"
+    return ownership_key(event.network, event.account)
 
 
 class Rerouted:

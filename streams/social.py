@@ -38,7 +38,7 @@ from streams.delta import BatchDelta
 from streams.labels import OTHER, LabelBudget
 from streams.logic import PartitionLogic
 from streams.routing import Rerouted, social_key
-from streams.watermarked import WatermarkedProcessor, conflicting
+from streams.watermarked import WatermarkedProcessor
 
 AccountKey = tuple[str, str]  # (network, account)
 
@@ -112,10 +112,7 @@ class SocialProcessor(WatermarkedProcessor):
             content = fingerprint(event)
             seen = account.recent_ids.get(event.event_id)
             if seen is not None:
-                if seen[1] == content:
-                    totals[F.DUPLICATE] += 1
-                else:
-                    self.rejected(delta, index, conflicting(event.event_id))
+                self.repeated(delta, index, event.event_id, same_content=seen[1] == content)
                 continue
             account.recent_ids[event.event_id] = (ts, content)
             if ts > watermark:

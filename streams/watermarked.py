@@ -44,8 +44,13 @@ class WatermarkedProcessor:
         return True
 
     @staticmethod
-    def rejected(delta: BatchDelta, index: int, rejection: Rejection) -> None:
-        """An event the processor itself rejects: counted, and dead-lettered by the caller."""
+    def repeated(delta: BatchDelta, index: int, event_id: str, *, same_content: bool) -> None:
+        """An event whose ``event_id`` was counted before: a retry with the same content
+        counts as a duplicate; other content is rejected (dead-lettered by the caller)."""
+        if same_content:
+            delta.totals[F.DUPLICATE] += 1
+            return
+        rejection = conflicting(event_id)
         delta.totals[F.field(F.REJECTED, rejection.reason)] += 1
         delta.rejections.append((index, rejection))
 

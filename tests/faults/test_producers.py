@@ -17,7 +17,7 @@ from kpistream.runtime import ensure_topics, spawn, stop
 from kpistream.settings import Settings
 from sinks import fields as F
 from sinks.window_store import PartitionKeys
-from streams.routing import owner
+from streams.routing import owner, ownership_key
 from tests.conftest import start_streams
 from tests.faults import oracle
 from tests.faults.common import LINES, WORKER, now_ms, settings_for, website_only, worker_env
@@ -91,7 +91,8 @@ def closers(settings: Settings, ts_ms: int) -> list[bytes]:
     while len(out) < settings.partitions:
         event = {"event_id": f"c{i}", "type": "page_view", "ts": ts_ms, "site": "later"}
         event.update(visitor_id=f"c{i}", path="/")
-        out.setdefault(owner(f"later\x1fc{i}", settings.partitions), json.dumps(event).encode())
+        target = owner(ownership_key("later", f"c{i}"), settings.partitions)
+        out.setdefault(target, json.dumps(event).encode())
         i += 1
     return list(out.values())
 
