@@ -6,7 +6,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test lint typecheck unit bench schemas docs deploy clean
+
+.PHONY: venv shop-deps demo test lint typecheck unit bench schemas docs deploy clean
 
 venv: $(STAMP)
 
@@ -16,16 +17,26 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	@touch $(STAMP)
 
-demo: venv
+# The official Plausible and Snowplow trackers for the demo shop and the browser tests, at
+# the versions pinned in collector/shop/package-lock.json (skipped without npm).
+SHOP_MODULES := collector/shop/node_modules/.package-lock.json
+
+shop-deps: $(SHOP_MODULES)
+
+$(SHOP_MODULES): collector/shop/package-lock.json
+	@if command -v npm >/dev/null 2>&1; then npm ci --silent --no-audit --no-fund --prefix collector/shop; \
+	else echo "npm not found: the demo shop serves kpistream.js only"; fi
+
+demo: venv shop-deps
 	$(BIN)/kpistream demo $(DEMO_ARGS)
 
 lint: venv
-	$(BIN)/ruff check schemas streams sinks kpistream tests bench
+	$(BIN)/ruff check schemas streams sinks kpistream collector tests bench
 
 typecheck: venv
 	$(BIN)/mypy
 
-test: lint typecheck
+test: lint typecheck shop-deps
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 unit: venv

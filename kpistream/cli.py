@@ -183,6 +183,59 @@ def cmd_labels(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- collector and forget ---------------------------------------------------------------------
+
+
+def cmd_collector(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    if args.port:
+        settings = msgspec.structs.replace(settings, collector_port=args.port)
+    _wait_for_servers(settings)
+    import uvicorn
+
+    from collector.app import create_app
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    # No access log: it would write each visitor's IP address.
+    uvicorn.run(
+        create_app(settings),
+        host=args.host,
+        port=settings.collector_port,
+        access_log=False,
+        proxy_headers=False,  # X-Forwarded-For is believed only from configured proxies
+        server_header=False,
+        log_level="warning",
+        http="httptools",
+        loop="uvloop",
+    )
+    return 0
+
+
+def cmd_forget(args: argparse.Namespace) -> int:
+    from kpistream.forget import forget, stored_id
+
+    settings = _discovered(args)
+    try:
+        visitor = stored_id(settings, args.site, args.visitor)
+    except ValueError as exc:
+        raise runtime.UserError(str(exc)) from None
+    asyncio.run(runtime.ensure_topics(settings))
+    result = asyncio.run(forget(settings, args.site, visitor, wait_s=args.wait))
+    where = f"partition {result.partition}, offset {result.offset}"
+    if not result.applied:
+        console.print(
+            f"queued ({where}): no worker carried it out within {args.wait:g}s; it will be "
+            "when the partition's worker reaches it",
+            markup=False,
+        )
+        return 1
+    if result.sessions_left or result.record_left:  # a new event of the visitor since
+        console.print(f"erased ({where}); the visitor was seen again since", markup=False)
+        return 0
+    console.print(f"erased ({where}): no session or record of the visitor remains", markup=False)
+    return 0
+
+
 # -- up and demo ----------------------------------------------------------------------------
 
 
@@ -357,6 +410,13 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, help="port (env KPISTREAM_METRICS_PORT, default 9464)")
     p = command("produce", cmd_produce, "send events from a JSON-lines file to their topics")
     p.add_argument("file")
+    p = command("collector", cmd_collector, "serve the HTTP collector (trackers -> Kafka)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, help="port (env KPISTREAM_COLLECTOR_PORT, default 8787)")
+    p = command("forget", cmd_forget, "erase a customer-zone visitor's state (idempotent)")
+    p.add_argument("--site", required=True)
+    p.add_argument("--visitor", required=True, help="the id the site sent (or the stored c-...)")
+    p.add_argument("--wait", type=float, default=60.0, help="seconds to wait for a worker")
     p = command("labels", cmd_labels, "show the label budgets, or reset one")
     p.add_argument("action", nargs="?", choices=["show", "reset"], default="show")
     p.add_argument("dimension", nargs="?", help="with reset: the dimension (site, campaign ...)")

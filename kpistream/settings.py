@@ -13,10 +13,10 @@ from typing import Any
 
 import msgspec
 
-from schemas.events import CLICKSTREAM_TYPES, type_name
+from schemas.events import ACTIVITY_TYPES, type_name
 from sinks.buckets import parse_window
 
-CLICKSTREAM_TYPE_NAMES = frozenset(type_name(t) for t in CLICKSTREAM_TYPES)
+CLICKSTREAM_TYPE_NAMES = frozenset(type_name(t) for t in ACTIVITY_TYPES)
 
 
 class SettingsError(ValueError):
@@ -67,6 +67,18 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     deadletter_redact_keys: str = "ip,email,name,phone,address"
     deadletter_redact_values: bool = True
     deadletter_retention_days: int = 7
+    collector_port: int = 8787
+    collector_origins: str = ""
+    collector_write_keys: str = ""
+    collector_max_events: int = 100
+    collector_queue: int = 10000
+    collector_ack_timeout_s: float = 5.0
+    collector_rate: float = 20.0
+    collector_burst: int = 60
+    collector_max_events_per_minute: int = 300
+    collector_trusted_proxies: str = ""
+    collector_allow_headless: bool = False
+    id_secret: str = ""
 
     def __post_init__(self) -> None:
         protocols = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
@@ -115,6 +127,12 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
             "visitor_retention_days",
             "visitor_cache",
             "deadletter_retention_days",
+            "collector_max_events",
+            "collector_queue",
+            "collector_ack_timeout_s",
+            "collector_rate",
+            "collector_burst",
+            "collector_max_events_per_minute",
         ):
             if getattr(self, name) <= 0:
                 raise SettingsError(f"{env_name(name)} must be positive, got {getattr(self, name)}")
@@ -130,6 +148,24 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
             self.window_minutes()
         except ValueError as exc:
             raise SettingsError(f"{env_name('windows')}: {exc}") from None
+        if self.id_secret and len(self.id_secret.encode()) < 16:
+            raise SettingsError(
+                f"{env_name('id_secret')}: at least 16 bytes (e.g. `openssl rand -hex 32`)"
+            )
+        for name in ("collector_origins", "collector_write_keys"):
+            try:
+                _site_map(getattr(self, name))
+            except ValueError as exc:
+                raise SettingsError(f"{env_name(name)}: {exc}") from None
+
+    @property
+    def site_origins(self) -> dict[str, list[str]]:
+        """Extra origins allowed to send each site's events (besides the site's own host)."""
+        return {site: value.split() for site, value in _site_map(self.collector_origins).items()}
+
+    @property
+    def write_keys(self) -> dict[str, str]:
+        return _site_map(self.collector_write_keys)
 
     def window_minutes(self) -> dict[str, int]:
         names = [w.strip() for w in self.windows.split(",") if w.strip()]
@@ -233,6 +269,23 @@ HELP: dict[str, str] = {
     "(client_ip, userEmail, first_name ...)",
     "deadletter_redact_values": "dead letters lose e-mail and IP addresses found in any value",
     "deadletter_retention_days": "retention of the dead-letter topic when kpistream creates it",
+    "collector_port": "port of `kpistream collector` (HTTP: trackers, /healthz, /metrics)",
+    "collector_origins": "origins allowed per site besides the site's own host and subdomains: "
+    "`site=https://a.example https://b.example;site2=...`",
+    "collector_write_keys": "per-site keys for server-side senders (`site=key;site2=key`); "
+    "a site with a key accepts requests without an Origin only with it (never logged)",
+    "collector_max_events": "most events in one request",
+    "collector_queue": "events the collector holds until Kafka acknowledges them; beyond, 503",
+    "collector_ack_timeout_s": "how long a request waits for Kafka's acknowledgement before 503",
+    "collector_rate": "requests per second per client (token bucket)",
+    "collector_burst": "burst size of a client's token bucket",
+    "collector_max_events_per_minute": "events per visitor and minute beyond which the rest "
+    "are dropped as `bot_behaviour`",
+    "collector_trusted_proxies": "addresses/networks whose X-Forwarded-For is believed "
+    "(comma-separated CIDR); empty: none",
+    "collector_allow_headless": "count headless browsers (HeadlessChrome) as people: for tests",
+    "id_secret": "key of the customer zone's keyed hashes (16+ bytes); empty: consented ids "
+    "are refused. `up`/`demo` make one per run",
 }
 
 
@@ -261,6 +314,19 @@ def update_readme(path: str = "README.md") -> None:
         text = text[:start] + table + text[end:]
     with open(path, "w") as handle:
         handle.write(text)
+
+
+def _site_map(text: str) -> dict[str, str]:
+    """``site=value;site2=value`` as a dict."""
+    out: dict[str, str] = {}
+    for part in text.split(";"):
+        if not part.strip():
+            continue
+        site, sep, value = part.partition("=")
+        if not sep or not site.strip() or not value.strip():
+            raise ValueError(f"expected `site=value;...`, got {part.strip()!r}")
+        out[site.strip()] = value.strip()
+    return out
 
 
 def env_name(name: str) -> str:

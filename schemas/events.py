@@ -111,8 +111,32 @@ class SurveyResponse(ClickstreamEvent, tag="survey_response", frozen=True):
             )
 
 
+class Engagement(ClickstreamEvent, tag="engagement", frozen=True):
+    """The page is still being looked at (a Plausible engagement event, a Snowplow page
+    ping, kpistream.js when the page is hidden): it extends the session's duration, which
+    decides engaged sessions and time on site, and is not an interaction."""
+
+    engaged_ms: Annotated[int, msgspec.Meta(ge=0, le=86_400_000)] | None = None
+    scroll_depth: Annotated[int, msgspec.Meta(ge=0, le=100)] | None = None
+
+
+class Forget(ClickstreamEvent, tag="forget", frozen=True):
+    """Erase one visitor (``kpistream forget``): the partition that owns the visitor drops
+    its open sessions (ending them first, so aggregates stay whole), their dedupe ids and its
+    visitor record, in the same atomic step as the offset. Counts nothing itself."""
+
+
 Clickstream = (
-    PageView | Click | Impression | AddToCart | CheckoutStart | Purchase | Lead | SurveyResponse
+    PageView
+    | Click
+    | Impression
+    | AddToCart
+    | CheckoutStart
+    | Purchase
+    | Lead
+    | SurveyResponse
+    | Engagement
+    | Forget
 )
 CLICKSTREAM_TYPES: tuple[type[ClickstreamEvent], ...] = (
     PageView,
@@ -123,7 +147,11 @@ CLICKSTREAM_TYPES: tuple[type[ClickstreamEvent], ...] = (
     Purchase,
     Lead,
     SurveyResponse,
+    Engagement,
+    Forget,
 )
+#: What a visitor does (everything but the erasure command): conversion goals are these.
+ACTIVITY_TYPES: tuple[type[ClickstreamEvent], ...] = CLICKSTREAM_TYPES[:-1]
 
 #: Events that show the visitor did something beyond viewing one page (KPIS.md "interaction").
 INTERACTION_TYPES: tuple[type[ClickstreamEvent], ...] = (

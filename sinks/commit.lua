@@ -8,7 +8,7 @@
 --       then: n_totals, n x (field, delta); then: n_gauges, n x (field, value);
 --       then per bucket: ttl s, n_fields, n x (field, delta);
 --       then per HyperLogLog: ttl s, n_members, members;
---       then per visitor key: value;
+--       then per visitor key: value ('' deletes it: the visitor was erased);
 --       then: n_set, n x (session field, value); then: n_del, n x session field.
 -- Returns {1} on success, {-1, stored epoch} when fenced, {-2, stored offset} on offset
 -- mismatch, {-3, ''} when the partition has no epoch (Redis lost its data), {-4, stored
@@ -53,7 +53,12 @@ for _ = 1, n_hlls do
   redis.call('EXPIRE', KEYS[k], ttl); k = k + 1
 end
 for _ = 1, n_visitors do
-  redis.call('SET', KEYS[k], ARGV[i], 'EX', ARGV[6]); i = i + 1; k = k + 1
+  if ARGV[i] == '' then
+    redis.call('DEL', KEYS[k])
+  else
+    redis.call('SET', KEYS[k], ARGV[i], 'EX', ARGV[6])
+  end
+  i = i + 1; k = k + 1
 end
 n = tonumber(ARGV[i]); i = i + 1
 for _ = 1, n do

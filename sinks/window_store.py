@@ -346,7 +346,10 @@ class WindowStore:
             _pairs(args, by_key[key])
         for members in hlls.values():
             args += (self.bucket_ttl_s, len(members), *members)
-        args += (encode_visitor(delta.visitors[v]) for v in visitor_keys)
+        args += (
+            b"" if (visitor := delta.visitors[v]) is None else encode_visitor(visitor)
+            for v in visitor_keys
+        )
         args.append(len(delta.state_set))
         for state_key, encoded in delta.state_set.items():
             args += (state_key, encoded)

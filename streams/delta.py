@@ -22,7 +22,7 @@ class BatchDelta:
     #: fields to delete, written in the same atomic step
     state_set: dict[bytes, bytes] = field(default_factory=dict)
     state_del: set[bytes] = field(default_factory=set)
-    visitors: dict[VisitorKey, Visitor] = field(default_factory=dict)
+    visitors: dict[VisitorKey, Visitor | None] = field(default_factory=dict)  # None: erase
     #: current values that can go down (an account's followers), replaced, not added
     gauges: dict[str, int] = field(default_factory=dict)
     watermark_ms: int = 0

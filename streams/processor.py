@@ -24,6 +24,7 @@ from schemas.events import (
     AddToCart,
     CheckoutStart,
     ClickstreamEvent,
+    Forget,
     Impression,
     ItemEvent,
     Lead,
@@ -130,7 +131,13 @@ class PartitionProcessor(WatermarkedProcessor):
         totals = delta.totals
         sessionizer = self.sessionizer
         watermark = self.watermark_ms
+        erased: list[tuple[SessionKey, Session]] = []
         for index, event in enumerate(decoded):
+            if isinstance(event, Forget):  # never late: an erasure is always carried out
+                totals[F.PROCESSED] += 1
+                erased += self.sessionizer.remove_visitor(event.site, event.visitor_id)
+                self.visitors.erase((event.site, event.visitor_id))
+                continue
             if not self.screen(event, watermark, totals):
                 continue
             ts = event.ts
@@ -157,7 +164,15 @@ class PartitionProcessor(WatermarkedProcessor):
             self._event_counters(delta, site, event)
             self._visitor_event(delta, site, event)
         self.watermark_ms = watermark
+        # A key the batch used again after the erasure is stored afresh; the others go.
+        gone = {key for key, _ in erased if key not in self.sessionizer.sessions}
+        touched.difference_update(gone)
         self._settle(delta, touched)
+        delta.state_del.update(encode_key(key) for key in gone)
+        gap = self.sessionizer.session_gap_ms
+        for key, session in erased:  # ended now, so that the aggregates stay whole
+            end = max(session.last_ms, min(session.last_ms + gap, self.watermark_ms))
+            self._end(delta, self.dims.site.label(key[0]), session, minute_of(end))
         delta.visitors = self.visitors.take_dirty()
         return delta
 

@@ -138,6 +138,12 @@ class Sessionizer:
             if len(candidates) > 1:
                 candidates.sort(key=lambda s: s.start_ms)
 
+    def remove_visitor(self, site: str, visitor_id: str) -> list[tuple[SessionKey, Session]]:
+        """Drop every open session of one visitor (erasure); their expiry entries go stale
+        and are skipped by :meth:`evict`."""
+        keys = [k for k in self.sessions if k[0] == site and k[1] == visitor_id]
+        return [(key, s) for key in keys for s in self.sessions.pop(key)]
+
     def evict(
         self, horizon_ms: int
     ) -> tuple[list[SessionKey], list[SessionKey], list[tuple[SessionKey, Session]]]:

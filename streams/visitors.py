@@ -76,13 +76,15 @@ class VisitorBook:
         self.known[key] = visitor
         self.dirty.add(key)
 
-    def take_dirty(self) -> dict[VisitorKey, Visitor]:
-        out = {}
-        for key in self.dirty:
-            visitor = self.known[key]
-            assert visitor is not None
-            out[key] = visitor
-        return out
+    def erase(self, key: VisitorKey) -> None:
+        """Forget a visitor: deleted from Redis with the batch, and new if seen again."""
+        self.known.pop(key, None)
+        self.known[key] = None
+        self.dirty.add(key)
+
+    def take_dirty(self) -> dict[VisitorKey, Visitor | None]:
+        """Visitors to write with the batch; None: delete (erased)."""
+        return {key: self.known[key] for key in self.dirty}
 
     def compact(self) -> None:
         """Drop the cache after a flood (its entries are the flood's visitors, scattered

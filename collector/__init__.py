@@ -1,0 +1,1 @@
+"""The HTTP edge: trackers in, events to Kafka, privacy at the door."""

@@ -1,0 +1,109 @@
+"""Who may send: bots, per-client rate limits, each site's origins and write keys."""
+
+from __future__ import annotations
+
+import hmac
+import time
+from collections.abc import Mapping
+from functools import lru_cache
+from urllib.parse import urlsplit
+
+from crawlerdetect import CrawlerDetect
+
+_detector = CrawlerDetect()
+
+
+@lru_cache(maxsize=20_000)
+def _crawler(user_agent: str) -> bool:
+    return bool(_detector.isCrawler(user_agent))
+
+
+def bot_reason(user_agent: str, *, allow_headless: bool) -> str | None:
+    """``bot`` for crawlers, scripts and headless browsers (crawlerdetect's maintained list,
+    verdicts cached per user agent); ``no_user_agent`` without one; else None."""
+    if not user_agent.strip():
+        return "no_user_agent"
+    if allow_headless and "HeadlessChrome" in user_agent:
+        user_agent = user_agent.replace("HeadlessChrome", "Chrome")
+    return "bot" if _crawler(user_agent) else None
+
+
+class TokenBuckets:
+    """One token bucket per client (refill ``rate``/s up to ``burst``), at most ``max_clients``
+    remembered (the least recently seen go first)."""
+
+    def __init__(self, rate: float, burst: int, *, max_clients: int = 100_000) -> None:
+        self.rate = rate
+        self.burst = float(burst)
+        self.max_clients = max_clients
+        self._buckets: dict[bytes, tuple[float, float]] = {}  # client -> (tokens, at)
+
+    def take(self, client: bytes, now: float | None = None) -> float:
+        """0.0 when the request may go; else the seconds until a token is there."""
+        now = time.monotonic() if now is None else now
+        tokens, at = self._buckets.pop(client, (self.burst, now))
+        tokens = min(self.burst, tokens + (now - at) * self.rate)
+        wait = 0.0
+        if tokens >= 1.0:
+            tokens -= 1.0
+        else:
+            wait = (1.0 - tokens) / self.rate
+        self._buckets[client] = (tokens, now)
+        if len(self._buckets) > self.max_clients:
+            del self._buckets[next(iter(self._buckets))]
+        return wait
+
+
+class VisitorPace:
+    """Events per visitor in the current minute: beyond ``limit`` a visitor behaves like a
+    bot (no person views 300 pages a minute), and the rest of its minute is dropped."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._minute = -1
+        self._counts: dict[str, int] = {}
+
+    def too_fast(self, visitor_id: str, now: float | None = None) -> bool:
+        minute = int((time.time() if now is None else now) // 60)
+        if minute != self._minute:
+            self._minute, self._counts = minute, {}
+        n = self._counts.get(visitor_id, 0) + 1
+        self._counts[visitor_id] = n
+        return n > self.limit
+
+
+def origin_host(origin: str) -> str | None:
+    try:
+        return urlsplit(origin).hostname
+    except ValueError:
+        return None
+
+
+class Sites:
+    """Which origins may send a site's events, and which write key a site wants."""
+
+    def __init__(self, origins: Mapping[str, list[str]], write_keys: Mapping[str, str]) -> None:
+        self.origins = {site: {o.rstrip("/") for o in allowed} for site, allowed in origins.items()}
+        self.write_keys = dict(write_keys)
+
+    def origin_allowed(self, site: str, origin: str) -> bool:
+        """The site's own host or a subdomain of it, or an origin configured for the site."""
+        if origin.rstrip("/") in self.origins.get(site, ()):
+            return True
+        host = origin_host(origin)
+        return host is not None and (host == site or host.endswith("." + site))
+
+    def any_origin_allowed(self, origin: str) -> bool:
+        """For a preflight, which names no site yet: could this origin send for some site?
+        With no configured origins every origin may ask; each event is checked later."""
+        if not self.origins:
+            return True
+        host = origin_host(origin) or ""
+        return any(
+            origin.rstrip("/") in allowed or host == site or host.endswith("." + site)
+            for site, allowed in self.origins.items()
+        )
+
+    def key_matches(self, site: str, key: str | None) -> bool:
+        expected = self.write_keys.get(site)
+        return expected is not None and key is not None and hmac.compare_digest(expected, key)

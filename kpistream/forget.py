@@ -1,0 +1,87 @@
+"""``kpistream forget``: erase one customer-zone visitor everywhere its state lives.
+
+The erasure travels as a ``forget`` event to the partition that owns the visitor, so it is
+carried out in order with that visitor's events by the one worker that holds them: its open
+sessions (with their dedupe ids) are ended and deleted and its visitor record is deleted, in
+memory and in Redis, in the same atomic step as the partition's offset. Replaying the topic
+replays the erasure too. Aggregates (counters, HyperLogLogs) hold no personal data and stay.
+Running it again finds nothing and changes nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from dataclasses import dataclass
+
+import msgspec
+import redis.asyncio as aioredis
+from aiokafka import AIOKafkaProducer
+
+from collector.privacy import customer_id
+from kpistream.connections import kafka_options
+from kpistream.settings import Settings
+from sinks.window_store import PartitionKeys
+from streams.routing import owner, ownership_key
+from streams.sessionizer import decode_key
+
+
+@dataclass
+class Erasure:
+    partition: int
+    offset: int
+    applied: bool
+    sessions_left: int
+    record_left: bool
+
+
+def stored_id(settings: Settings, site: str, visitor: str) -> str:
+    """The id the pipeline holds for a customer-zone visitor (``c-...`` is taken as is)."""
+    if visitor.startswith("c-"):
+        return visitor
+    if not settings.id_secret:
+        raise ValueError(
+            "KPISTREAM_ID_SECRET is needed to find a customer-zone visitor by its own id "
+            "(or pass the stored id, c-...)"
+        )
+    return customer_id(settings.id_secret, site, visitor)
+
+
+async def forget(settings: Settings, site: str, visitor_id: str, *, wait_s: float) -> Erasure:
+    now_ms = int(time.time() * 1000)
+    event = {"type": "forget", "event_id": uuid.uuid4().hex, "ts": now_ms, "site": site,
+             "visitor_id": visitor_id}
+    producer = AIOKafkaProducer(**kafka_options(settings), acks="all")
+    await producer.start()
+    try:
+        topic = settings.clickstream_topic
+        n = len(await producer.partitions_for(topic))
+        partition = owner(ownership_key(site, visitor_id), n)
+        meta = await producer.send_and_wait(
+            topic, msgspec.json.encode(event), key=visitor_id.encode(), partition=partition
+        )
+    finally:
+        await producer.stop()
+    keys = PartitionKeys(settings.redis_prefix, settings.clickstream_topic, partition)
+    client = aioredis.Redis.from_url(settings.redis)
+    try:
+        deadline = time.monotonic() + wait_s
+        applied = False
+        while True:
+            stored = await client.hget(keys.key("meta"), "offset")
+            if stored is not None and int(stored) > meta.offset:
+                applied = True
+                break
+            if time.monotonic() >= deadline:
+                break
+            await asyncio.sleep(0.2)
+        left = [
+            k
+            for k in await client.hkeys(keys.key("sessions"))
+            if decode_key(k if isinstance(k, bytes) else k.encode())[:2] == (site, visitor_id)
+        ]
+        record = bool(await client.exists(keys.visitor((site, visitor_id))))
+    finally:
+        await client.aclose()
+    return Erasure(partition, meta.offset, applied, len(left), record)
