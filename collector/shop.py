@@ -62,12 +62,12 @@ PAGES: dict[str, tuple[str, str]] = {
     ),
 }
 
-_OURS = """<script>window.spaView = function () {};
-window.shopTrack = function (name, p) {
+_OURS = """<script>window.spaView = function () {{}};
+window.shopTrack = function (name, p) {{
   if (name == 'click' || name == 'impression') return; // data-kpi-impression does it
   if (name == 'checkout') name = 'checkout_start';
   kpi(name, p);
-};</script>
+}};</script>
 <script defer src="{collector}/kpistream.js"></script>"""
 
 _PLAUSIBLE = """<script type="module">
@@ -106,11 +106,13 @@ window.shopTrack = function (name, p) {{
     action: 'add_to_cart', label: p.item_id, property: p.currency, value: p.value}});
   else sp.trackStructEvent({{category: 'shop', action: name}});
 }};
-var banner = document.getElementById('banner');
-if (banner) new IntersectionObserver(function (es, o) {{
-  if (es[0].isIntersecting) {{ o.disconnect(); sp.trackStructEvent({{category: 'banner',
-    action: 'impression', label: 'spring-sale', property: 'spring'}}); }}
-}}, {{threshold: 0.5}}).observe(banner);
+document.addEventListener('DOMContentLoaded', function () {{
+  var banner = document.getElementById('banner');
+  if (banner) new IntersectionObserver(function (es, o) {{
+    if (es[0].isIntersecting) {{ o.disconnect(); sp.trackStructEvent({{category: 'banner',
+      action: 'impression', label: 'spring-sale', property: 'spring'}}); }}
+  }}, {{threshold: 0.5}}).observe(banner);
+}});
 </script>"""
 
 

@@ -38,7 +38,7 @@ def _examples(heading: str) -> list[bytes]:
 @pytest.mark.parametrize(
     ("heading", "union", "count"),
     [
-        ("Clickstream types", Clickstream, 8),
+        ("Clickstream types", Clickstream, 10),
         ("Social types", Social, 7),
     ],
 )
