@@ -6,6 +6,7 @@ COPY kpistream ./kpistream
 COPY schemas ./schemas
 COPY streams ./streams
 COPY sinks ./sinks
+COPY collector ./collector
 RUN pip install --no-cache-dir . && useradd --system --uid 10001 kpistream
 USER kpistream
 ENTRYPOINT ["kpistream"]

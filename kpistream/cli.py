@@ -8,6 +8,7 @@ import contextlib
 import functools
 import logging
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -211,6 +212,16 @@ def cmd_collector(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_shop(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from collector.shop import create_shop
+
+    uvicorn.run(create_shop(args.collector), host=args.host, port=args.port,
+                access_log=False, log_level="warning")
+    return 0
+
+
 def cmd_forget(args: argparse.Namespace) -> int:
     from kpistream.forget import forget, stored_id
 
@@ -264,8 +275,11 @@ DEMO_DEFAULTS = {"session_gap_s": "60", "allowed_lateness_s": "15"}
 
 
 @contextlib.contextmanager
-def stack(args: argparse.Namespace, defaults: dict[str, str] | None = None) -> Iterator[Stack]:
-    """Embedded broker/Redis unless configured, plus worker and exporter children."""
+def stack(
+    args: argparse.Namespace, defaults: dict[str, str] | None = None, *, shop: bool = False
+) -> Iterator[Stack]:
+    """Embedded broker/Redis unless configured, plus worker, exporter and collector children
+    (and the demo shop with ``shop``)."""
     defaults = {k: v for k, v in (defaults or {}).items() if not os.environ.get(env_name(k))}
     for name, value in defaults.items():
         console.print(f"[dim]demo: {env_name(name)}={value} (set it to override)[/]")
@@ -287,11 +301,14 @@ def stack(args: argparse.Namespace, defaults: dict[str, str] | None = None) -> I
         settings = msgspec.structs.replace(settings, **overrides)
         runtime.check_redis(settings.redis)
         asyncio.run(runtime.ensure_topics(settings))
+        if not settings.id_secret:  # the customer zone's key, for this run only
+            settings = msgspec.structs.replace(settings, id_secret=secrets.token_hex(32))
         env = {
             **os.environ,
             **{env_name(k): v for k, v in defaults.items()},
             env_name("kafka"): settings.kafka,
             env_name("redis"): settings.redis,
+            env_name("id_secret"): settings.id_secret,
         }
         port = args.metrics_port or runtime.free_port()
         base = [sys.executable, "-m", "kpistream"]
@@ -301,8 +318,27 @@ def stack(args: argparse.Namespace, defaults: dict[str, str] | None = None) -> I
             [*base, "exporter", "--port", str(port)], log_path=workdir / "exporter.log", env=env
         )
         stops.append(functools.partial(runtime.stop, exporter))
-        # Print the /metrics URL only once it answers.
+        collector_port = runtime.free_port()
+        collector = runtime.spawn(
+            [*base, "collector", "--port", str(collector_port)],
+            log_path=workdir / "collector.log",
+            env=env,
+        )
+        stops.append(functools.partial(runtime.stop, collector))
+        watched = {"worker": worker, "exporter": exporter, "collector": collector}
+        if shop:
+            shop_port = runtime.free_port()
+            shop_child = runtime.spawn(
+                [*base, "shop", "--port", str(shop_port),
+                 "--collector", f"http://127.0.0.1:{collector_port}"],
+                log_path=workdir / "shop.log",
+                env=env,
+            )
+            stops.append(functools.partial(runtime.stop, shop_child))
+            watched["shop"] = shop_child
+        # Print the URLs only once they answer.
         runtime.wait_port(port, exporter, "exporter", workdir / "exporter.log")
+        runtime.wait_port(collector_port, collector, "collector", workdir / "collector.log")
         info = runtime.StackInfo(
             os.getpid(),
             settings.kafka,
@@ -313,9 +349,16 @@ def stack(args: argparse.Namespace, defaults: dict[str, str] | None = None) -> I
         console.print(f"[bold]kafka[/]    {info.kafka}")
         console.print(f"[bold]redis[/]    {info.redis}")
         console.print(f"[bold]metrics[/]  {info.metrics_url}")
+        console.print(f"[bold]collector[/] http://127.0.0.1:{collector_port} (kpistream.js, "
+                      "/v1/events, /api/event, Snowplow tp2)")
+        if shop:
+            runtime.wait_port(shop_port, watched["shop"], "shop", workdir / "shop.log")
+            console.print(f"[bold]shop[/]     http://localhost:{shop_port}/ (kpistream.js), "
+                          f"http://plausible.localhost:{shop_port}/, "
+                          f"http://snowplow.localhost:{shop_port}/")
         console.print(f"[dim]logs     {workdir}[/]")
         running = Stack(settings, info, workdir)
-        running.watched = {"worker": worker, "exporter": exporter}
+        running.watched = watched
         with runtime.published(info):
             yield running
     finally:
@@ -341,7 +384,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from kpistream.produce import produce
     from sinks.window_store import WindowReader
 
-    with stack(args, DEMO_DEFAULTS) as running:
+    with stack(args, DEMO_DEFAULTS, shop=True) as running:
         import redis
 
         settings = running.settings
@@ -413,6 +456,10 @@ def parser() -> argparse.ArgumentParser:
     p = command("collector", cmd_collector, "serve the HTTP collector (trackers -> Kafka)")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, help="port (env KPISTREAM_COLLECTOR_PORT, default 8787)")
+    p = command("shop", cmd_shop, "serve the demo shop, instrumented (host picks the tracker)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8788)
+    p.add_argument("--collector", default="http://127.0.0.1:8787", help="the collector's URL")
     p = command("forget", cmd_forget, "erase a customer-zone visitor's state (idempotent)")
     p.add_argument("--site", required=True)
     p.add_argument("--visitor", required=True, help="the id the site sent (or the stored c-...)")

@@ -42,6 +42,7 @@ def test_compose_starts_in_dependency_order_with_healthchecks() -> None:
         "redis",
         "worker",
         "exporter",
+        "collector",
         "prometheus",
         "alertmanager",
         "grafana",
@@ -66,7 +67,9 @@ def test_compose_starts_in_dependency_order_with_healthchecks() -> None:
     )
     assert "--appendonly" in services["redis"]["command"]
     known = {env_name(name) for name in Settings.__struct_fields__}
-    for name in ("worker", "exporter"):
+    assert services["collector"]["depends_on"] == services["worker"]["depends_on"]
+    assert services["kafka"]["environment"]["KAFKA_LOG_RETENTION_HOURS"] == 168  # 7 days
+    for name in ("worker", "exporter", "collector"):
         assert set(services[name]["environment"]) <= known, name
         parser().parse_args(services[name]["command"])  # a real kpistream subcommand
 
