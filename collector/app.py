@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import logging
 import secrets
 import time
 import uuid
@@ -23,6 +24,7 @@ import msgspec
 import redis.asyncio as aioredis
 from aiokafka.errors import KafkaError
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from redis.exceptions import RedisError
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
@@ -53,6 +55,7 @@ GIF = (
 )
 ALLOWED_HEADERS = "content-type, sp-anonymous, x-kpistream-consent, x-kpistream-key, authorization"
 NOT_FROM_TRACKERS = frozenset({"forget"})
+log = logging.getLogger("kpistream.collector")
 
 
 class TooLarge(Exception):
@@ -101,7 +104,7 @@ class Collector:
             max_future_skew_ms=settings.max_future_skew_s * 1000,
             site_allowlist=settings.site_allowlist,
         )
-        self.sites = Sites(settings.site_origins, settings.write_keys)
+        self.sites = Sites(settings.site_origins, settings.write_keys, settings.site_allowlist)
         self.buckets = TokenBuckets(settings.collector_rate, settings.collector_burst)
         self.pace = VisitorPace(settings.collector_max_events_per_minute)
         self.address = ClientAddress(settings.collector_trusted_proxies.split(","))
@@ -248,6 +251,22 @@ class Collector:
         parse: Callable[[bytes, Client], list[P.Candidate] | P.Skip],
         answer: Callable[[Outcome], Response],
     ) -> Response:
+        """:meth:`serve`, with a JSON answer and one log line (no request data in it) for
+        any error of ours."""
+        try:
+            return await self.serve(request, protocol, parse, answer)
+        except Exception as exc:
+            log.error("collector: internal error on %s: %r", request.url.path, exc)
+            self.metrics.dropped.labels(protocol, "internal_error").inc()
+            return self._json({"error": "internal_error"}, 500)
+
+    async def serve(
+        self,
+        request: Request,
+        protocol: str,
+        parse: Callable[[bytes, Client], list[P.Candidate] | P.Skip],
+        answer: Callable[[Outcome], Response],
+    ) -> Response:
         """Read, rate-limit, parse, admit and send one request."""
         who = self.who(request)
         outcome = Outcome()
@@ -270,7 +289,12 @@ class Collector:
             self.metrics.dropped.labels(protocol, refused).inc(len(parsed))
             outcome.drop(refused, len(parsed))
             return answer(outcome)
-        events = await self.admit(protocol, parsed, who, outcome)
+        try:
+            events = await self.admit(protocol, parsed, who, outcome)
+        except RedisError as exc:  # today's salt cannot be read: the sender should retry
+            log.warning("collector: Redis unavailable for the salt: %s", type(exc).__name__)
+            self.metrics.dropped.labels(protocol, "redis_unavailable").inc(len(parsed))
+            return self._json({"error": "redis_unavailable"}, 503, retry_after=5)
         try:
             await self.sender.send(events)
         except Backlogged as exc:

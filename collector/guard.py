@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hmac
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from functools import lru_cache
 from urllib.parse import urlsplit
 
@@ -82,9 +82,16 @@ def origin_host(origin: str) -> str | None:
 class Sites:
     """Which origins may send a site's events, and which write key a site wants."""
 
-    def __init__(self, origins: Mapping[str, list[str]], write_keys: Mapping[str, str]) -> None:
+    def __init__(
+        self,
+        origins: Mapping[str, list[str]],
+        write_keys: Mapping[str, str],
+        known: Iterable[str] = (),
+    ) -> None:
         self.origins = {site: {o.rstrip("/") for o in allowed} for site, allowed in origins.items()}
         self.write_keys = dict(write_keys)
+        #: the sites this deployment serves, when it says (KPISTREAM_SITES and the above)
+        self.known = set(known) | set(self.origins)
 
     def origin_allowed(self, site: str, origin: str) -> bool:
         """The site's own host or a subdomain of it, or an origin configured for the site."""
@@ -94,15 +101,12 @@ class Sites:
         return host is not None and (host == site or host.endswith("." + site))
 
     def any_origin_allowed(self, origin: str) -> bool:
-        """For a preflight, which names no site yet: could this origin send for some site?
-        With no configured origins every origin may ask; each event is checked later."""
-        if not self.origins:
+        """Could this origin send for some site? (A preflight names no site yet; each event
+        is checked against its own site later.) Without KPISTREAM_SITES or configured
+        origins, any origin may ask."""
+        if not self.known:
             return True
-        host = origin_host(origin) or ""
-        return any(
-            origin.rstrip("/") in allowed or host == site or host.endswith("." + site)
-            for site, allowed in self.origins.items()
-        )
+        return any(self.origin_allowed(site, origin) for site in self.known)
 
     def key_matches(self, site: str, key: str | None) -> bool:
         expected = self.write_keys.get(site)

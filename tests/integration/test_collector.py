@@ -312,3 +312,16 @@ async def test_salts_rotate_daily_and_expire(settings_factory: Any) -> None:
     assert tomorrow != today
     assert 0 < ttl <= SALT_LIFE_S and ttl > SALT_LIFE_S - 86_400 - 60
 
+
+
+async def test_redis_down_is_503_not_a_traceback(settings_factory: Any) -> None:
+    from kpistream.runtime import free_port
+
+    settings = _settings(settings_factory, redis=f"redis://127.0.0.1:{free_port()}/0")
+    async with running_collector(settings) as url, httpx.AsyncClient(base_url=url) as http:
+        response = await http.post("/v1/events", headers=_headers(),
+                                   content=json.dumps(_pv("/")))
+        metrics = (await http.get("/metrics")).text
+    assert response.status_code == 503 and response.json() == {"error": "redis_unavailable"}
+    assert response.headers["retry-after"] == "5"
+    assert 'reason="redis_unavailable"} 1.0' in metrics

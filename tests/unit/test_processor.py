@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from typing import TypeVar
 
 from schemas.decoder import Rejection
-from schemas.events import Click, ClickstreamEvent, Impression, PageView
+from schemas.events import Click, ClickstreamEvent, Forget, Impression, PageView
 from sinks import fields as F
 from streams.labels import Dimensions
 from streams.processor import PartitionProcessor
@@ -278,3 +278,41 @@ def test_rerouted_events_are_counted_once_as_rerouted() -> None:
 
     delta = processor().process([pv(T0), REROUTED, REROUTED], now_ms=NOW_MS)
     assert delta.totals[F.PROCESSED] == 1 and delta.totals[F.REROUTED] == 2
+
+
+def forget(ts: int, visitor: str = "v1") -> Forget:
+    global _n
+    _n += 1
+    return Forget(event_id=f"e{_n}", ts=ts, site="shop", visitor_id=visitor)
+
+
+def test_forget_ends_and_deletes_the_visitors_sessions_and_record() -> None:
+    p = processor()
+    run(p, [pv(T0), pv(T0 + MIN, visitor="v2")])
+    p.committed()
+    delta = p.process([forget(T0 + 2 * MIN)], now_ms=NOW_MS)
+    # v1's session ended (its aggregates stay whole) and is deleted; v2 is untouched.
+    assert delta.totals[F.field(F.ENDED, "shop")] == 1
+    # It ends at the stream's time (the watermark: v2's event), not a gap later.
+    assert delta.buckets[M0 + 1, F.field(F.ENDED, "shop")] == 1
+    assert {decode_key(k) for k in delta.state_del} == {("shop", "v1", "")}
+    assert delta.state_set == {}
+    assert delta.visitors == {("shop", "v1"): None}
+    assert [k[1] for k in p.sessionizer.sessions] == ["v2"]
+    # Seen again, the visitor is new and its new session is stored.
+    again = p.process([pv(T0 + 3 * MIN)], now_ms=NOW_MS)
+    assert again.totals[F.field(F.NEW_VISITORS, "shop")] == 1
+    assert {decode_key(k) for k in again.state_set} == {("shop", "v1", "")}
+    # A second forget finds a session again (the new one); a third finds nothing.
+    p.process([forget(T0 + 4 * MIN)], now_ms=NOW_MS)
+    third = p.process([forget(T0 + 5 * MIN)], now_ms=NOW_MS)
+    assert third.state_del == set() and F.field(F.ENDED, "shop") not in third.totals
+
+
+def test_an_event_after_forget_in_the_same_batch_is_kept() -> None:
+    p = processor()
+    delta = p.process([pv(T0), forget(T0 + MIN), pv(T0 + 2 * MIN)], now_ms=NOW_MS)
+    assert {decode_key(k) for k in delta.state_set} == {("shop", "v1", "")}
+    assert delta.state_del == set()
+    assert delta.totals[S] == 2  # the erased session and the new one
+    assert delta.visitors[("shop", "v1")] is not None
