@@ -20,6 +20,7 @@ from pathlib import Path
 import msgspec
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from bench import collector as collector_bench
 from bench import memory
 from kpistream import runtime
 from kpistream.produce import encode, produce, route
@@ -139,6 +140,7 @@ async def main(events: int, visitors: int) -> None:
         "all_misrouted = the same events, each produced to a partition that does not own it:\n"
         "the worker forwards every one to its owner and then counts the forwarded copies\n"
         "(events/s of the original events until both are done).\n\n" + used.markdown()
+        + "\n" + collector_bench.measure()
     )
     RESULTS.write_text(report)
     print(report)

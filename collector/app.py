@@ -11,10 +11,10 @@ from __future__ import annotations
 import gzip
 import hashlib
 import logging
+import os
 import secrets
 import time
-import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from importlib import resources
@@ -87,6 +87,7 @@ class Client:
     key: str | None
     consent: bool
     anonymous: bool
+    refusal: str | None = None  # gpc, dnt
 
 
 class Collector:
@@ -117,7 +118,7 @@ class Collector:
     # -- the door -----------------------------------------------------------------------------
 
     def who(self, request: Request) -> Client:
-        headers = request.headers
+        headers = request_headers(request)
         peer = request.client.host if request.client else ""
         auth = headers.get("authorization", "")
         key = headers.get("x-kpistream-key") or (auth[7:] if auth.startswith("Bearer ") else None)
@@ -128,21 +129,45 @@ class Collector:
             key=key,
             consent=consent_given(headers.get("x-kpistream-consent", "")),
             anonymous="sp-anonymous" in headers,
+            refusal=refusal(headers),
         )
 
     def rate_limited(self, who: Client) -> float:
         client = hashlib.blake2b(who.ip.encode(), key=self._client_key, digest_size=8).digest()
         return self.buckets.take(client)
 
+    def _site_verdict(self, site: str, who: Client) -> tuple[str | None, str, bool]:
+        """(rejection reason or None, its detail, trusted) of a site for this sender."""
+        trusted = self.sites.key_matches(site, who.key)
+        if who.key is not None and not trusted:
+            return "write_key_invalid", f"the write key is not {site!r}'s", False
+        if not trusted:
+            if who.origin is not None and not self.sites.origin_allowed(site, who.origin):
+                return (
+                    "origin_not_allowed",
+                    f"origin {who.origin!r} may not send events of {site!r}",
+                    False,
+                )
+            if who.origin is None and site in self.sites.write_keys:
+                return (
+                    "write_key_required",
+                    f"{site!r} takes server-side events with its write key only",
+                    False,
+                )
+        return None, "", trusted
+
     async def admit(
         self, protocol: str, candidates: list[P.Candidate], who: Client, outcome: Outcome
     ) -> list[tuple[str, str, bytes]]:
         """The events of a request that may go to Kafka, as (site, visitor_id, value)."""
-        metrics = self.metrics
         out: list[tuple[str, str, bytes]] = []
         bot = bot_reason(who.user_agent, allow_headless=self.settings.collector_allow_headless)
         now_ms = int(time.time() * 1000)
-        salt: bytes | None = None
+        earliest = now_ms - self.settings.allowed_lateness_s * 1000
+        latest = now_ms + self.settings.max_future_skew_s * 1000
+        # Per request, each site is judged and hashed once: the sender is the same.
+        verdicts: dict[str, tuple[str | None, str, bool]] = {}
+        audience: dict[str, str] = {}
         for index, item in enumerate(candidates):
             if isinstance(item, P.Skip):
                 if item.kind == "dropped":
@@ -158,20 +183,13 @@ class Collector:
                 self._reject(protocol, outcome, index, "missing_field", "`site` is required",
                              "$.site")
                 continue
-            trusted = self.sites.key_matches(site, who.key)
-            if who.key is not None and not trusted:
-                self._reject(protocol, outcome, index, "write_key_invalid",
-                             f"the write key is not {site!r}'s")
+            verdict = verdicts.get(site)
+            if verdict is None:
+                verdict = verdicts[site] = self._site_verdict(site, who)
+            refused, detail, trusted = verdict
+            if refused is not None:
+                self._reject(protocol, outcome, index, refused, detail)
                 continue
-            if not trusted:
-                if who.origin is not None and not self.sites.origin_allowed(site, who.origin):
-                    self._reject(protocol, outcome, index, "origin_not_allowed",
-                                 f"origin {who.origin!r} may not send events of {site!r}")
-                    continue
-                if who.origin is None and site in self.sites.write_keys:
-                    self._reject(protocol, outcome, index, "write_key_required",
-                                 f"{site!r} takes server-side events with its write key only")
-                    continue
             if item.get("type") in NOT_FROM_TRACKERS:
                 self._reject(protocol, outcome, index, "unknown_type",
                              "erasure is `kpistream forget`, not an event", "$.type")
@@ -200,33 +218,30 @@ class Collector:
                 if isinstance(session, str) and session:
                     item["session_id"] = customer_session_id(secret, site, session)
             else:
-                if salt is None:
+                visitor = audience.get(site)
+                if visitor is None:
                     salt = await self.salts.current(now_ms / 1000)
-                item["visitor_id"] = audience_id(salt, site, who.ip, who.user_agent)
-            if not isinstance(item.get("event_id"), str) or not item["event_id"]:
-                item["event_id"] = uuid.uuid4().hex
+                    visitor = audience[site] = audience_id(salt, site, who.ip, who.user_agent)
+                item["visitor_id"] = visitor
+            event_id = item.get("event_id")
+            if not isinstance(event_id, str) or not event_id:
+                item["event_id"] = os.urandom(16).hex()
             ts = item.get("ts")
             if ts is None:
                 item["ts"] = now_ms
-            elif (
-                not trusted
-                and isinstance(ts, int)
-                and not now_ms - self.settings.allowed_lateness_s * 1000
-                <= ts
-                <= now_ms + self.settings.max_future_skew_s * 1000
-            ):
+            elif not trusted and isinstance(ts, int) and not earliest <= ts <= latest:
                 item["ts"] = now_ms  # a browser's clock is not to be believed beyond this
             if self.pace.too_fast(item["visitor_id"], now_ms / 1000):
                 outcome.drop("bot_behaviour")
                 continue
-            decoded = self.decoder.decode(self._encode(item), now_ms=now_ms)
+            decoded = self.decoder.convert(item, now_ms=now_ms)
             if isinstance(decoded, Rejection):
                 self._reject(protocol, outcome, index, decoded.reason, decoded.detail,
                              decoded.field)
                 continue
             out.append((site, decoded.visitor_id, self._encode(decoded)))
         for reason, n in outcome.dropped.items():
-            metrics.dropped.labels(protocol, reason).inc(n)
+            self.metrics.dropped_of(protocol, reason).inc(n)
         return out
 
     def _reject(
@@ -238,7 +253,7 @@ class Collector:
         detail: str,
         path: str | None = None,
     ) -> None:
-        self.metrics.rejected.labels(protocol, reason).inc()
+        self.metrics.rejected_of(protocol, reason).inc()
         entry: dict[str, Any] = {"index": index, "reason": reason, "detail": detail}
         if path:
             entry["field"] = path
@@ -257,7 +272,7 @@ class Collector:
             return await self.serve(request, protocol, parse, answer)
         except Exception as exc:
             log.error("collector: internal error on %s: %r", request.url.path, exc)
-            self.metrics.dropped.labels(protocol, "internal_error").inc()
+            self.metrics.dropped_of(protocol, "internal_error").inc()
             return self._json({"error": "internal_error"}, 500)
 
     async def serve(
@@ -272,41 +287,41 @@ class Collector:
         outcome = Outcome()
         wait = self.rate_limited(who)
         if wait:
-            self.metrics.dropped.labels(protocol, "rate_limited").inc()
+            self.metrics.dropped_of(protocol, "rate_limited").inc()
             return self._json({"error": "rate_limited", "retry_after_s": round(wait, 3)}, 429,
                               retry_after=wait)
         try:
             body = await read_body(request)
         except TooLarge:
-            self.metrics.rejected.labels(protocol, "body_too_large").inc()
+            self.metrics.rejected_of(protocol, "body_too_large").inc()
             return self._json({"error": "body_too_large", "limit_bytes": MAX_BODY}, 413)
-        refused = refusal(request.headers)
+        refused = who.refusal
         parsed = parse(body, who)
         if isinstance(parsed, P.Skip):
             self._reject(protocol, outcome, 0, parsed.reason, parsed.detail, parsed.field)
             return self._json(outcome.body(), 400)
         if refused is not None:  # only the reason is counted: nothing of the event is kept
-            self.metrics.dropped.labels(protocol, refused).inc(len(parsed))
+            self.metrics.dropped_of(protocol, refused).inc(len(parsed))
             outcome.drop(refused, len(parsed))
             return answer(outcome)
         try:
             events = await self.admit(protocol, parsed, who, outcome)
         except RedisError as exc:  # today's salt cannot be read: the sender should retry
             log.warning("collector: Redis unavailable for the salt: %s", type(exc).__name__)
-            self.metrics.dropped.labels(protocol, "redis_unavailable").inc(len(parsed))
+            self.metrics.dropped_of(protocol, "redis_unavailable").inc(len(parsed))
             return self._json({"error": "redis_unavailable"}, 503, retry_after=5)
         try:
             await self.sender.send(events)
         except Backlogged as exc:
-            self.metrics.dropped.labels(protocol, exc.reason).inc(len(events))
+            self.metrics.dropped_of(protocol, exc.reason).inc(len(events))
             return self._json({"error": exc.reason, "retry_after_s": exc.retry_after_s}, 503,
                               retry_after=exc.retry_after_s)
         except KafkaError as exc:
-            self.metrics.dropped.labels(protocol, "kafka_error").inc(len(events))
+            self.metrics.dropped_of(protocol, "kafka_error").inc(len(events))
             return self._json({"error": "kafka_error", "detail": type(exc).__name__}, 503,
                               retry_after=5)
         outcome.accepted = len(events)
-        self.metrics.accepted.labels(protocol).inc(len(events))
+        self.metrics.accepted_of(protocol).inc(len(events))
         if outcome.rejected:
             return self._json(outcome.body(), 400)
         return answer(outcome)
@@ -314,7 +329,22 @@ class Collector:
     @staticmethod
     def _json(body: Any, status: int, *, retry_after: float | None = None) -> Response:
         headers = {"Retry-After": str(max(1, round(retry_after)))} if retry_after else None
-        return JSONResponse(body, status_code=status, headers=headers)
+        return Response(_JSON(body), status_code=status, headers=headers,
+                        media_type="application/json")
+
+
+#: The headers the collector reads; one pass over the request's instead of a scan per name.
+_WANTED = frozenset({b"authorization", b"x-kpistream-key", b"x-forwarded-for", b"user-agent",
+                     b"origin", b"x-kpistream-consent", b"sp-anonymous", b"sec-gpc", b"dnt"})
+_JSON = msgspec.json.Encoder().encode
+
+
+def request_headers(request: Request) -> dict[str, str]:
+    return {
+        k.decode("latin-1"): v.decode("latin-1")
+        for k, v in request.scope["headers"]
+        if k in _WANTED
+    }
 
 
 async def read_body(request: Request) -> bytes:
@@ -336,7 +366,7 @@ def create_app(settings: Settings, *, redis: Any = None, sender: Sender | None =
     max_events = settings.collector_max_events
 
     def accepted(outcome: Outcome) -> Response:
-        return JSONResponse(outcome.body(), status_code=202)
+        return Response(_JSON(outcome.body()), status_code=202, media_type="application/json")
 
     def gif(_: Outcome) -> Response:
         return Response(GIF, media_type="image/gif", headers={"Cache-Control": "no-store"})
@@ -419,58 +449,45 @@ def create_app(settings: Settings, *, redis: Any = None, sender: Sender | None =
     ]
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.collector = c
-    return _Cors(_Counted(app, c.metrics), c.sites)  # type: ignore[return-value]
+    return _Edge(app, c.sites, c.metrics)  # type: ignore[return-value]
 
 
-Asgi = Callable[[dict[str, Any], Callable[[], Awaitable[Any]], Callable[[Any], Awaitable[None]]],
-                Awaitable[None]]
-
-
-class _Counted:
-    """Counts every answered request by endpoint and status (unknown paths as `other`)."""
+class _Edge:
+    """Around every request, in one wrapper: CORS for trackers on other origins (the
+    request's Origin is echoed, never ``*``: the Snowplow tracker sends credentials, when it
+    may send for some site; each event's site is checked again in :meth:`Collector.admit`),
+    and the count of answers by endpoint and status (unknown paths as ``other``)."""
 
     KNOWN = frozenset({"/v1/events", "/v1/p.gif", "/api/event", "/i", "/healthz", "/metrics",
                        "/com.snowplowanalytics.snowplow/tp2", "/.well-known/gpc.json",
                        "/kpistream.js"})
+    PREFLIGHT = [
+        (b"access-control-allow-methods", b"POST, GET, OPTIONS"),
+        (b"access-control-allow-headers", ALLOWED_HEADERS.encode()),
+        (b"access-control-max-age", b"86400"),
+    ]
 
-    def __init__(self, app: Any, metrics: CollectorMetrics) -> None:
-        self.app, self.metrics = app, metrics
+    def __init__(self, app: Any, sites: Sites, metrics: CollectorMetrics) -> None:
+        self.app, self.sites, self.metrics = app, sites, metrics
+        self._answered: dict[tuple[str, int], Any] = {}
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.app, name)
+
+    def count(self, path: str, status: int) -> None:
+        child = self._answered.get((path, status))
+        if child is None:
+            child = self._answered[path, status] = self.metrics.requests.labels(path, str(status))
+        child.inc()
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         path = scope["path"] if scope["path"] in self.KNOWN else "other"
-
-        async def counted(message: dict[str, Any]) -> None:
-            if message["type"] == "http.response.start":
-                self.metrics.requests.labels(path, str(message["status"])).inc()
-            await send(message)
-
-        await self.app(scope, receive, counted)
-
-
-class _Cors:
-    """CORS for trackers on other origins: the request's Origin is echoed (never ``*``: the
-    Snowplow tracker sends credentials) when it may send for some site; each event's site is
-    checked against it again in :meth:`Collector.admit`."""
-
-    def __init__(self, app: Any, sites: Sites) -> None:
-        self.app, self.sites = app, sites
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.app, name)
-
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
         origin = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"origin"), None)
-        allowed = origin is not None and self.sites.any_origin_allowed(origin)
         cors: list[tuple[bytes, bytes]] = [(b"vary", b"Origin")]
+        allowed = origin is not None and self.sites.any_origin_allowed(origin)
         if allowed:
             assert origin is not None
             cors += [
@@ -478,21 +495,17 @@ class _Cors:
                 (b"access-control-allow-credentials", b"true"),
             ]
         if scope["method"] == "OPTIONS":
-            headers = [*cors]
-            if allowed:
-                headers += [
-                    (b"access-control-allow-methods", b"POST, GET, OPTIONS"),
-                    (b"access-control-allow-headers", ALLOWED_HEADERS.encode()),
-                    (b"access-control-max-age", b"86400"),
-                ]
             status = 204 if allowed else 403
+            headers = [*cors, *self.PREFLIGHT] if allowed else cors
             await send({"type": "http.response.start", "status": status, "headers": headers})
             await send({"type": "http.response.body", "body": b""})
+            self.count(path, status)
             return
 
-        async def with_cors(message: dict[str, Any]) -> None:
+        async def edge(message: dict[str, Any]) -> None:
             if message["type"] == "http.response.start":
+                self.count(path, message["status"])
                 message = {**message, "headers": [*message.get("headers", []), *cors]}
             await send(message)
 
-        await self.app(scope, receive, with_cors)
+        await self.app(scope, receive, edge)

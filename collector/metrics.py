@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 
@@ -29,9 +32,10 @@ class CollectorMetrics:
         )
         self.dropped = Counter(
             "kpistream_collector_events_dropped",
-            "valid requests' events not counted on purpose (gpc, dnt, bot, bot_behaviour, "
-            "no_user_agent, unmapped_event) or refused for now (rate_limited, queue_full, "
-            "kafka_timeout, kafka_unavailable: the sender was told to retry)",
+            "events not counted on purpose (gpc, dnt, bot, bot_behaviour, no_user_agent, "
+            "unmapped_event) or refused for now, the sender told to retry (rate_limited, "
+            "queue_full, kafka_timeout, kafka_unavailable, kafka_error, redis_unavailable, "
+            "internal_error)",
             ["protocol", "reason"],
             registry=r,
         )
@@ -51,3 +55,16 @@ class CollectorMetrics:
             "most events the collector holds before answering 503",
             registry=r,
         )
+
+    # The labelled children, looked up once: ``labels()`` costs more than ``inc()``.
+    @lru_cache(maxsize=256)  # noqa: B019 - one instance per process
+    def accepted_of(self, protocol: str) -> Any:
+        return self.accepted.labels(protocol)
+
+    @lru_cache(maxsize=1024)  # noqa: B019
+    def rejected_of(self, protocol: str, reason: str) -> Any:
+        return self.rejected.labels(protocol, reason)
+
+    @lru_cache(maxsize=1024)  # noqa: B019
+    def dropped_of(self, protocol: str, reason: str) -> Any:
+        return self.dropped.labels(protocol, reason)
