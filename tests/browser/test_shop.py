@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 from collections.abc import AsyncIterator
@@ -274,3 +275,41 @@ async def test_our_script_sends_nothing_under_gpc_in_the_browser(settings_factor
             finally:
                 await browser.close()
     assert script == "function" and sent == []
+
+
+async def test_our_script_retries_with_the_same_event_ids(settings_factory: Any) -> None:
+    chromium = require_binary("chromium", "chromium")
+    from playwright.async_api import async_playwright
+
+    settings: Settings = settings_factory(collector_allow_headless=True)
+    sender = Watched(settings)
+    app = create_app(settings, sender=sender)
+    site = "kpistream.shop.test"
+    bodies: list[list[dict[str, Any]]] = []
+
+    async def busy_once(route: Any) -> None:
+        bodies.append(json.loads(route.request.post_data))
+        if len(bodies) == 1:
+            await route.fulfill(status=503, body="busy")  # as when the backlog is full
+        else:
+            await route.continue_()
+
+    async with running_collector(settings, app) as url:
+        port = url.rsplit(":", 1)[1]
+        async with serving_shop(f"http://collector.test:{port}") as shop_port, \
+                async_playwright() as pw:
+            browser = await pw.chromium.launch(executable_path=chromium, args=ARGS)
+            try:
+                page = await browser.new_page()
+                await page.route("**/v1/events", busy_once)
+                await page.goto(f"http://{site}:{shop_port}/product/1")
+                await wait_until("the page view, retried", lambda: sender.count(
+                    site, "page_view") >= 1, timeout_s=30)
+            finally:
+                await browser.close()
+    assert len(bodies) >= 2
+    first, retried = bodies[0], bodies[1]
+    assert [e["type"] for e in first] == ["page_view"]
+    assert retried == first  # the same body: the same event_id, deduplicated downstream
+    views = [e["event_id"] for e in sender.seen if e["type"] == "page_view"]
+    assert views == [first[0]["event_id"]]  # (leaving may add an engagement event)

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from typing import TypeVar
 
 from schemas.decoder import Rejection
-from schemas.events import Click, ClickstreamEvent, Forget, Impression, PageView
+from schemas.events import Click, ClickstreamEvent, Engagement, Forget, Impression, PageView
 from sinks import fields as F
 from streams.labels import Dimensions
 from streams.processor import PartitionProcessor
@@ -316,3 +316,15 @@ def test_an_event_after_forget_in_the_same_batch_is_kept() -> None:
     assert delta.state_del == set()
     assert delta.totals[S] == 2  # the erased session and the new one
     assert delta.visitors[("shop", "v1")] is not None
+
+
+def test_an_engagement_event_makes_a_long_single_page_session_engaged_but_still_a_bounce() -> None:
+    p = processor()
+    engaged, bounces = F.field(F.ENGAGED, "shop"), F.field(F.BOUNCES, "shop")
+    short = Engagement(event_id="g1", ts=T0 + 10_000, site="shop", visitor_id="v1")
+    buckets, _ = run(p, [pv(T0), short])  # exactly 10 s: not more than 10 s
+    assert pick(buckets, engaged, bounces) == {(M0, bounces): 1}
+    longer = Engagement(event_id="g2", ts=T0 + 10_001, site="shop", visitor_id="v1",
+                        engaged_ms=10_001)
+    buckets, _ = run(p, [longer])
+    assert pick(buckets, engaged, bounces) == {(M0, engaged): 1}  # engaged, bounce unchanged
