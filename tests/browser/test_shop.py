@@ -232,12 +232,12 @@ async def assert_no_ip(settings: Settings, values: list[dict[str, Any]], logs: s
     """No IP address (the visitors' was 127.0.0.1) in Kafka's records, Redis or the logs."""
     client = aioredis.Redis.from_url(settings.redis)
     try:
-        dump = []
+        dump: list[Any] = []
         async for key in client.scan_iter(match=f"{settings.redis_prefix}:*"):
             dump.append(key)
             kind = await client.type(key)
             if kind == b"hash":
-                dump += [b"%s=%s" % kv for kv in (await client.hgetall(key)).items()]
+                dump += [kv for pair in (await client.hgetall(key)).items() for kv in pair]
             elif kind == b"string":
                 dump.append(await client.get(key) or b"")
             elif kind == b"zset":
@@ -245,7 +245,8 @@ async def assert_no_ip(settings: Settings, values: list[dict[str, Any]], logs: s
     finally:
         await client.aclose()
     assert values, "no records to scan"
-    for where, text in (("Kafka", msgspec.json.encode(values)), ("Redis", b"\n".join(dump)),
+    stored = b"\n".join(x if isinstance(x, bytes) else str(x).encode() for x in dump)
+    for where, text in (("Kafka", msgspec.json.encode(values)), ("Redis", stored),
                         ("the logs", logs.encode())):
         assert b"127.0.0.1" not in text, f"an IP address in {where}"
 

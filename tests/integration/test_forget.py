@@ -34,7 +34,7 @@ async def _state(settings: Settings, visitor: str) -> tuple[int, bool]:
     client = aioredis.Redis.from_url(settings.redis)
     try:
         fields = await client.hkeys(keys.key("sessions"))
-        sessions = sum(1 for f in fields if decode_key(f)[:2] == (SITE, visitor))
+        sessions = sum(decode_key(f)[:2] == (SITE, visitor) for f in fields if isinstance(f, bytes))
         return sessions, bool(await client.exists(keys.visitor((SITE, visitor))))
     finally:
         await client.aclose()
