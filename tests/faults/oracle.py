@@ -40,6 +40,11 @@ BATCHING = (F.BATCH_BUCKET, F.BATCH_SUM_US, F.BATCH_COUNT)
 Part = tuple[str, int]
 
 
+def text(raw: bytes | str) -> str:
+    """A Redis reply as text (the client returns bytes; its type says bytes or str)."""
+    return raw.decode() if isinstance(raw, bytes) else raw
+
+
 @dataclass
 class State:
     totals: Counter[str] = field(default_factory=Counter)
@@ -76,7 +81,7 @@ def logics(settings: Settings) -> dict[str, StreamLogic]:
 def _partition_keys(settings: Settings) -> list[PartitionKeys]:
     """Keys of every partition of the two topics that has state in Redis."""
     client = redis.Redis.from_url(settings.redis)
-    tags = [raw.decode() for raw in client.smembers(f"{settings.redis_prefix}:partitions")]
+    tags = [text(raw) for raw in client.smembers(f"{settings.redis_prefix}:partitions")]
     every = [PartitionKeys.from_tag(settings.redis_prefix, tag) for tag in tags]
     return [keys for keys in every if keys.topic in logics(settings)]
 
@@ -128,7 +133,7 @@ async def assert_exact(settings: Settings, *, now_ms: int) -> State:
     # forwarded, so no partition's offset moved past a record it did not count.
     client = redis.Redis.from_url(settings.redis)
     for keys in _partition_keys(settings):
-        totals = {k.decode(): int(v) for k, v in client.hgetall(keys.key("totals")).items()}
+        totals = {text(k): int(v) for k, v in client.hgetall(keys.key("totals")).items()}
         part = (keys.topic, keys.partition)
         assert counted(totals) == len(log[part]), (part, counted(totals), len(log[part]))
     want = expected(settings, log, now_ms=now_ms)
@@ -235,10 +240,10 @@ def stored(settings: Settings) -> State:
     state = State()
     for keys in _partition_keys(settings):
         for name, target in (("totals", state.totals), ("gauges", state.gauges)):
-            target.update({k.decode(): int(v) for k, v in client.hgetall(keys.key(name)).items()})
+            target.update({text(k): int(v) for k, v in client.hgetall(keys.key(name)).items()})
         for kind, buckets in (("m", state.minutes), ("d", state.days)):
             for key in client.scan_iter(match=keys.key(f"{kind}:*"), count=1000):
-                bucket = int(key.decode().rsplit(":", 1)[1])
-                for name, value in client.hgetall(key).items():
-                    buckets[(bucket, name.decode())] += int(value)
+                bucket = int(text(key).rsplit(":", 1)[1])
+                for counter, value in client.hgetall(key).items():
+                    buckets[(bucket, text(counter))] += int(value)
     return state.cleaned()

@@ -21,12 +21,12 @@ from tests.integration.waits import read_dead_letters
 decode = msgspec.json.Decoder(dict[str, Any]).decode
 
 
-def dedupe(log: dict[int, list[bytes | None]]) -> dict[int, list[bytes | None]]:
+def dedupe(log: oracle.Log) -> dict[oracle.Part, list[bytes | None]]:
     """The log as if every event had been delivered once (independent of the processor's
     own dedupe, which the oracle would otherwise share with the pipeline)."""
-    out = {}
+    out: dict[oracle.Part, list[bytes | None]] = {}
     for partition, values in log.items():
-        seen: set[str] = set()
+        seen: set[str | None] = set()
         kept = []
         for value in values:
             event_id = decode(value or b"{}").get("event_id")
@@ -202,9 +202,9 @@ async def test_session_gap_edges_and_a_bridging_late_event(settings_factory, wor
     assert got.totals[F.field(F.NON_BOUNCED, site)] == 3
 
 
-async def test_a_fast_client_clock_does_not_make_honest_events_late(
+async def test_a_fast_client_clock_does_not_make_honest_events_late(  # type: ignore[no-untyped-def]
     settings_factory, workers
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     """With the defaults (future skew 300 s, lateness 120 s), one event stamped now+290 s
     is accepted, and the 20 honest events after it on the same partition are all counted:
     the watermark stops at the wall clock. One stamped now+400 s is rejected."""

@@ -212,7 +212,7 @@ async def test_a_batch_the_worker_cannot_read_stalls_only_its_own_partition(  # 
         await wait_until("partitions 1 and 2 are counted to their end", others_done)
         for partition, end in ends.items():
             keys = PartitionKeys(settings.redis_prefix, topic, partition)
-            totals = {k.decode(): int(v) for k, v in client.hgetall(keys.key("totals")).items()}
+            totals = {oracle.text(k): int(v) for k, v in client.hgetall(keys.key("totals")).items()}
             assert counted(totals) == end, (partition, totals)
         assert (topic, 0) not in oracle.stored_offsets(settings)
 

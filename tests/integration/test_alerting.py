@@ -12,7 +12,7 @@ import yaml
 
 from kpistream.settings import load
 from sinks import dashboards, rules
-from sinks.goals import load_checked
+from sinks.goals import Goal, load_checked
 from tests.conftest import require_binary
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -25,7 +25,7 @@ BOARDS = DEPLOY / "grafana" / "dashboards"
 TODAY = datetime.date(2026, 11, 23)
 
 
-def goals():  # type: ignore[no-untyped-def]
+def goals() -> list[Goal]:
     return load_checked(GOALS, today=TODAY)
 
 

@@ -22,7 +22,7 @@ KPISTREAM = [sys.executable, "-m", "kpistream"]
 def _header(process: subprocess.Popen[str]) -> str:
     """What `up`/`demo` print before they run: everything up to the `logs` line."""
     assert process.stderr is not None
-    lines = []
+    lines: list[str] = []
     while not lines or not lines[-1].startswith("logs"):
         line = process.stderr.readline()
         assert line, "".join(lines)

@@ -40,9 +40,9 @@ async def test_known_events_give_exact_kpis_on_metrics(settings_factory, workers
     assert check.returncode == 0 and check.stdout == check.stderr == b"", check
 
 
-async def test_invalid_events_go_to_the_dead_letter_topic_and_the_stream_goes_on(
+async def test_invalid_events_go_to_the_dead_letter_topic_and_the_stream_goes_on(  # type: ignore[no-untyped-def]
     settings_factory, workers
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     settings = settings_factory(partitions=1)
     await ensure_topics(settings)
     await workers(settings)

@@ -54,9 +54,10 @@ def traffic(seed: int, start_ms: int) -> list[bytes]:
     rng = random.Random(seed)
     events: list[dict[str, Any]] = []
     for n in range(2):  # first: events this old would be late after the sessions
-        base = {"ts": start_ms + n, "site": "shop.example", "visitor_id": f"lead-{seed}-{n}"}
+        ts = start_ms + n
+        base: dict[str, Any] = {"ts": ts, "site": "shop.example", "visitor_id": f"lead-{seed}-{n}"}
         events.append({"event_id": f"l{seed}{n}", "type": "lead", "form_id": "demo", **base})
-        base["ts"] += 1000
+        base["ts"] = ts + 1000
         events.append(
             {"event_id": f"p{seed}{n}", "type": "purchase", "value": 10, "currency": "EUR", **base}
         )
@@ -296,8 +297,8 @@ async def test_prometheus_evaluates_every_panel_query_and_rule_with_data(
         assert sites == ["blog.example", "shop.example"]
         # The rules Prometheus loaded are exactly the generated file's.
         loaded = prometheus.api("rules")["groups"]
-        pipeline = len(rules.PIPELINE_ALERTS)
-        assert sum(len(g["rules"]) for g in loaded) == len(records) + len(goal_alerts) + pipeline
+        health = len(rules.PIPELINE_ALERTS)
+        assert sum(len(g["rules"]) for g in loaded) == len(records) + len(goal_alerts) + health
     finally:
         stop(prometheus.process)
 

@@ -156,7 +156,7 @@ def test_megabyte_strings_are_rejected_before_parsing() -> None:
 
 
 def test_future_timestamps_beyond_skew_are_rejected() -> None:
-    decoder = EventDecoder(Clickstream, max_future_skew_ms=60_000)
+    decoder: EventDecoder[Any] = EventDecoder(Clickstream, max_future_skew_ms=60_000)
     ok = decoder.decode(
         json.dumps(ev(type="page_view", path="/", ts=NOW + 60_000)).encode(), now_ms=NOW
     )
@@ -168,7 +168,7 @@ def test_future_timestamps_beyond_skew_are_rejected() -> None:
 
 
 def test_site_allowlist() -> None:
-    decoder = EventDecoder(Clickstream, site_allowlist=["shop"])
+    decoder: EventDecoder[Any] = EventDecoder(Clickstream, site_allowlist=["shop"])
     ok = decoder.decode(json.dumps(ev(type="page_view", path="/")).encode(), now_ms=NOW)
     bad = decoder.decode(
         json.dumps(ev(type="page_view", path="/", site="evil")).encode(), now_ms=NOW

@@ -122,7 +122,10 @@ def test_survey_counts() -> None:
         processor(),
         [ev(SurveyResponse, T0 + i, f"v{i}", kind=k, score=s) for i, (k, s) in enumerate(answers)],
     )
-    f = lambda kind: t[F.field(kind, "shop")]  # noqa: E731
+
+    def f(kind: str) -> int:
+        return int(t[F.field(kind, "shop")])
+
     assert (f(F.NPS_ANSWERS), f(F.NPS_PROMOTERS), f(F.NPS_DETRACTORS)) == (6, 2, 2)
     assert (f(F.CSAT_ANSWERS), f(F.CSAT_SATISFIED)) == (3, 2)
     assert (f(F.CES_ANSWERS), f(F.CES_SUM)) == (3, 9)

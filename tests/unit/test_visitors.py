@@ -25,7 +25,8 @@ def test_a_visitor_known_from_redis_is_returning() -> None:
     p.visitors.fill({("shop", "v1"): Visitor(T0 - 40 * 86_400_000)})
     _, t = run(p, [pv(T0)])
     assert t[NV] == 0
-    assert p.visitors.take_dirty()[("shop", "v1")].first_seen_ms == T0 - 40 * 86_400_000
+    kept = p.visitors.take_dirty()[("shop", "v1")]
+    assert kept is not None and kept.first_seen_ms == T0 - 40 * 86_400_000
 
 
 def test_an_earlier_first_event_moves_the_first_visit() -> None:
