@@ -472,11 +472,14 @@ def _ecommerce(action: str, entities: dict[str, dict[str, Any]]) -> dict[str, An
         return event
     if action in ("promo_view", "promo_click"):
         promotion = entities.get("promotion", {})
-        return {
+        event = {
             "type": "impression" if action == "promo_view" else "click",
             "item_kind": "banner",
             "item_id": str(promotion.get("id", "unknown")),
         }
+        if promotion.get("name"):  # the promotion's name is the campaign it belongs to
+            event["campaign"] = str(promotion["name"])
+        return event
     return drop("unmapped_event", f"no mapping for the e-commerce action {action!r}")
 
 

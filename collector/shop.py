@@ -24,6 +24,7 @@ HERE = Path(__file__).parent / "shop"
 VENDOR = {
     "plausible.js": "@plausible-analytics/tracker/plausible.js",
     "snowplow.js": "@snowplow/browser-tracker/dist/index.umd.min.js",
+    "snowplow-ecommerce.js": "@snowplow/browser-plugin-snowplow-ecommerce/dist/index.umd.min.js",
 }
 
 PAGES: dict[str, tuple[str, str]] = {
@@ -90,27 +91,32 @@ if (banner) new IntersectionObserver(function (es, o) {{
 </script>"""
 
 _SNOWPLOW = """<script src="/vendor/snowplow.js"></script>
+<script src="/vendor/snowplow-ecommerce.js"></script>
 <script>
-var sp = snowplowBrowserTracking;
+var sp = snowplowBrowserTracking, ec = snowplowEcommerceAccelerator;
 sp.newTracker('sp', '{collector}', {{appId: location.hostname, eventMethod: 'post',
-  bufferSize: 1, keepalive: true}});
+  bufferSize: 1, keepalive: true, plugins: [ec.SnowplowEcommercePlugin()]}});
 sp.enableActivityTracking({{minimumVisitLength: 2, heartbeatDelay: 2}});
 sp.trackPageView();
 window.spaView = function () {{ sp.trackPageView(); }};
+var chair = {{id: 'chair-1', name: 'Garden chair', category: 'garden', price: 49.5,
+  currency: 'EUR', quantity: 1}};
 window.shopTrack = function (name, p) {{
-  if (name == 'click') sp.trackStructEvent({{category: p.kind, action: 'click', label: p.id,
-    property: p.campaign}});
-  else if (name == 'purchase') sp.trackStructEvent({{category: 'shop', action: 'purchase',
-    label: p.order_id, property: p.currency, value: p.value}});
-  else if (name == 'add_to_cart') sp.trackStructEvent({{category: 'shop',
-    action: 'add_to_cart', label: p.item_id, property: p.currency, value: p.value}});
+  // The official e-commerce plugin, as a shop would use it.
+  if (name == 'click') ec.trackPromotionClick({{id: p.id, name: p.campaign}});
+  else if (name == 'add_to_cart') ec.trackAddToCart({{products: [chair],
+    total_value: p.value, currency: p.currency}});
+  else if (name == 'checkout') ec.trackCheckoutStep({{step: 1}});
+  else if (name == 'purchase') ec.trackTransaction({{transaction_id: p.order_id,
+    revenue: p.value, currency: p.currency, payment_method: 'card', total_quantity: 1,
+    products: [chair]}});
   else sp.trackStructEvent({{category: 'shop', action: name}});
 }};
 document.addEventListener('DOMContentLoaded', function () {{
   var banner = document.getElementById('banner');
   if (banner) new IntersectionObserver(function (es, o) {{
-    if (es[0].isIntersecting) {{ o.disconnect(); sp.trackStructEvent({{category: 'banner',
-      action: 'impression', label: 'spring-sale', property: 'spring'}}); }}
+    if (es[0].isIntersecting) {{ o.disconnect();
+      ec.trackPromotionView({{id: 'spring-sale', name: 'spring'}}); }}
   }}, {{threshold: 0.5}}).observe(banner);
 }});
 </script>"""

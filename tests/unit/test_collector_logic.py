@@ -131,8 +131,8 @@ ECOM = "iglu:com.snowplowanalytics.snowplow.ecommerce/snowplow_ecommerce_action/
          {"type": "purchase", "value": 30.0, "currency": "USD", "order_id": "t1"}),
         ({"e": "ue", "ue_px": _ue(ECOM, {"type": "promo_view"}),
           "co": _co(("iglu:com.snowplowanalytics.snowplow.ecommerce/promotion/jsonschema/1-0-0",
-                     {"id": "spring"}))},
-         {"type": "impression", "item_kind": "banner", "item_id": "spring"}),
+                     {"id": "spring", "name": "bf"}))},
+         {"type": "impression", "item_kind": "banner", "item_id": "spring", "campaign": "bf"}),
     ],
 )
 def test_snowplow_mapping_table(item: dict[str, Any], expected: dict[str, Any]) -> None:
