@@ -153,7 +153,7 @@ CLICKSTREAM_TYPES: tuple[type[ClickstreamEvent], ...] = (
 #: What a visitor does (everything but the erasure command): conversion goals are these.
 ACTIVITY_TYPES: tuple[type[ClickstreamEvent], ...] = CLICKSTREAM_TYPES[:-1]
 
-#: Events that show the visitor did something beyond viewing one page (KPIS.md "interaction").
+#: Events that show the visitor did something beyond viewing one page (docs/kpis.md, "interaction").
 INTERACTION_TYPES: tuple[type[ClickstreamEvent], ...] = (
     Click,
     AddToCart,

@@ -2,7 +2,7 @@
 
 A field is a kind followed by its label values, joined by the ASCII unit separator; label
 values never contain it because :func:`streams.labels.sanitize` strips control characters.
-Where a kind is attributed in time is part of its definition (KPIS.md):
+Where a kind is attributed in time is part of its definition (docs/kpis.md):
 
 - session start: SESSIONS, BOUNCES, ENGAGED, CONVERSIONS and the landing-page/channel kinds
   (window gauges follow the session's start; their totals count once, when first reached,

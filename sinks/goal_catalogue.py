@@ -2,7 +2,7 @@
 
 Each KPI is a formula over *parts*: a counter's increase over the alert window (or, for
 followers, a gauge), summed to the goal's scope. Ratios are always a ratio of summed
-increases, never an average of ratios (KPIS.md). Formulas use ``{part}`` for a part's
+increases, never an average of ratios (docs/kpis.md). Formulas use ``{part}`` for a part's
 recorded series and ``{on_part}`` for the vector-matching clause a part needs when it has
 fewer labels than the scope (sessions have no ``goal`` label).
 """

@@ -2,7 +2,7 @@
 
 faust provides the worker lifecycle, signal handling and logging; the clickstream hot path
 is :class:`streams.batch_consumer.BatchConsumer`, run here as a service of the app because
-faust's per-message streams are too slow for it (DESIGN.md "Hot path").
+faust's per-message streams are too slow for it (see that module).
 """
 
 from __future__ import annotations

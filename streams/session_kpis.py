@@ -1,4 +1,4 @@
-"""What a session counts for (KPIS.md), as pure functions of its state.
+"""What a session counts for (docs/kpis.md), as pure functions of its state.
 
 - bounce: exactly one page view and no interaction
 - engaged (GA4): lasted more than 10 s, or two or more page views, or a conversion

@@ -1,6 +1,6 @@
 """The social topic's stream processor: engagement, post impressions and followers.
 
-Social engagement rate (KPIS.md) = (likes + comments + shares) in the window / the account's
+Social engagement rate (docs/kpis.md) = (likes + comments + shares) in the window / the account's
 current followers. Followers come from the latest ``followers_snapshot`` (by event time),
 adjusted by the ``follow``/``unfollow`` events after it; events older than the snapshot are
 already part of it. An account without a snapshot has no follower count and no rate.

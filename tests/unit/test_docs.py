@@ -80,3 +80,15 @@ def test_the_readme_lists_every_kpi_a_goal_can_name() -> None:
     text = (ROOT / "README.md").read_text()
     section = text.split("KPIs a goal can name:", 1)[1].split("\n\n", 1)[0]
     assert re.findall(r"`(\w+)`", section) == list(CATALOGUE)
+
+
+def test_kpi_definitions_name_only_served_metrics_and_every_ratio() -> None:
+    from sinks.kpi_collector import markdown_table as metrics_table
+
+    served = set(re.findall(r"^\| `(kpi_[a-z_]+)`", metrics_table(), re.M))
+    text = (ROOT / "docs" / "kpis.md").read_text()
+    named = set(re.findall(r"`(kpi_[a-z_]+)", text))
+    assert named - served == set(), "docs/kpis.md names metrics the exporter does not serve"
+    derived = {m for m in served if m.endswith(("_ratio", "_score", "_seconds", "_value"))}
+    derived.discard("kpi_ces_score_total")
+    assert derived - named == set(), "a ratio, score or mean without a definition in docs/kpis.md"
