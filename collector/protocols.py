@@ -134,6 +134,16 @@ def _plausible_field(body: dict[str, Any], short: str, long: str) -> Any:
     return body[short] if short in body else body.get(long)
 
 
+def _object(value: Any) -> dict[str, Any]:
+    """An object Plausible takes inline or as a JSON string; anything else is empty."""
+    if isinstance(value, str):
+        try:
+            value = _json.decode(value)
+        except msgspec.DecodeError:
+            return {}
+    return value if isinstance(value, dict) else {}
+
+
 def _money(value: Any) -> float | None:
     if isinstance(value, bool):
         return None
@@ -165,22 +175,10 @@ def plausible(body: bytes) -> list[Candidate] | Skip:
     if not isinstance(domains, str) or not domains:
         return reject("missing_field", "`d` (domain) is required", "$.d")
     referrer = _plausible_field(raw, "r", "referrer")
-    props = _plausible_field(raw, "p", "props") or {}
-    if isinstance(props, str):
-        try:
-            props = _json.decode(props)
-        except msgspec.DecodeError:
-            props = {}
-    if not isinstance(props, dict):
-        props = {}
-    revenue = _plausible_field(raw, "$", "revenue") or {}
-    if isinstance(revenue, str):
-        try:
-            revenue = _json.decode(revenue)
-        except msgspec.DecodeError:
-            revenue = {}
+    props = _object(_plausible_field(raw, "p", "props"))
+    revenue = _object(_plausible_field(raw, "$", "revenue"))
     event = plausible_event(name, url, referrer if isinstance(referrer, str) else None, props,
-                            revenue if isinstance(revenue, dict) else {}, raw)
+                            revenue, raw)
     if isinstance(event, Skip):
         return [event]
     return [{**event, "site": d.strip()} for d in domains.split(",") if d.strip()]

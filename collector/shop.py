@@ -142,10 +142,15 @@ def page(path: str, host: str, collector: str, vendor_ok: bool) -> str:
     )
 
 
+def vendor_installed(modules: Path) -> bool:
+    """Whether ``npm ci`` put the official trackers in ``modules``."""
+    return all((modules / p).is_file() for p in VENDOR.values())
+
+
 def create_shop(collector: str, node_modules: Path | None = None) -> Starlette:
     """The shop, sending to the collector at ``collector`` (its public base URL)."""
     modules = node_modules or HERE / "node_modules"
-    vendor_ok = all((modules / p).is_file() for p in VENDOR.values())
+    vendor_ok = vendor_installed(modules)
 
     async def serve(request: Request) -> Response:
         path = request.url.path

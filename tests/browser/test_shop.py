@@ -5,12 +5,10 @@ the logs."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import logging
 import os
-from collections.abc import AsyncIterator
 from typing import Any
 
 import msgspec
@@ -19,11 +17,10 @@ import redis.asyncio as aioredis
 
 from collector.app import create_app
 from collector.sender import Sender
-from collector.shop import HERE, VENDOR, create_shop
-from kpistream.runtime import free_port
+from collector.shop import HERE, create_shop, vendor_installed
 from kpistream.settings import Settings
 from tests.conftest import require_binary
-from tests.integration.collector_server import read_topic, running_collector
+from tests.integration.collector_server import read_topic, running_collector, serving
 from tests.integration.known_events import samples
 from tests.integration.waits import scrape_text, wait_until
 
@@ -58,20 +55,8 @@ class Watched(Sender):
         return sum(1 for e in self.seen if e["site"] == site and e["type"] == kind)
 
 
-@contextlib.asynccontextmanager
-async def serving_shop(collector_url: str) -> AsyncIterator[int]:
-    import uvicorn
-
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_shop(collector_url), host="127.0.0.1",
-                                           port=port, log_level="warning", loop="none"))
-    task = asyncio.create_task(server.serve())
-    await wait_until("the shop answers", lambda: server.started, timeout_s=30)
-    try:
-        yield port
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(task, 15)
+def serving_shop(collector_url: str) -> contextlib.AbstractAsyncContextManager[int]:
+    return serving(create_shop(collector_url), "shop")
 
 
 async def visits(
@@ -171,8 +156,7 @@ async def test_shop_visits_become_exact_kpis(
     tracker: str, settings_factory: Any, workers: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     chromium = require_binary("chromium", "chromium")
-    if tracker != "kpistream" and not all((HERE / "node_modules" / p).is_file()
-                                          for p in VENDOR.values()):
+    if tracker != "kpistream" and not vendor_installed(HERE / "node_modules"):
         if os.environ.get("CI") == "true":
             pytest.fail("the official trackers are missing under CI: make shop-deps (npm)")
         pytest.skip("the official trackers are not installed: make shop-deps (needs npm)")

@@ -9,70 +9,55 @@ from typing import Any
 
 import msgspec
 import uvicorn
-from aiokafka import AIOKafkaConsumer
 
 from collector.app import create_app
 from kpistream.runtime import ensure_topics, free_port
 from kpistream.settings import Settings
+from tests.integration.waits import read_records
 
 
 @contextlib.asynccontextmanager
-async def running_collector(settings: Settings, app: Any = None) -> AsyncIterator[str]:
-    """Yields the collector's base URL once it answers; stops it at exit."""
-    await ensure_topics(settings)
+async def serving(app: Any, what: str, **options: Any) -> AsyncIterator[int]:
+    """``app`` on uvicorn on a free loopback port, in this loop; yields the port once it
+    listens, and stops the server at exit."""
     port = free_port()
     config = uvicorn.Config(
-        app or create_app(settings),
-        host="127.0.0.1",
-        port=port,
-        log_level="warning",
-        access_log=False,
-        proxy_headers=False,
-        lifespan="on",
-        loop="none",
+        app, host="127.0.0.1", port=port, log_level="warning", loop="none", **options
     )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     loop = asyncio.get_running_loop()
     deadline = loop.time() + 30
     while not server.started:
-        assert not task.done(), f"the collector did not start: {task.exception()!r}"
-        assert loop.time() < deadline, "the collector did not start in 30 s"
+        assert not task.done(), f"the {what} did not start: {task.exception()!r}"
+        assert loop.time() < deadline, f"the {what} did not start in 30 s"
         await asyncio.sleep(0.05)
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield port
     finally:
         server.should_exit = True
         await asyncio.wait_for(task, 15)
 
 
+@contextlib.asynccontextmanager
+async def running_collector(settings: Settings, app: Any = None) -> AsyncIterator[str]:
+    """Yields the collector's base URL once it answers; stops it at exit."""
+    await ensure_topics(settings)
+    async with serving(
+        app or create_app(settings),
+        "collector",
+        access_log=False,
+        proxy_headers=False,
+        lifespan="on",
+    ) as port:
+        yield f"http://127.0.0.1:{port}"
+
+
 async def read_topic(
     settings: Settings, expected: int, *, timeout_s: float = 30
 ) -> list[tuple[int, bytes, dict[str, Any]]]:
-    """(partition, key, decoded value) of the clickstream topic's records: waits until at
-    least ``expected`` are there, then half a second more for any extra ones."""
-    consumer = AIOKafkaConsumer(
-        settings.clickstream_topic,
-        bootstrap_servers=settings.kafka,
-        auto_offset_reset="earliest",
-        group_id=None,
-    )
-    await consumer.start()
-    out: list[tuple[int, bytes, dict[str, Any]]] = []
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout_s
-    settle_until: float | None = None
-    try:
-        while True:
-            batches = await consumer.getmany(timeout_ms=200)
-            for records in batches.values():
-                for r in records:
-                    out.append((r.partition, r.key, msgspec.json.decode(r.value)))
-            now = loop.time()
-            if len(out) >= expected and settle_until is None:
-                settle_until = now + 0.5
-            if settle_until is not None and now >= settle_until:
-                return out
-            assert now < deadline, f"only {len(out)} of {expected} records arrived"
-    finally:
-        await consumer.stop()
+    """(partition, key, decoded value) of the clickstream topic's records (see
+    :func:`tests.integration.waits.read_records`)."""
+    records = await read_records(settings, settings.clickstream_topic, expected,
+                                 timeout_s=timeout_s)
+    return [(r.partition, r.key, msgspec.json.decode(r.value)) for r in records]

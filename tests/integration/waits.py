@@ -10,6 +10,7 @@ from typing import Any
 
 import redis
 from aiokafka import AIOKafkaConsumer
+from aiokafka.structs import ConsumerRecord
 
 from kpistream.runtime import free_port
 from kpistream.settings import Settings
@@ -96,28 +97,37 @@ async def wait_until(what: str, check: Any, *, timeout_s: float = 60) -> None:
         await asyncio.sleep(0.05)
 
 
-async def read_dead_letters(
-    settings: Settings, expected: int, *, timeout_s: float = 60
-) -> list[dict[str, Any]]:
-    """The records of the dead-letter topic, decoded: waits until at least ``expected`` are
-    there (with a deadline, not one poll), then takes any more that arrive within half a
-    second after those."""
+async def read_records(
+    settings: Settings, topic: str, expected: int, *, timeout_s: float = 60, what: str = "records"
+) -> list[ConsumerRecord[bytes, bytes]]:
+    """A topic's records from the start: waits until at least ``expected`` are there (with a
+    deadline, not one poll), then takes any more that arrive within half a second after."""
     consumer = AIOKafkaConsumer(
-        settings.deadletter_topic,
+        topic,
         bootstrap_servers=settings.kafka,
         auto_offset_reset="earliest",
         group_id=None,
     )
     await consumer.start()
     try:
-        letters: list[dict[str, Any]] = []
+        records: list[ConsumerRecord[bytes, bytes]] = []
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
-        while len(letters) < expected:
-            assert loop.time() < deadline, f"{len(letters)} of {expected} dead letters"
+        while len(records) < expected:
+            assert loop.time() < deadline, f"{len(records)} of {expected} {what}"
             batch = await consumer.getmany(timeout_ms=500)
-            letters += [json.loads(r.value) for rs in batch.values() for r in rs]
+            records += [r for rs in batch.values() for r in rs]
         batch = await consumer.getmany(timeout_ms=500)
-        return letters + [json.loads(r.value) for rs in batch.values() for r in rs]
+        return records + [r for rs in batch.values() for r in rs]
     finally:
         await consumer.stop()
+
+
+async def read_dead_letters(
+    settings: Settings, expected: int, *, timeout_s: float = 60
+) -> list[dict[str, Any]]:
+    """The records of the dead-letter topic, decoded (see :func:`read_records`)."""
+    records = await read_records(
+        settings, settings.deadletter_topic, expected, timeout_s=timeout_s, what="dead letters"
+    )
+    return [json.loads(r.value) for r in records]
