@@ -3,10 +3,6 @@ FROM python:3.11-slim
 WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY kpistream ./kpistream
-COPY schemas ./schemas
-COPY streams ./streams
-COPY sinks ./sinks
-COPY collector ./collector
 RUN pip install --no-cache-dir . && useradd --system --uid 10001 kpistream
 USER kpistream
 ENTRYPOINT ["kpistream"]

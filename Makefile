@@ -18,20 +18,20 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 # The official Plausible and Snowplow trackers for the demo shop and the browser tests, at
-# the versions pinned in collector/shop/package-lock.json (skipped without npm).
-SHOP_MODULES := collector/shop/node_modules/.package-lock.json
+# the versions pinned in kpistream/collector/shop/package-lock.json (skipped without npm).
+SHOP_MODULES := kpistream/collector/shop/node_modules/.package-lock.json
 
 shop-deps: $(SHOP_MODULES)
 
-$(SHOP_MODULES): collector/shop/package-lock.json
-	@if command -v npm >/dev/null 2>&1; then npm ci --silent --no-audit --no-fund --prefix collector/shop; \
+$(SHOP_MODULES): kpistream/collector/shop/package-lock.json
+	@if command -v npm >/dev/null 2>&1; then npm ci --silent --no-audit --no-fund --prefix kpistream/collector/shop; \
 	else echo "npm not found: the demo shop serves kpistream.js only"; fi
 
 demo: venv shop-deps
 	$(BIN)/kpistream demo $(DEMO_ARGS)
 
 lint: venv
-	$(BIN)/ruff check schemas streams sinks kpistream collector tests bench
+	$(BIN)/ruff check kpistream tests bench
 
 typecheck: venv
 	$(BIN)/mypy
@@ -46,10 +46,10 @@ bench: venv
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 schemas: venv
-	$(BIN)/python -m schemas.generate
+	$(BIN)/python -m kpistream.schemas.generate
 
 docs: venv
-	$(BIN)/python -c 'from kpistream.settings import update_readme; update_readme()'
+	$(BIN)/python -c 'from kpistream.config.settings import update_readme; update_readme()'
 
 # Alert rules and Grafana dashboards from the example goals (defaults, not this shell's env).
 deploy: venv

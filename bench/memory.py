@@ -23,10 +23,10 @@ from pathlib import Path
 import redis
 
 from kpistream import runtime
+from kpistream.config.settings import Settings, env_name, load
 from kpistream.produce import encode, produce
-from kpistream.settings import Settings, env_name, load
-from sinks import fields as F
-from sinks.window_store import WindowReader
+from kpistream.sinks import fields as F
+from kpistream.sinks.window_store import WindowReader
 
 
 @dataclass

@@ -23,12 +23,12 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from bench import collector as collector_bench
 from bench import memory
 from kpistream import runtime
+from kpistream.config.settings import Settings
 from kpistream.produce import encode, produce, route
-from kpistream.settings import Settings
+from kpistream.schemas.events import Clickstream
 from kpistream.simulator import sessions
-from schemas.events import Clickstream
-from streams.batch_consumer import BatchConsumer
-from streams.routing import owner
+from kpistream.streams.batch_consumer import BatchConsumer
+from kpistream.streams.routing import owner
 
 RESULTS = Path(__file__).parent / "RESULTS.md"
 

@@ -21,7 +21,7 @@ import msgspec
 from rich.console import Console
 
 from kpistream import deploy_cli, runtime
-from kpistream.settings import HELP, Settings, SettingsError, env_name, load
+from kpistream.config.settings import HELP, Settings, SettingsError, env_name, load
 
 console = Console(stderr=True)
 
@@ -62,7 +62,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     _wait_for_servers(settings)
     import faust
 
-    from streams.app import create_app
+    from kpistream.streams.app import create_app
 
     app = create_app(settings)
     worker = faust.Worker(app, loglevel=args.loglevel, quiet=True)
@@ -101,7 +101,7 @@ def _wait_for_servers(settings: Settings) -> None:
 def cmd_exporter(args: argparse.Namespace) -> int:
     settings = _settings(args)
     runtime.check_redis(settings.redis)
-    from sinks.exporter import run_forever
+    from kpistream.sinks.exporter import run_forever
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     run_forever(settings, host=args.host, port=args.port)
@@ -142,8 +142,8 @@ def cmd_labels(args: argparse.Namespace) -> int:
     """Show each label budget, or reset one (all its values, or the values named)."""
     import redis
 
-    from sinks.window_store import WindowReader, label_keys
-    from streams import labels
+    from kpistream.sinks.window_store import WindowReader, label_keys
+    from kpistream.streams import labels
 
     settings = _discovered(args)
     runtime.check_redis(settings.redis)
@@ -194,7 +194,7 @@ def cmd_collector(args: argparse.Namespace) -> int:
     _wait_for_servers(settings)
     import uvicorn
 
-    from collector.app import create_app
+    from kpistream.collector.app import create_app
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     # No access log: it would write each visitor's IP address.
@@ -215,7 +215,7 @@ def cmd_collector(args: argparse.Namespace) -> int:
 def cmd_shop(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from collector.shop import create_shop
+    from kpistream.collector.shop import create_shop
 
     uvicorn.run(create_shop(args.collector), host=args.host, port=args.port,
                 access_log=False, log_level="warning")
@@ -382,7 +382,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from kpistream.demo import traffic
     from kpistream.live import kpi_table
     from kpistream.produce import produce
-    from sinks.window_store import WindowReader
+    from kpistream.sinks.window_store import WindowReader
 
     with stack(args, DEMO_DEFAULTS, shop=True) as running:
         import redis

@@ -19,12 +19,12 @@ import msgspec
 import redis.asyncio as aioredis
 from aiokafka import AIOKafkaProducer
 
-from collector.privacy import customer_id
-from kpistream.connections import kafka_options
-from kpistream.settings import Settings
-from sinks.window_store import PartitionKeys
-from streams.routing import owner, ownership_key
-from streams.sessionizer import decode_key
+from kpistream.collector.privacy import customer_id
+from kpistream.config.connections import kafka_options
+from kpistream.config.settings import Settings
+from kpistream.sinks.window_store import PartitionKeys
+from kpistream.streams.routing import owner, ownership_key
+from kpistream.streams.sessionizer import decode_key
 
 
 @dataclass

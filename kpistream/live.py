@@ -7,9 +7,9 @@ from collections import defaultdict
 from rich.console import Group
 from rich.table import Table
 
-from sinks import fields as F
-from sinks.kpi_collector import kpi_families
-from sinks.window_store import StoreSnapshot
+from kpistream.sinks import fields as F
+from kpistream.sinks.kpi_collector import kpi_families
+from kpistream.sinks.window_store import StoreSnapshot
 
 Labels = frozenset[tuple[str, str]]
 

@@ -29,8 +29,8 @@ import redis
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
-from kpistream.connections import kafka_options, redacted
-from kpistream.settings import Settings
+from kpistream.config.connections import kafka_options, redacted
+from kpistream.config.settings import Settings
 
 #: A fresh broker or redis-server listens within a second here; 20 s covers a loaded CI box.
 START_TIMEOUT_S = 20.0

@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 
 from kpistream import runtime
-from kpistream.settings import Settings, load
-from streams.app import social_group
-from streams.batch_consumer import BatchConsumer
-from streams.social import SocialLogic
+from kpistream.config.settings import Settings, load
+from kpistream.streams.app import social_group
+from kpistream.streams.batch_consumer import BatchConsumer
+from kpistream.streams.social import SocialLogic
 
 
 @pytest.fixture(scope="session")

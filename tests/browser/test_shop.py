@@ -15,10 +15,10 @@ import msgspec
 import pytest
 import redis.asyncio as aioredis
 
-from collector.app import create_app
-from collector.sender import Sender
-from collector.shop import HERE, create_shop, vendor_installed
-from kpistream.settings import Settings
+from kpistream.collector.app import create_app
+from kpistream.collector.sender import Sender
+from kpistream.collector.shop import HERE, create_shop, vendor_installed
+from kpistream.config.settings import Settings
 from tests.conftest import require_binary
 from tests.integration.collector_server import read_topic, running_collector, serving
 from tests.integration.known_events import samples

@@ -13,11 +13,11 @@ from typing import Any
 
 import msgspec
 
+from kpistream.config.settings import Settings, env_name
 from kpistream.produce import encode, produce
 from kpistream.runtime import spawn
-from kpistream.settings import Settings, env_name
 from kpistream.simulator import Account, sessions, social
-from sinks import fields as F
+from kpistream.sinks import fields as F
 from tests.integration.waits import wait_for_totals
 
 START_MS = (time.time_ns() // 1_000_000) - 6 * 3_600_000

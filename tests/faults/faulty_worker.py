@@ -21,7 +21,7 @@ import sys
 from typing import Any
 
 from kpistream.cli import main
-from streams.batch_consumer import BatchConsumer
+from kpistream.streams.batch_consumer import BatchConsumer
 
 ACTIONS = {"kill-before", "kill-after", "stop-before"}
 

@@ -22,13 +22,13 @@ from typing import Any
 import redis
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from kpistream.settings import Settings
-from sinks import fields as F
-from sinks.window_store import PartitionKeys
-from streams.clickstream import ClickstreamLogic
-from streams.logic import StreamLogic, valid
-from streams.routing import REROUTED, is_forwarded, misplaced
-from streams.social import SocialLogic
+from kpistream.config.settings import Settings
+from kpistream.sinks import fields as F
+from kpistream.sinks.window_store import PartitionKeys
+from kpistream.streams.clickstream import ClickstreamLogic
+from kpistream.streams.logic import StreamLogic, valid
+from kpistream.streams.routing import REROUTED, is_forwarded, misplaced
+from kpistream.streams.social import SocialLogic
 from tests.integration.waits import counted
 
 #: Totals and gauges that depend on how records were batched and fetched, not on what they
@@ -149,7 +149,7 @@ def _diff(got: Counter[str], want: Counter[str]) -> dict[str, tuple[int, int]]:
 
 class Log(dict[Part, list[bytes | None]]):
     """Record values per partition in offset order, each partition's end offset, and which
-    records a worker forwarded there (:mod:`streams.routing`)."""
+    records a worker forwarded there (:mod:`kpistream.streams.routing`)."""
 
     ends: dict[Part, int]
     forwarded: dict[Part, list[bool]]

@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aioredis
 
+from kpistream.config.settings import Settings
 from kpistream.produce import produce
 from kpistream.runtime import ensure_topics, stop
-from kpistream.settings import Settings
-from sinks import fields as F
-from sinks.window_store import Fenced, OffsetMismatch, WindowStore
-from streams.delta import BatchDelta
+from kpistream.sinks import fields as F
+from kpistream.sinks.window_store import Fenced, OffsetMismatch, WindowStore
+from kpistream.streams.delta import BatchDelta
 from tests.faults import oracle
 from tests.faults.common import (
     LINES,

@@ -12,7 +12,7 @@ import redis
 
 from kpistream.produce import encode, produce
 from kpistream.runtime import ensure_topics
-from sinks import fields as F
+from kpistream.sinks import fields as F
 from tests.conftest import start_streams
 from tests.faults import oracle
 from tests.faults.common import LINES, START_MS, now_ms, settings_for

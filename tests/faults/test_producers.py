@@ -12,12 +12,12 @@ from typing import Any
 import redis
 from confluent_kafka import Producer
 
+from kpistream.config.settings import Settings
 from kpistream.produce import produce, route
 from kpistream.runtime import ensure_topics, spawn, stop
-from kpistream.settings import Settings
-from sinks import fields as F
-from sinks.window_store import PartitionKeys
-from streams.routing import owner, ownership_key
+from kpistream.sinks import fields as F
+from kpistream.sinks.window_store import PartitionKeys
+from kpistream.streams.routing import owner, ownership_key
 from tests.conftest import start_streams
 from tests.faults import oracle
 from tests.faults.common import LINES, WORKER, now_ms, settings_for, website_only, worker_env

@@ -6,7 +6,7 @@ import asyncio
 
 from kpistream.produce import produce
 from kpistream.runtime import ensure_topics
-from streams.batch_consumer import BatchConsumer
+from kpistream.streams.batch_consumer import BatchConsumer
 from tests.conftest import start_streams
 from tests.faults import oracle
 from tests.faults.common import many_lines, now_ms, settings_for

@@ -13,7 +13,7 @@ import redis
 
 from kpistream.produce import produce
 from kpistream.runtime import EmbeddedServer, ensure_topics, free_port, start_redis
-from streams.batch_consumer import BatchConsumer
+from kpistream.streams.batch_consumer import BatchConsumer
 from tests.conftest import start_streams
 from tests.faults import oracle
 from tests.faults.common import LINES, flowing, now_ms, processed, settings_for

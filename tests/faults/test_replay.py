@@ -9,8 +9,8 @@ import pytest
 
 from kpistream.produce import produce
 from kpistream.runtime import ensure_topics, free_port
-from sinks import fields as F
-from sinks.exporter import serve
+from kpistream.sinks import fields as F
+from kpistream.sinks.exporter import serve
 from tests.conftest import start_streams
 from tests.faults import oracle
 from tests.faults.common import LINES, accounts, now_ms, settings_for

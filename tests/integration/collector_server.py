@@ -10,9 +10,9 @@ from typing import Any
 import msgspec
 import uvicorn
 
-from collector.app import create_app
+from kpistream.collector.app import create_app
+from kpistream.config.settings import Settings
 from kpistream.runtime import ensure_topics, free_port
-from kpistream.settings import Settings
 from tests.integration.waits import read_records
 
 

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import yaml
 
-from kpistream.settings import load
-from sinks import dashboards, rules
-from sinks.goals import Goal, load_checked
+from kpistream.config.settings import load
+from kpistream.sinks import dashboards, rules
+from kpistream.sinks.goals import Goal, load_checked
 from tests.conftest import require_binary
 
 ROOT = Path(__file__).resolve().parents[2]

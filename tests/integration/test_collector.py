@@ -14,10 +14,10 @@ import httpx
 import msgspec
 import redis.asyncio as aioredis
 
-from collector.privacy import SALT_LIFE_S, Salts, audience_id, customer_id, day_of
-from kpistream.settings import Settings
-from sinks import fields as F
-from streams.routing import owner, ownership_key
+from kpistream.collector.privacy import SALT_LIFE_S, Salts, audience_id, customer_id, day_of
+from kpistream.config.settings import Settings
+from kpistream.sinks import fields as F
+from kpistream.streams.routing import owner, ownership_key
 from tests.integration.collector_server import read_topic, running_collector
 from tests.integration.waits import wait_for_totals
 

@@ -13,8 +13,8 @@ import pytest
 import yaml
 
 from kpistream.cli import parser
+from kpistream.config.settings import Settings, env_name
 from kpistream.runtime import free_port, spawn, stop
-from kpistream.settings import Settings, env_name
 from tests.conftest import require_binary
 from tests.integration import known_events as K
 

@@ -13,13 +13,13 @@ from typing import Any
 import httpx
 import redis.asyncio as aioredis
 
-from collector.privacy import customer_id
+from kpistream.collector.privacy import customer_id
+from kpistream.config.settings import Settings, env_name
 from kpistream.forget import forget
-from kpistream.settings import Settings, env_name
-from sinks import fields as F
-from sinks.window_store import PartitionKeys
-from streams.routing import owner, ownership_key
-from streams.sessionizer import decode_key
+from kpistream.sinks import fields as F
+from kpistream.sinks.window_store import PartitionKeys
+from kpistream.streams.routing import owner, ownership_key
+from kpistream.streams.sessionizer import decode_key
 from tests.integration.collector_server import running_collector
 from tests.integration.test_collector import SECRET, _headers
 from tests.integration.waits import wait_for_totals

@@ -11,8 +11,8 @@ import pytest
 from kpistream.cli import main
 from kpistream.produce import produce
 from kpistream.runtime import ensure_topics
-from sinks import fields as F
-from streams import labels
+from kpistream.sinks import fields as F
+from kpistream.streams import labels
 from tests.faults.common import now_ms
 from tests.integration.known_events import samples
 from tests.integration.waits import scrape_text, wait_for_events, wait_until
@@ -88,7 +88,7 @@ async def test_a_full_budget_is_visible_and_quiet_values_free_their_slots(  # ty
 
 @pytest.mark.parametrize("days", [-1])
 def test_label_idle_days_must_not_be_negative(days: int) -> None:
-    from kpistream.settings import SettingsError, load
+    from kpistream.config.settings import SettingsError, load
 
     with pytest.raises(SettingsError, match="KPISTREAM_LABEL_IDLE_DAYS must be >= 0"):
         load({"label_idle_days": days}, env={})

@@ -12,11 +12,11 @@ import redis
 from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import ConsumerRecord
 
+from kpistream.config.settings import Settings
 from kpistream.runtime import free_port
-from kpistream.settings import Settings
-from sinks import fields as F
-from sinks.exporter import serve
-from sinks.window_store import WindowReader
+from kpistream.sinks import fields as F
+from kpistream.sinks.exporter import serve
+from kpistream.sinks.window_store import WindowReader
 from tests.integration.known_events import Samples, samples
 
 

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from collector import protocols as P
-from collector.guard import Sites, TokenBuckets, VisitorPace, bot_reason
-from collector.privacy import (
+from kpistream.collector import protocols as P
+from kpistream.collector.guard import Sites, TokenBuckets, VisitorPace, bot_reason
+from kpistream.collector.privacy import (
     ClientAddress,
     audience_id,
     consent_given,

@@ -9,9 +9,9 @@ import faust
 import pytest
 import trustme
 
-from kpistream.connections import kafka_options, redacted
-from kpistream.settings import SettingsError, load
-from streams.app import credentials
+from kpistream.config.connections import kafka_options, redacted
+from kpistream.config.settings import SettingsError, load
+from kpistream.streams.app import credentials
 
 
 def test_plaintext_by_default() -> None:

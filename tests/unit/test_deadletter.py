@@ -5,8 +5,8 @@ from __future__ import annotations
 import base64
 import json
 
-from schemas.decoder import Rejection
-from streams.deadletter import REDACTED, Redactor
+from kpistream.schemas.decoder import Rejection
+from kpistream.streams.deadletter import REDACTED, Redactor
 
 REJ = Rejection("missing_field", "Object missing required field `site`", "$.site")
 

@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from kpistream.settings import HELP, Settings, markdown_table
-from schemas.decoder import REASONS, EventDecoder, Rejection
-from schemas.events import Clickstream, Social
-from sinks.goal_catalogue import CATALOGUE
+from kpistream.config.settings import HELP, Settings, markdown_table
+from kpistream.schemas.decoder import REASONS, EventDecoder, Rejection
+from kpistream.schemas.events import Clickstream, Social
+from kpistream.sinks.goal_catalogue import CATALOGUE
 
 ROOT = Path(__file__).resolve().parents[2]
 EVENTS_DOC = (ROOT / "docs" / "events.md").read_text()
@@ -62,7 +62,7 @@ def test_every_reject_reason_is_documented() -> None:
 
 
 def test_readme_metric_table_is_current() -> None:
-    from sinks.kpi_collector import markdown_table as metrics_table
+    from kpistream.sinks.kpi_collector import markdown_table as metrics_table
 
     assert metrics_table() in (ROOT / "README.md").read_text(), (
         "README metric table is stale: run `make docs`"
@@ -83,7 +83,7 @@ def test_the_readme_lists_every_kpi_a_goal_can_name() -> None:
 
 
 def test_kpi_definitions_name_only_served_metrics_and_every_ratio() -> None:
-    from sinks.kpi_collector import markdown_table as metrics_table
+    from kpistream.sinks.kpi_collector import markdown_table as metrics_table
 
     served = set(re.findall(r"^\| `(kpi_[a-z_]+)`", metrics_table(), re.M))
     text = (ROOT / "docs" / "kpis.md").read_text()

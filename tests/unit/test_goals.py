@@ -10,10 +10,10 @@ import pytest
 import yaml
 
 from kpistream.cli import main
-from sinks.dashboards import catalogue_gauges
-from sinks.goal_catalogue import CATALOGUE
-from sinks.goals import GoalsError, check, load, load_checked
-from sinks.kpi_collector import COUNTS
+from kpistream.sinks.dashboards import catalogue_gauges
+from kpistream.sinks.goal_catalogue import CATALOGUE
+from kpistream.sinks.goals import GoalsError, check, load, load_checked
+from kpistream.sinks.kpi_collector import COUNTS
 
 TODAY = datetime.date(2026, 11, 23)
 ROOT = Path(__file__).resolve().parents[2]

@@ -1,6 +1,6 @@
 import pytest
 
-from streams.labels import NONE, OTHER, LabelBudget, sanitize
+from kpistream.streams.labels import NONE, OTHER, LabelBudget, sanitize
 
 
 def test_allowlist_folds_the_rest_into_other() -> None:

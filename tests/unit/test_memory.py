@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from streams.memory import MIN_DROP, MIN_INTERVAL_S, Reclaimer
-from streams.sessionizer import Sessionizer
-from streams.visitors import Visitor, VisitorBook
+from kpistream.streams.memory import MIN_DROP, MIN_INTERVAL_S, Reclaimer
+from kpistream.streams.sessionizer import Sessionizer
+from kpistream.streams.visitors import Visitor, VisitorBook
 
 
 def test_the_visitor_cache_keeps_the_most_recently_seen() -> None:

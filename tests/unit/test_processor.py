@@ -6,12 +6,19 @@ from collections import Counter
 from collections.abc import Iterable
 from typing import TypeVar
 
-from schemas.decoder import Rejection
-from schemas.events import Click, ClickstreamEvent, Engagement, Forget, Impression, PageView
-from sinks import fields as F
-from streams.labels import Dimensions
-from streams.processor import PartitionProcessor
-from streams.sessionizer import decode_key
+from kpistream.schemas.decoder import Rejection
+from kpistream.schemas.events import (
+    Click,
+    ClickstreamEvent,
+    Engagement,
+    Forget,
+    Impression,
+    PageView,
+)
+from kpistream.sinks import fields as F
+from kpistream.streams.labels import Dimensions
+from kpistream.streams.processor import PartitionProcessor
+from kpistream.streams.sessionizer import decode_key
 
 MIN = 60_000
 #: The wall clock of every batch: after every event here (the watermark cap never bites).
@@ -274,7 +281,7 @@ def test_a_fast_client_clock_does_not_make_honest_events_late() -> None:
 
 
 def test_rerouted_events_are_counted_once_as_rerouted() -> None:
-    from streams.routing import REROUTED
+    from kpistream.streams.routing import REROUTED
 
     delta = processor().process([pv(T0), REROUTED, REROUTED], now_ms=NOW_MS)
     assert delta.totals[F.PROCESSED] == 1 and delta.totals[F.REROUTED] == 2

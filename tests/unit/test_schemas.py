@@ -8,9 +8,9 @@ from typing import Any
 import jsonschema
 import pytest
 
-from schemas.decoder import EventDecoder, Rejection
-from schemas.events import Clickstream, Social
-from schemas.generate import SCHEMA_DIR, documents, render
+from kpistream.schemas.decoder import EventDecoder, Rejection
+from kpistream.schemas.events import Clickstream, Social
+from kpistream.schemas.generate import SCHEMA_DIR, documents, render
 
 NOW = 1_763_800_000_000
 BASE = {"event_id": "e1", "ts": NOW - 1000, "site": "shop", "visitor_id": "v1"}

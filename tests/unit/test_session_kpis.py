@@ -5,8 +5,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from schemas.events import AddToCart, CheckoutStart, Lead, PageView, Purchase, SurveyResponse
-from sinks import fields as F
+from kpistream.schemas.events import (
+    AddToCart,
+    CheckoutStart,
+    Lead,
+    PageView,
+    Purchase,
+    SurveyResponse,
+)
+from kpistream.sinks import fields as F
 from tests.unit.test_processor import GAP, M0, MIN, T0, imp, pick, processor, pv, run
 
 _n = 0

@@ -1,6 +1,6 @@
 import pytest
 
-from kpistream.settings import SettingsError, load
+from kpistream.config.settings import SettingsError, load
 
 
 def test_goals_must_be_clickstream_event_types() -> None:

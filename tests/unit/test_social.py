@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from schemas.decoder import Rejection
-from schemas.events import (
+from kpistream.schemas.decoder import Rejection
+from kpistream.schemas.events import (
     Comment,
     Follow,
     FollowersSnapshot,
@@ -14,9 +14,9 @@ from schemas.events import (
     Share,
     Unfollow,
 )
-from sinks import fields as F
-from streams.labels import LabelBudget
-from streams.social import SocialProcessor
+from kpistream.sinks import fields as F
+from kpistream.streams.labels import LabelBudget
+from kpistream.streams.social import SocialProcessor
 
 #: The wall clock of every batch: after every event here (the watermark cap never bites).
 NOW_MS = 4_000_000_000_000

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from schemas.events import Lead, Purchase
-from sinks import fields as F
-from sinks.buckets import day_of
-from streams.visitors import Visitor
+from kpistream.schemas.events import Lead, Purchase
+from kpistream.sinks import fields as F
+from kpistream.sinks.buckets import day_of
+from kpistream.streams.visitors import Visitor
 from tests.unit.test_processor import GAP, M0, MIN, NOW_MS, T0, pick, processor, pv, run
 from tests.unit.test_session_kpis import ev
 

@@ -1,0 +1,337 @@
+"""Grafana dashboards generated from the KPI catalogue and the goals (grafana-foundation-sdk).
+
+Two dashboards: *kpistream KPIs*, one panel per window gauge the exporter declares, in rows
+for the tiers reach, interaction, transaction and experience, with a site and a window
+variable and each goal's alert threshold (red) and target (green) drawn on its KPI's panel;
+and *kpistream pipeline*, the health of the stream (events/s, rejects by reason, lag,
+watermark age, Redis up, batch time, fenced writes). A test keeps every declared gauge on
+the KPI dashboard, so the dashboards cannot drift from the catalogue.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from grafana_foundation_sdk.builders import dashboard as gd
+from grafana_foundation_sdk.builders import prometheus as gp
+from grafana_foundation_sdk.builders import timeseries as ts
+from grafana_foundation_sdk.builders.common import GraphThresholdsStyleConfig
+from grafana_foundation_sdk.cog.encoder import JSONEncoder
+from grafana_foundation_sdk.models import dashboard as gm
+from grafana_foundation_sdk.models.common import GraphThresholdsStyleMode
+
+from kpistream.config.settings import Settings
+from kpistream.sinks.goal_catalogue import CATALOGUE
+from kpistream.sinks.goals import Goal
+from kpistream.sinks.kpi_collector import COUNTS, OTHER_FAMILIES, RATIOS
+
+#: The provisioned Prometheus datasource (deploy/grafana/provisioning/datasources).
+DATASOURCE = gm.DataSourceRef(type_val="prometheus", uid="kpistream-prometheus")
+KPI_UID = "kpistream-kpis"
+PIPELINE_UID = "kpistream-pipeline"
+
+TIERS: dict[str, tuple[str, ...]] = {
+    "Reach": (
+        "kpi_page_views",
+        "kpi_sessions",
+        "kpi_unique_visitors",
+        "kpi_visitors",
+        "kpi_impressions",
+        "kpi_post_impressions",
+        "kpi_followers",
+    ),
+    "Interaction": (
+        "kpi_bounce_ratio",
+        "kpi_engagement_ratio",
+        "kpi_engaged_sessions",
+        "kpi_click_through_ratio",
+        "kpi_clicks",
+        "kpi_pages_per_session",
+        "kpi_time_on_site_seconds",
+        "kpi_ended_sessions",
+        "kpi_social_engagement_ratio",
+        "kpi_likes",
+        "kpi_comments",
+        "kpi_shares",
+    ),
+    "Transaction": (
+        "kpi_conversion_ratio",
+        "kpi_conversions",
+        "kpi_landing_conversion_ratio",
+        "kpi_landing_sessions",
+        "kpi_landing_conversions",
+        "kpi_channel_conversion_ratio",
+        "kpi_channel_sessions",
+        "kpi_channel_conversions",
+        "kpi_cart_abandonment_ratio",
+        "kpi_carts_abandoned",
+        "kpi_carts_completed",
+        "kpi_checkout_abandonment_ratio",
+        "kpi_checkouts_abandoned",
+        "kpi_checkouts_completed",
+        "kpi_revenue",
+        "kpi_orders",
+        "kpi_average_order_value",
+        "kpi_leads",
+        "kpi_lead_customers",
+        "kpi_lead_to_customer_ratio",
+    ),
+    "Experience": (
+        "kpi_net_promoter_score",
+        "kpi_nps_answers",
+        "kpi_csat_ratio",
+        "kpi_csat_answers",
+        "kpi_customer_effort_score",
+        "kpi_ces_answers",
+    ),
+}
+#: Kinds kept in day buckets: only the long window (e.g. 30d) exists for them.
+LONG_WINDOW = {"kpi_leads", "kpi_lead_customers", "kpi_lead_to_customer_ratio"}
+
+
+@dataclass(frozen=True, slots=True)
+class Gauge:
+    metric: str
+    labels: tuple[str, ...]  # without window
+    doc: str
+    windowed: bool
+
+
+def catalogue_gauges() -> list[Gauge]:
+    """Every gauge the exporter declares, as the dashboard must show them."""
+    out = [Gauge(c.metric, c.labels, c.doc, True) for c in COUNTS if c.gauge]
+    out += [Gauge(r.metric, r.labels, r.doc, True) for r in RATIOS]
+    for name, kind, labels, doc in OTHER_FAMILIES:
+        names = tuple(label.strip() for label in labels.split(","))
+        if kind == "gauge":
+            out.append(
+                Gauge(name, tuple(n for n in names if n != "window"), doc, "window" in names)
+            )
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class Query:
+    title: str
+    expr: str
+    legend: str
+
+
+def _unit(metric: str) -> str:
+    if metric.endswith("_ratio"):
+        return "percentunit"
+    if metric.endswith("_seconds"):
+        return "s"
+    return "short"
+
+
+def kpi_queries(settings: Settings) -> Iterator[tuple[str, Gauge, Query]]:
+    """(tier, gauge, query) of every KPI panel, in dashboard order."""
+    gauges = {g.metric: g for g in catalogue_gauges()}
+    long_window = next(iter(settings.long_windows_days))
+    for tier, metrics in TIERS.items():
+        for metric in metrics:
+            gauge = gauges[metric]
+            matchers = []
+            if "site" in gauge.labels:
+                matchers.append('site=~"$site"')
+            if gauge.windowed:
+                window = long_window if metric in LONG_WINDOW else "$window"
+                matchers.append(f'window="{window}"')
+            legend = " ".join(f"{{{{{label}}}}}" for label in gauge.labels) or metric
+            expr = f"{metric}{{{','.join(matchers)}}}"
+            yield tier, gauge, Query(gauge.doc, expr, legend)
+
+
+def _thresholds(metric: str, goals: list[Goal]) -> tuple[list[gm.Threshold], list[str]]:
+    """Alert thresholds (red) and targets (green) of the goals on this KPI, and their notes."""
+    steps: dict[float, str] = {}
+    notes = []
+    for goal in goals:
+        spec = CATALOGUE[goal.kpi]
+        if spec.gauge != metric or goal.alert is None or goal.target is None:
+            continue
+        steps[goal.target] = "green"
+        scope = ", ".join(f"{k}={v}" for k, v in goal.ordered_scope())
+        note = f"Goal {goal.name} ({scope}): {goal.direction} {goal.target:g} by {goal.deadline}"
+        if goal.alert.threshold is not None:
+            steps[goal.alert.threshold] = "red"
+            note += f"; alert at {goal.alert.threshold:g}"
+        notes.append(note)
+    base = [gm.Threshold(value=None, color="transparent")]
+    return base + [gm.Threshold(value=v, color=c) for v, c in sorted(steps.items())], notes
+
+
+def _panel(query: Query, *, unit: str, description: str = "") -> ts.Panel:
+    return (
+        ts.Panel()
+        .title(query.title)
+        .description(description)
+        .datasource(DATASOURCE)
+        .unit(unit)
+        .height(8)
+        .span(8)
+        .with_target(
+            gp.Dataquery()
+            .expr(query.expr)
+            .legend_format(query.legend)
+            .ref_id("A")
+            .datasource(DATASOURCE)
+        )
+    )
+
+
+def _board(title: str, uid: str, *, refresh: str, since: str) -> gd.Dashboard:
+    return (
+        gd.Dashboard(title)
+        .uid(uid)
+        .tags(["kpistream", "generated"])
+        .refresh(refresh)
+        .time(since, "now")
+    )
+
+
+def kpi_dashboard(settings: Settings, goals: list[Goal]) -> gd.Dashboard:
+    windows = list(settings.window_minutes())
+    default = "1h" if "1h" in windows else windows[0]
+    board = (
+        _board("kpistream KPIs", KPI_UID, refresh="30s", since="now-6h")
+        .with_variable(
+            gd.QueryVariable("site")
+            .label("site")
+            .datasource(DATASOURCE)
+            .query("label_values(kpi_sessions, site)")
+            .multi(True)
+            .include_all(True)
+            .all_value(".*")
+            .refresh(gm.VariableRefresh.ON_TIME_RANGE_CHANGED)
+        )
+        .with_variable(
+            gd.CustomVariable("window")
+            .label("window")
+            .values(",".join(windows))
+            .current(gm.VariableOption(text=default, value=default, selected=True))
+        )
+    )
+    tier = None
+    for row, gauge, query in kpi_queries(settings):
+        if row != tier:
+            board = board.with_row(gd.Row(row))
+            tier = row
+        steps, notes = _thresholds(gauge.metric, goals)
+        panel = _panel(query, unit=_unit(gauge.metric), description="\n".join(notes))
+        if len(steps) > 1:
+            panel = panel.thresholds(
+                gd.ThresholdsConfig().mode(gm.ThresholdsMode.ABSOLUTE).steps(steps)
+            ).thresholds_style(GraphThresholdsStyleConfig().mode(GraphThresholdsStyleMode.DASHED))
+        board = board.with_panel(panel)
+    return board
+
+
+PIPELINE: tuple[tuple[Query, str], ...] = (
+    (
+        Query(
+            "Events processed per second",
+            "sum(rate(kpistream_events_processed_total[$__rate_interval]))",
+            "processed",
+        ),
+        "short",
+    ),
+    (
+        Query(
+            "Events rejected per second, by reason",
+            "sum by (reason) (rate(kpistream_events_rejected_total[$__rate_interval]))",
+            "{{reason}}",
+        ),
+        "short",
+    ),
+    (
+        Query(
+            "Late and duplicate events per second",
+            "sum(rate(kpistream_events_late_total[$__rate_interval])) or vector(0)",
+            "late",
+        ),
+        "short",
+    ),
+    (
+        Query(
+            "Consumer lag by partition (records)",
+            "max by (topic, partition) (kpistream_partition_lag_records)",
+            "{{topic}}:{{partition}}",
+        ),
+        "short",
+    ),
+    (
+        Query(
+            "Stalled partitions (a batch that cannot be read)",
+            "sum(kpistream_partition_stalled)",
+            "stalled",
+        ),
+        "short",
+    ),
+    (
+        Query(
+            "Events forwarded to their owning partition per second",
+            "sum(rate(kpistream_events_rerouted_total[$__rate_interval]))",
+            "rerouted",
+        ),
+        "short",
+    ),
+    (
+        Query(
+            "Label budgets used (values / budget)",
+            "max by (dimension) (kpistream_label_values) / "
+            "max by (dimension) (kpistream_label_budget)",
+            "{{dimension}}",
+        ),
+        "percentunit",
+    ),
+    (
+        Query(
+            "Watermark age by partition (event time behind the wall clock)",
+            "max by (topic, partition) (kpistream_partition_watermark_age_seconds)",
+            "{{topic}}:{{partition}}",
+        ),
+        "s",
+    ),
+    (Query("Redis up", "min(kpistream_redis_up)", "up"), "short"),
+    (
+        Query(
+            "Batch processing time, p95",
+            "histogram_quantile(0.95, sum by (le) "
+            "(rate(kpistream_batch_processing_seconds_bucket[$__rate_interval])))",
+            "p95",
+        ),
+        "s",
+    ),
+    (
+        Query(
+            "Fenced writes (zombie workers) per second",
+            "sum(rate(kpistream_fenced_writes_total[$__rate_interval]))",
+            "fenced",
+        ),
+        "short",
+    ),
+    (Query("Partitions with state", "max(kpistream_partitions)", "partitions"), "short"),
+)
+
+
+def pipeline_dashboard() -> gd.Dashboard:
+    board = _board("kpistream pipeline", PIPELINE_UID, refresh="10s", since="now-1h").with_row(
+        gd.Row("Health")
+    )
+    for query, unit in PIPELINE:
+        board = board.with_panel(_panel(query, unit=unit))
+    return board
+
+
+def render(board: gd.Dashboard) -> str:
+    return JSONEncoder(sort_keys=True, indent=2).encode(board.build()) + "\n"
+
+
+def panel_exprs(rendered: str) -> list[str]:
+    """Every query expression of a rendered dashboard (for tests and checks)."""
+    board = json.loads(rendered)
+    return [t["expr"] for p in board["panels"] if "targets" in p for t in p["targets"]]

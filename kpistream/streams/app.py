@@ -1,0 +1,100 @@
+"""The faust application: the frame that runs the stream processors.
+
+faust provides the worker lifecycle, signal handling and logging; the clickstream hot path
+is :class:`kpistream.streams.batch_consumer.BatchConsumer`, run here as a service of the app because
+faust's per-message streams are too slow for it (see that module).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import faust
+from mode import Service
+
+from kpistream.config.connections import kafka_options
+from kpistream.config.settings import Settings
+from kpistream.streams.batch_consumer import BatchConsumer
+from kpistream.streams.clickstream import ClickstreamLogic
+from kpistream.streams.social import SocialLogic
+
+log = logging.getLogger(__name__)
+
+
+def social_group(settings: Settings) -> str:
+    """The social stream's consumer group: its own, beside the clickstream's."""
+    return f"{settings.consumer_group}-social"
+
+
+def credentials(settings: Settings) -> Any:
+    """faust's form of the Kafka security settings (None: plaintext)."""
+    options = kafka_options(settings)
+    protocol = settings.kafka_security_protocol
+    if protocol.startswith("SASL"):
+        return faust.SASLCredentials(
+            username=settings.kafka_sasl_username,
+            password=settings.kafka_sasl_password,
+            mechanism=settings.kafka_sasl_mechanism,
+            ssl_context=options.get("ssl_context"),
+        )
+    if protocol == "SSL":
+        return faust.SSLCredentials(options["ssl_context"])
+    return None
+
+
+def create_app(settings: Settings) -> faust.App:
+    app = faust.App(
+        f"{settings.consumer_group}-app",
+        broker=[f"kafka://{host}" for host in settings.kafka.split(",")],
+        broker_credentials=credentials(settings),
+        store="memory://",
+        web_enabled=False,
+        # The app's own group only carries faust's leader topic; keep its joins short.
+        broker_rebalance_timeout=settings.rebalance_timeout_s,
+        broker_session_timeout=max(6, 2 * settings.rebalance_timeout_s),
+        broker_heartbeat_interval=1,
+        topic_allow_declare=True,
+        topic_partitions=1,
+    )
+
+    _host(app, "ClickstreamService", lambda: BatchConsumer(settings, ClickstreamLogic(settings)))
+    # The social topic has its own stream processor, in its own consumer group.
+    _host(
+        app,
+        "SocialService",
+        lambda: BatchConsumer(
+            settings,
+            SocialLogic(settings),
+            group_id=social_group(settings),
+            client_id="kpistream-social",
+        ),
+    )
+    return app
+
+
+class BatchService(Service):
+    """Runs one batch consumer for as long as the faust worker runs."""
+
+    make: Callable[[], BatchConsumer]
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.batch = self.make()
+
+    async def on_start(self) -> None:
+        await self.batch.start()
+
+    async def on_stop(self) -> None:
+        await self.batch.stop()
+
+    @Service.task
+    async def _consume(self) -> None:
+        await self.batch.run()
+
+
+def _host(app: faust.App, name: str, make: Callable[[], BatchConsumer]) -> None:
+    # A named subclass per consumer: mode registers a service's tasks per class.
+    service = type(name, (BatchService,), {"make": staticmethod(make), "__module__": __name__})
+    app.service(service)

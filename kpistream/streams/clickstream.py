@@ -1,0 +1,71 @@
+"""The clickstream topic's :class:`kpistream.streams.logic.StreamLogic`: website events to web
+KPIs."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from kpistream.config.settings import Settings
+from kpistream.schemas.decoder import EventDecoder
+from kpistream.schemas.events import Clickstream, ClickstreamEvent
+from kpistream.sinks.window_store import PartitionKeys, WindowStore
+from kpistream.streams.labels import Dimensions, LabelBudget
+from kpistream.streams.logic import PartitionLogic
+from kpistream.streams.processor import PartitionProcessor, dimension_values
+from kpistream.streams.routing import clickstream_key
+
+
+class ClickstreamLogic:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.topic = settings.clickstream_topic
+        self.decoder: EventDecoder[Any] = EventDecoder(
+            Clickstream,
+            max_event_bytes=settings.max_event_bytes,
+            max_future_skew_ms=settings.max_future_skew_s * 1000,
+            site_allowlist=settings.site_allowlist,
+        )
+        self.dims = Dimensions(
+            sites=settings.site_allowlist,
+            campaigns=settings.campaign_allowlist,
+            max_sites=settings.max_sites,
+            max_campaigns=settings.max_campaigns,
+            max_landing_pages=settings.max_landing_pages,
+            max_channels=settings.max_channels,
+            max_currencies=settings.max_currencies,
+        )
+
+    def new_partition(self) -> PartitionProcessor:
+        s = self.settings
+        return PartitionProcessor(
+            session_gap_ms=s.session_gap_s * 1000,
+            allowed_lateness_ms=s.allowed_lateness_s * 1000,
+            dimensions=self.dims,
+            goals=s.goal_types,
+            max_cached_visitors=s.visitor_cache,
+        )
+
+    def ownership_key(self, event: Any) -> str:
+        return clickstream_key(event)
+
+    def budget(self, dimension: str) -> LabelBudget:
+        return self.dims.budget(dimension)
+
+    def budgets(self) -> dict[str, LabelBudget]:
+        return {name: self.dims.budget(name) for name in Dimensions.NAMES}
+
+    def dimension_values(self, events: Iterable[Any]) -> dict[str, set[str]]:
+        return dimension_values(events)
+
+    async def prepare(
+        self,
+        partition: PartitionLogic,
+        events: list[ClickstreamEvent],
+        store: WindowStore,
+        keys: PartitionKeys,
+    ) -> None:
+        assert isinstance(partition, PartitionProcessor)
+        book = partition.visitors
+        needed = book.missing((e.site, e.visitor_id) for e in events)
+        book.fill(await store.load_visitors(keys, needed))

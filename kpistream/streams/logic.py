@@ -1,0 +1,73 @@
+"""The contract between the batch consumer and a topic's stream processor.
+
+The batch consumer owns Kafka, Redis and the atomic commit; a :class:`StreamLogic` says how
+one topic's records become counter deltas. Each implementation is pure apart from
+:meth:`StreamLogic.prepare`, which may read (never write) what a batch needs from Redis.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any, Protocol
+
+from kpistream.schemas.decoder import EventDecoder, Rejection
+from kpistream.sinks.window_store import PartitionKeys, WindowStore
+from kpistream.streams.delta import BatchDelta
+from kpistream.streams.labels import LabelBudget
+from kpistream.streams.routing import Rerouted
+
+
+class PartitionLogic(Protocol):
+    """State and rules for one partition. Not thread-safe; one batch at a time."""
+
+    watermark_ms: int
+
+    def load(self, state: dict[bytes, bytes], watermark_ms: int) -> dict[str, set[str]]:
+        """Resume from stored state; returns the raw dimension values it may label."""
+
+    def process(self, decoded: Iterable[Any], *, now_ms: int) -> BatchDelta:
+        """Fold a batch of decoded events (or rejections, or re-routed markers) into one
+        delta; ``now_ms`` is the wall clock the watermark may not pass. Never raises for bad
+        events: they arrive as :class:`kpistream.schemas.decoder.Rejection` and are counted, and the
+        ones it rejects itself are listed in ``delta.rejections``."""
+
+    def advance(self, watermark_ms: int) -> BatchDelta:
+        """Move the watermark of an idle partition forward (no-op if not forward)."""
+
+    def committed(self) -> None:
+        """The last delta is in Redis."""
+
+    def held(self) -> int:
+        """How many state objects (sessions, cached visitors, accounts) it holds in memory."""
+
+    def compact(self) -> None:
+        """Re-create the state it holds as fresh objects, same content (after a flood)."""
+
+
+class StreamLogic(Protocol):
+    topic: str
+    decoder: EventDecoder[Any]
+
+    def ownership_key(self, event: Any) -> str:
+        """What decides an event's owning partition (:mod:`kpistream.streams.routing`)."""
+
+    def new_partition(self) -> PartitionLogic: ...
+
+    def budget(self, dimension: str) -> LabelBudget: ...
+
+    def budgets(self) -> dict[str, LabelBudget]:
+        """Every bounded dimension's budget, by dimension."""
+
+    def dimension_values(self, events: Iterable[Any]) -> dict[str, set[str]]:
+        """Raw values of each bounded dimension in a batch, admitted before processing."""
+
+    async def prepare(
+        self, partition: PartitionLogic, events: list[Any], store: WindowStore, keys: PartitionKeys
+    ) -> None:
+        """Load from Redis what processing these events needs (may do nothing)."""
+
+
+def valid(decoded: Iterable[Any]) -> list[Any]:
+    """The events of a decoded batch this partition processes (not rejected, not
+    forwarded to another partition)."""
+    return [e for e in decoded if not isinstance(e, Rejection | Rerouted)]

@@ -1,0 +1,354 @@
+"""Turn one partition's batch of decoded clickstream events into counter deltas.
+
+Pure and synchronous: no Kafka, no Redis, no clock. The batch consumer feeds it decoded
+events; the resulting :class:`BatchDelta` is applied to Redis in one atomic step together with
+the partition's next offset. The same code serves the live worker, replays and tests.
+
+Each event is counted exactly once: as processed, late, duplicate (same ``event_id`` and
+content as an event of its open session), re-routed (forwarded to the partition that owns it)
+or rejected (by the decoder, or here: an ``event_id`` reused with other content).
+
+Lateness: the partition's watermark is the largest event time accepted so far (or, while the
+partition is idle, the wall clock minus the allowed lateness: :meth:`advance`). An event older
+than ``watermark - allowed_lateness_ms`` is counted as late and dropped. A session is decided
+(abandoned carts, time on site, ...) and evicted once no acceptable event can reach it, so
+decisions are final and counters never go down.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from kpistream.schemas.decoder import Rejection
+from kpistream.schemas.events import (
+    AddToCart,
+    CheckoutStart,
+    ClickstreamEvent,
+    Forget,
+    Impression,
+    ItemEvent,
+    Lead,
+    PageView,
+    Purchase,
+    SurveyResponse,
+    fingerprint,
+)
+from kpistream.sinks import fields as F
+from kpistream.sinks.buckets import day_of, minute_of
+from kpistream.streams import session_kpis as K
+from kpistream.streams.delta import BatchDelta
+from kpistream.streams.labels import Dimensions
+from kpistream.streams.routing import Rerouted
+from kpistream.streams.sessionizer import (
+    Duplicate,
+    Session,
+    Sessionizer,
+    SessionKey,
+    decode_key,
+    decode_sessions,
+    encode_key,
+    encode_sessions,
+)
+from kpistream.streams.visitors import Visitor, VisitorBook
+from kpistream.streams.watermarked import WatermarkedProcessor
+
+#: Revenue is summed as integer millionths of the currency unit: exact, unlike floats.
+MICROS = 1_000_000
+
+
+def dimension_values(events: Iterable[ClickstreamEvent]) -> dict[str, set[str]]:
+    """Raw values of each bounded dimension in a batch, for label admission."""
+    values: dict[str, set[str]] = {name: set() for name in Dimensions.NAMES}
+    for event in events:
+        values["site"].add(event.site)
+        if isinstance(event, ItemEvent):
+            if event.campaign is not None:
+                values["campaign"].add(event.campaign)
+        elif isinstance(event, PageView):
+            values["landing_page"].add(K.landing_path(event))
+            values["channel"].add(K.channel_of(event))
+        elif isinstance(event, Purchase):
+            values["currency"].add(event.currency)
+    return values
+
+
+class PartitionProcessor(WatermarkedProcessor):
+    """State and rules for one Kafka partition of the clickstream topic."""
+
+    def __init__(
+        self,
+        *,
+        session_gap_ms: int,
+        allowed_lateness_ms: int,
+        dimensions: Dimensions,
+        goals: Iterable[str] = ("lead", "purchase"),
+        max_cached_visitors: int = 20_000,
+    ) -> None:
+        super().__init__(allowed_lateness_ms=allowed_lateness_ms)
+        self.sessionizer = Sessionizer(session_gap_ms=session_gap_ms)
+        self.dims = dimensions
+        self.goals = frozenset(goals)
+        self.visitors = VisitorBook(max_cached=max_cached_visitors)
+
+    def committed(self) -> None:
+        """The last delta is in Redis."""
+        self.visitors.committed()
+
+    def held(self) -> int:
+        return len(self.sessionizer.sessions) + len(self.visitors.known)
+
+    def compact(self) -> None:
+        """Re-create the state it holds as fresh objects (see :mod:`kpistream.streams.memory`)."""
+        sessions = self.sessionizer.sessions
+        fresh = {
+            decode_key(encode_key(k)): decode_sessions(encode_sessions(v))
+            for k, v in sessions.items()
+        }
+        self.sessionizer.load(fresh)
+        self.visitors.compact()
+
+    def load(self, state: dict[bytes, bytes], watermark_ms: int) -> dict[str, set[str]]:
+        """Resume from stored state; returns the raw dimension values that ending the loaded
+        sessions will label (they must be admitted before the first batch)."""
+        sessions = {decode_key(k): decode_sessions(v) for k, v in state.items()}
+        self.sessionizer.load(sessions)
+        self.watermark_ms = watermark_ms
+        values: dict[str, set[str]] = {"site": set(), "landing_page": set(), "channel": set()}
+        for key, open_sessions in sessions.items():
+            values["site"].add(key[0])
+            for s in open_sessions:
+                if s.landing is not None:
+                    values["landing_page"].add(s.landing)
+                if s.channel is not None:
+                    values["channel"].add(s.channel)
+        return values
+
+    def process(
+        self, decoded: Iterable[ClickstreamEvent | Rejection | Rerouted], *, now_ms: int
+    ) -> BatchDelta:
+        delta = BatchDelta()
+        touched: set[SessionKey] = set()
+        totals = delta.totals
+        sessionizer = self.sessionizer
+        watermark = self.watermark_ms
+        erased: list[tuple[SessionKey, Session]] = []
+        for index, event in enumerate(decoded):
+            if isinstance(event, Forget):  # never late: an erasure is always carried out
+                totals[F.PROCESSED] += 1
+                erased += self.sessionizer.remove_visitor(event.site, event.visitor_id)
+                self.visitors.erase((event.site, event.visitor_id))
+                continue
+            if not self.screen(event, watermark, totals):
+                continue
+            ts = event.ts
+            key = (event.site, event.visitor_id, event.session_id or "")
+            content = fingerprint(event)
+            found = sessionizer.find(key, ts, event.event_id)
+            if isinstance(found, Duplicate):
+                self.repeated(
+                    delta, index, event.event_id, same_content=found.fingerprint == content
+                )
+                continue
+            if ts > watermark:
+                watermark = ts if ts <= now_ms else max(watermark, now_ms)
+            totals[F.PROCESSED] += 1
+            site = self.dims.site.label(event.site)
+            if found is None:
+                session = sessionizer.open(key, ts, event.event_id, content)
+                self._session_event(delta, site, session, event, None)
+            else:
+                counted = K.signature(found)  # what its start-bucket counters reflect now
+                sessionizer.touch(key, found, ts, event.event_id, content)
+                self._session_event(delta, site, found, event, counted)
+            touched.add(key)
+            self._event_counters(delta, site, event)
+            self._visitor_event(delta, site, event)
+        self.watermark_ms = watermark
+        # A key the batch used again after the erasure is stored afresh; the others go.
+        gone = {key for key, _ in erased if key not in self.sessionizer.sessions}
+        touched.difference_update(gone)
+        self._settle(delta, touched)
+        delta.state_del.update(encode_key(key) for key in gone)
+        gap = self.sessionizer.session_gap_ms
+        for key, session in erased:  # ended now, so that the aggregates stay whole
+            end = max(session.last_ms, min(session.last_ms + gap, self.watermark_ms))
+            self._end(delta, self.dims.site.label(key[0]), session, minute_of(end))
+        delta.visitors = self.visitors.take_dirty()
+        return delta
+
+    # -- rules ---------------------------------------------------------------------------------
+
+    def _session_event(
+        self,
+        delta: BatchDelta,
+        site: str,
+        session: Session,
+        event: ClickstreamEvent,
+        counted: K.Signature | None,
+    ) -> None:
+        """Apply the event to the session and move its start-bucket contributions.
+
+        ``counted`` is the session's signature before this event (None for a new session).
+        """
+        buckets = delta.buckets
+        # Only these events can open or complete a cart or checkout.
+        commerce = isinstance(event, AddToCart | CheckoutStart | Purchase)
+        if commerce:
+            before_completion = (
+                K.completed_at(session.cart_ms, session.purchases_ms),
+                K.completed_at(session.checkout_ms, session.purchases_ms),
+            )
+        new_goal = K.apply(session, event, self.goals)
+        after = K.signature(session)
+        if after != counted:
+            landing, channel = self.dims.landing_page.label, self.dims.channel.label
+            if counted is not None:
+                for name in K.start_fields(counted, site, landing, channel):
+                    buckets[counted[0], name] -= 1
+            for name in K.start_fields(after, site, landing, channel):
+                buckets[after[0], name] += 1
+        totals = delta.totals
+        if counted is None:
+            totals[F.field(F.SESSIONS, site)] += 1
+        if new_goal is not None:
+            totals[F.field(F.CONVERSIONS, site, new_goal)] += 1
+        if not session.non_bounced_counted and (session.page_views >= 2 or session.interacted):
+            session.non_bounced_counted = True
+            totals[F.field(F.NON_BOUNCED, site)] += 1
+        if not session.engaged_counted and K.is_engaged(session):
+            session.engaged_counted = True
+            totals[F.field(F.ENGAGED, site)] += 1
+        if not commerce:
+            return
+        after_completion = (
+            K.completed_at(session.cart_ms, session.purchases_ms),
+            K.completed_at(session.checkout_ms, session.purchases_ms),
+        )
+        for kind, was, now in (
+            (F.CART_COMPLETED, before_completion[0], after_completion[0]),
+            (F.CHECKOUT_COMPLETED, before_completion[1], after_completion[1]),
+        ):
+            if now != was and now is not None:  # completed now, or by an earlier purchase
+                name = F.field(kind, site)
+                if was is None:
+                    totals[name] += 1
+                else:
+                    buckets[minute_of(was), name] -= 1
+                buckets[minute_of(now), name] += 1
+
+    def _event_counters(self, delta: BatchDelta, site: str, event: ClickstreamEvent) -> None:
+        """Counters attributed to the event's own time."""
+        minute = minute_of(event.ts)
+        names: list[tuple[str, int]]
+        if isinstance(event, PageView):
+            names = [(F.field(F.PAGE_VIEWS, site), 1)]
+        elif isinstance(event, ItemEvent):
+            kind = F.IMPRESSIONS if isinstance(event, Impression) else F.CLICKS
+            campaign = self.dims.campaign.label(event.campaign)
+            names = [(F.field(kind, site, event.item_kind, campaign), 1)]
+        elif isinstance(event, Purchase):
+            currency = self.dims.currency.label(event.currency)
+            names = [
+                (F.field(F.REVENUE_MICROS, site, currency), round(event.value * MICROS)),
+                (F.field(F.ORDERS, site, currency), 1),
+            ]
+        elif isinstance(event, SurveyResponse):
+            names = survey_fields(site, event)
+        else:
+            return
+        for name, n in names:
+            delta.buckets[minute, name] += n
+            delta.totals[name] += n
+
+    def _visitor_event(self, delta: BatchDelta, site: str, event: ClickstreamEvent) -> None:
+        """First visits, leads and lead -> customer, from the visitor's state across sessions."""
+        ts = event.ts
+        key = (event.site, event.visitor_id)
+        delta.uniques.setdefault((minute_of(ts), site), set()).add(event.visitor_id)
+        visitor = self.visitors.get(key)
+        new_visitor = F.field(F.NEW_VISITORS, site)
+        if visitor is None:
+            visitor = Visitor(ts)
+            delta.buckets[minute_of(ts), new_visitor] += 1
+            delta.totals[new_visitor] += 1
+        elif ts < visitor.first_seen_ms:
+            delta.buckets[minute_of(visitor.first_seen_ms), new_visitor] -= 1
+            delta.buckets[minute_of(ts), new_visitor] += 1
+            visitor.first_seen_ms = ts
+        if isinstance(event, Lead):
+            leads = F.field(F.LEADS, site)
+            if visitor.lead_ms is None:
+                delta.days[day_of(ts), leads] += 1
+                delta.totals[leads] += 1
+                visitor.lead_ms = ts
+            elif ts < visitor.lead_ms:
+                delta.days[day_of(visitor.lead_ms), leads] -= 1
+                delta.days[day_of(ts), leads] += 1
+                visitor.lead_ms = ts
+        elif isinstance(event, Purchase):
+            if visitor.first_purchase_ms is None or ts < visitor.first_purchase_ms:
+                visitor.first_purchase_ms = ts
+        if not visitor.lead_customer_counted and visitor.is_lead_customer:
+            visitor.lead_customer_counted = True
+            assert visitor.first_purchase_ms is not None
+            customers = F.field(F.LEAD_CUSTOMERS, site)
+            delta.days[day_of(visitor.first_purchase_ms), customers] += 1
+            delta.totals[customers] += 1
+        self.visitors.put(key, visitor)  # written back (TTL refreshed) with the batch
+
+    def _settle(self, delta: BatchDelta, touched: set[SessionKey]) -> None:
+        """Store touched sessions; end and decide those no acceptable event can reach."""
+        horizon = self.watermark_ms - self.allowed_lateness_ms
+        emptied, shrunk, evicted = self.sessionizer.evict(horizon)
+        touched.difference_update(emptied)
+        touched.update(shrunk)
+        sessions = self.sessionizer.sessions
+        delta.state_set = {encode_key(k): encode_sessions(sessions[k]) for k in touched}
+        delta.state_del = {encode_key(k) for k in emptied}
+        gap = self.sessionizer.session_gap_ms
+        for key, session in evicted:
+            self._end(
+                delta, self.dims.site.label(key[0]), session, minute_of(session.last_ms + gap)
+            )
+        delta.watermark_ms = self.watermark_ms
+
+    def _end(self, delta: BatchDelta, site: str, s: Session, end_minute: int) -> None:
+        """Final decisions when a session ends (its inactivity timeout passed in event time)."""
+        buckets, totals = delta.buckets, delta.totals
+        if not s.non_bounced_counted and s.page_views == 0:
+            totals[F.field(F.NON_BOUNCED, site)] += 1  # no page view: never was a bounce
+        ended = [
+            (F.field(F.ENDED, site), 1),
+            (F.field(F.DURATION_MS, site), s.last_ms - s.start_ms),
+        ]
+        if s.cart_ms is not None and K.completed_at(s.cart_ms, s.purchases_ms) is None:
+            ended.append((F.field(F.CART_ABANDONED, site), 1))
+        if s.checkout_ms is not None and K.completed_at(s.checkout_ms, s.purchases_ms) is None:
+            ended.append((F.field(F.CHECKOUT_ABANDONED, site), 1))
+        for name, n in ended:
+            buckets[end_minute, name] += n
+            totals[name] += n
+        # Landing page and channel can change until the end: their totals count now, once.
+        page = self.dims.landing_page.label(s.landing)
+        chan = self.dims.channel.label(s.channel)
+        totals[F.field(F.LANDING_SESSIONS, site, page)] += 1
+        totals[F.field(F.CHANNEL_SESSIONS, site, chan)] += 1
+        for goal in s.goals:
+            totals[F.field(F.LANDING_CONVERSIONS, site, page, goal)] += 1
+            totals[F.field(F.CHANNEL_CONVERSIONS, site, chan, goal)] += 1
+
+
+def survey_fields(site: str, event: SurveyResponse) -> list[tuple[str, int]]:
+    if event.kind == "nps":
+        out = [(F.field(F.NPS_ANSWERS, site), 1)]
+        if event.score >= 9:
+            out.append((F.field(F.NPS_PROMOTERS, site), 1))
+        elif event.score <= 6:
+            out.append((F.field(F.NPS_DETRACTORS, site), 1))
+        return out
+    if event.kind == "csat":
+        out = [(F.field(F.CSAT_ANSWERS, site), 1)]
+        if event.score >= 4:
+            out.append((F.field(F.CSAT_SATISFIED, site), 1))
+        return out
+    return [(F.field(F.CES_ANSWERS, site), 1), (F.field(F.CES_SUM, site), event.score)]

@@ -1,0 +1,124 @@
+"""What a session counts for (docs/kpis.md), as pure functions of its state.
+
+- bounce: exactly one page view and no interaction
+- engaged (GA4): lasted more than 10 s, or two or more page views, or a conversion
+- conversion: at least one event of a goal type (settings; default lead, purchase)
+- landing page / channel: path and utm source/medium of the session's earliest page view
+- cart: opens with the session's first ``add_to_cart``; completed by the first purchase at or
+  after it (attributed to that purchase's time), abandoned when the session ends without one.
+  The same rules hold for checkouts, from ``checkout_start``.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Callable
+from urllib.parse import urlsplit
+
+from kpistream.schemas.events import (
+    CLICKSTREAM_TYPES,
+    INTERACTION_TYPES,
+    AddToCart,
+    CheckoutStart,
+    ClickstreamEvent,
+    PageView,
+    Purchase,
+    type_name,
+)
+from kpistream.sinks import fields as F
+from kpistream.sinks.buckets import minute_of
+from kpistream.streams.sessionizer import Session
+
+#: GA4's engaged-session duration threshold: a session longer than this is engaged.
+ENGAGED_AFTER_MS = 10_000
+#: Purchases remembered per session for cart attribution; more is a bot or a test.
+MAX_PURCHASES_PER_SESSION = 32
+NO_LANDING = "none"
+DIRECT = "direct"
+
+_TYPE_NAMES = {cls: type_name(cls) for cls in CLICKSTREAM_TYPES}
+
+#: (start minute, bounce, engaged, goals reached, landing path, channel): all the start-bucket
+#: counters of a session derive from it, so equal signatures mean nothing to move.
+Signature = tuple[int, bool, bool, tuple[str, ...], str | None, str | None]
+
+
+def landing_path(event: PageView) -> str:
+    if event.path is not None:
+        return event.path
+    return urlsplit(event.url or "").path or "/"
+
+
+def channel_of(event: PageView) -> str:
+    if event.utm_source is None and event.utm_medium is None:
+        return DIRECT
+    return f"{event.utm_source or '(none)'}/{event.utm_medium or '(none)'}"
+
+
+def is_engaged(s: Session) -> bool:
+    return s.last_ms - s.start_ms > ENGAGED_AFTER_MS or s.page_views >= 2 or bool(s.goals)
+
+
+def signature(s: Session) -> Signature:
+    goals = tuple(sorted(s.goals)) if s.goals else ()
+    return (minute_of(s.start_ms), s.is_bounce, is_engaged(s), goals, s.landing, s.channel)
+
+
+def start_fields(
+    sig: Signature,
+    site: str,
+    landing: Callable[[str | None], str],
+    channel: Callable[[str | None], str],
+) -> list[str]:
+    """The start-bucket counters a session with this signature contributes 1 to."""
+    _, bounce, engaged, goals, landing_path_, channel_ = sig
+    page = landing(landing_path_)
+    chan = channel(channel_)
+    out = [
+        F.field(F.SESSIONS, site),
+        F.field(F.LANDING_SESSIONS, site, page),
+        F.field(F.CHANNEL_SESSIONS, site, chan),
+    ]
+    if bounce:
+        out.append(F.field(F.BOUNCES, site))
+    if engaged:
+        out.append(F.field(F.ENGAGED, site))
+    for goal in goals:
+        out.append(F.field(F.CONVERSIONS, site, goal))
+        out.append(F.field(F.LANDING_CONVERSIONS, site, page, goal))
+        out.append(F.field(F.CHANNEL_CONVERSIONS, site, chan, goal))
+    return out
+
+
+def apply(s: Session, event: ClickstreamEvent, goals: frozenset[str]) -> str | None:
+    """Update the session's flags with one event; returns the goal it newly reached, if any."""
+    if isinstance(event, PageView):
+        if s.page_views < 2:
+            s.page_views += 1
+        if s.landing is None or event.ts < s.landing_ms:
+            s.landing = landing_path(event)
+            s.landing_ms = event.ts
+            s.channel = channel_of(event)
+    elif isinstance(event, INTERACTION_TYPES):
+        s.interacted = True
+        if isinstance(event, AddToCart):
+            if s.cart_ms is None or event.ts < s.cart_ms:
+                s.cart_ms = event.ts
+        elif isinstance(event, CheckoutStart):
+            if s.checkout_ms is None or event.ts < s.checkout_ms:
+                s.checkout_ms = event.ts
+        elif isinstance(event, Purchase) and len(s.purchases_ms) < MAX_PURCHASES_PER_SESSION:
+            bisect.insort(s.purchases_ms, event.ts)
+    goal = _TYPE_NAMES[type(event)]
+    if goal in goals and goal not in s.goals:
+        s.goals.add(goal)
+        return goal
+    return None
+
+
+def completed_at(opened_ms: int | None, purchases_ms: list[int]) -> int | None:
+    """Time of the first purchase at or after the cart/checkout opened, if any."""
+    if opened_ms is None:
+        return None
+    i = bisect.bisect_left(purchases_ms, opened_ms)
+    return purchases_ms[i] if i < len(purchases_ms) else None
