@@ -49,7 +49,7 @@ schemas: venv
 	$(BIN)/python -m kpistream.schemas.generate
 
 docs: venv
-	$(BIN)/python -c 'from kpistream.config.settings import update_readme; update_readme()'
+	$(BIN)/python -m kpistream.docs
 
 # Alert rules and Grafana dashboards from the example goals (defaults, not this shell's env).
 deploy: venv

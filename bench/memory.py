@@ -24,9 +24,11 @@ import redis
 
 from kpistream import runtime
 from kpistream.config.settings import Settings, env_name, load
+from kpistream.kpis import catalogue as K
+from kpistream.kpis import fields
 from kpistream.produce import encode, produce
-from kpistream.sinks import fields as F
 from kpistream.sinks.window_store import WindowReader
+from kpistream.state import health as H
 
 
 @dataclass
@@ -138,9 +140,9 @@ async def measure(
         lines = flood(visitors, time.time_ns() // 1_000_000)
         await produce(settings, lines)
         del lines
-        await wait_ended(reader, F.PROCESSED, visitors, 900)
+        await wait_ended(reader, H.PROCESSED, visitors, 900)
         peak = rss_mb(worker.pid), redis_mb(client)
-        await wait_ended(reader, F.field(F.ENDED, "flood.example"), visitors, 600)
+        await wait_ended(reader, fields.field(K.ENDED.code, "flood.example"), visitors, 600)
         await asyncio.sleep(12)  # the trim waits for a quiet 10 s at most
         after = rss_mb(worker.pid), redis_mb(client)
     finally:

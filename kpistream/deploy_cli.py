@@ -10,9 +10,9 @@ from pathlib import Path
 
 from rich.console import Console
 
+from kpistream.alerting.goals import Goal, GoalsError, load_checked
 from kpistream.config.settings import load
 from kpistream.runtime import UserError
-from kpistream.sinks.goals import Goal, GoalsError, load_checked
 
 out = Console()
 
@@ -44,14 +44,14 @@ def _write(text: str, target: str | None) -> None:
 
 
 def cmd_rules(args: argparse.Namespace) -> int:
-    from kpistream.sinks.rules import render
+    from kpistream.alerting.rules import render
 
     _write(render(_goals(args.file)), args.output)
     return 0
 
 
 def cmd_dashboards(args: argparse.Namespace) -> int:
-    from kpistream.sinks.dashboards import kpi_dashboard, pipeline_dashboard, render
+    from kpistream.alerting.dashboards import kpi_dashboard, pipeline_dashboard, render
 
     goals = _goals(args.file)
     settings = load({}, env=None)

@@ -7,27 +7,41 @@ from collections import defaultdict
 from rich.console import Group
 from rich.table import Table
 
-from kpistream.sinks import fields as F
+from kpistream.kpis import catalogue as K
+from kpistream.kpis import fields
 from kpistream.sinks.kpi_collector import kpi_families
 from kpistream.sinks.window_store import StoreSnapshot
+from kpistream.state import health as H
 
 Labels = frozenset[tuple[str, str]]
 
+#: How the demo prints a value, by the KPI's unit.
+FORMATS: dict[K.Unit, str] = {
+    "count": "{:,.0f}",
+    "ratio": "{:.1%}",
+    "seconds": "{:.0f} s",
+    "pages": "{:.2f}",
+    "points": "{:+.0f}",
+    "currency": "{:,.2f}",
+}
+FIRST_TABLE = (K.Tier.REACH, K.Tier.INTERACTION)
+
+
+def _columns(first: bool) -> tuple[tuple[str, str, str], ...]:
+    """(header, metric, format) of the quotients the catalogue gives a demo column."""
+    return tuple(
+        (q.column, q.metric, FORMATS[q.unit])
+        for q in K.QUOTIENTS
+        if q.column is not None and (q.tier in FIRST_TABLE) == first
+    )
+
+
 REACH: tuple[tuple[str, str, str], ...] = (
-    # header, metric, format
-    ("sessions", "kpi_sessions", "{:,.0f}"),
-    ("visitors", "kpi_unique_visitors", "{:,.0f}"),
-    ("bounce", "kpi_bounce_ratio", "{:.1%}"),
-    ("engaged", "kpi_engagement_ratio", "{:.1%}"),
-    ("pages", "kpi_pages_per_session", "{:.2f}"),
-    ("on site", "kpi_time_on_site_seconds", "{:.0f} s"),
+    ("sessions", K.SESSIONS.metric, FORMATS["count"]),
+    ("visitors", K.FAMILIES[0].metric, FORMATS["count"]),
+    *_columns(True),
 )
-RESULTS: tuple[tuple[str, str, str], ...] = (
-    ("cart ab.", "kpi_cart_abandonment_ratio", "{:.1%}"),
-    ("checkout ab.", "kpi_checkout_abandonment_ratio", "{:.1%}"),
-    ("NPS", "kpi_net_promoter_score", "{:+.0f}"),
-    ("CSAT", "kpi_csat_ratio", "{:.0%}"),
-)
+RESULTS = _columns(False)
 
 
 def _fmt(template: str, value: float | None) -> str:
@@ -46,7 +60,7 @@ def kpi_table(snapshot: StoreSnapshot, window: str) -> Group:
         return by_metric[metric].get(frozenset({"site": site, **extra}.items()))
 
     counts: dict[str, int] = snapshot.windows.get(window) or {}
-    sites = sorted({dict(k)["site"] for k in by_metric["kpi_sessions"]})
+    sites = sorted({dict(k)["site"] for k in by_metric[K.SESSIONS.metric]})
     traffic = Table(title=f"kpistream: live KPIs, last {window} of event time", expand=False)
     results = Table(expand=False)
     for table, columns, extra in (
@@ -59,36 +73,36 @@ def kpi_table(snapshot: StoreSnapshot, window: str) -> Group:
     for site in sites:
         impressions = clicks = 0
         for name, n in counts.items():
-            kind, *parts = F.split(name)
+            kind, *parts = fields.split(name)
             if parts and parts[0] == site:
-                impressions += n if kind == F.IMPRESSIONS else 0
-                clicks += n if kind == F.CLICKS else 0
+                impressions += n if kind == K.IMPRESSIONS.code else 0
+                clicks += n if kind == K.CLICKS.code else 0
         ctr = _fmt("{:.2%}", clicks / impressions if impressions else None)
         traffic.add_row(site, *[_fmt(t, site_value(m, site)) for _, m, t in REACH], ctr)
         revenue = [
             f"{v:,.0f} {dict(k)['currency']}"
-            for k, v in by_metric["kpi_revenue"].items()
+            for k, v in by_metric[K.REVENUE.metric].items()
             if dict(k)["site"] == site
         ]
         results.add_row(
             site,
             *[_fmt(t, site_value(m, site)) for _, m, t in RESULTS],
-            _fmt("{:.1%}", site_value("kpi_conversion_ratio", site, goal="purchase")),
+            _fmt("{:.1%}", site_value(K.CONVERSION_RATE.metric, site, goal="purchase")),
             ", ".join(revenue) or "-",
         )
     t = snapshot.totals
-    rejected = sum(v for k, v in t.items() if k.startswith(F.REJECTED))
+    rejected = sum(v for k, v in t.items() if k.startswith(H.REJECTED))
     results.caption = (
-        f"events processed {t[F.PROCESSED]:,}  rejected {rejected:,}  late {t[F.LATE]:,}  "
-        f"duplicate {t[F.DUPLICATE]:,}  partitions {snapshot.partitions}"
+        f"events processed {t[H.PROCESSED]:,}  rejected {rejected:,}  late {t[H.LATE]:,}  "
+        f"duplicate {t[H.DUPLICATE]:,}  partitions {snapshot.partitions}"
     )
     social = Table(title="social accounts", expand=False)
     for header in ("network", "account", "followers", "engagement", "post impressions"):
         social.add_column(header, justify="left" if header in ("network", "account") else "right")
-    accounts = sorted(by_metric["kpi_followers"].items(), key=lambda i: sorted(i[0]))
+    accounts = sorted(by_metric[K.FOLLOWERS.metric].items(), key=lambda i: sorted(i[0]))
     for account, followers in accounts:
-        rate = by_metric["kpi_social_engagement_ratio"].get(account)
-        reach = by_metric["kpi_post_impressions"].get(account)
+        rate = by_metric[K.SOCIAL_ENGAGEMENT_RATE.metric].get(account)
+        reach = by_metric[K.POST_IMPRESSIONS.metric].get(account)
         named = dict(account)
         social.add_row(
             named["network"],

@@ -13,8 +13,8 @@ from typing import Any
 
 import msgspec
 
+from kpistream.kpis.windows import parse_window
 from kpistream.schemas.events import ACTIVITY_TYPES, type_name
-from kpistream.sinks.buckets import parse_window
 
 CLICKSTREAM_TYPE_NAMES = frozenset(type_name(t) for t in ACTIVITY_TYPES)
 
@@ -297,23 +297,6 @@ def markdown_table() -> str:
         shown = f"`{default}`" if default != "" else "(empty)"
         rows.append(f"| `{env_name(name)}` | {shown} | {text} |")
     return "\n".join(rows)
-
-
-def update_readme(path: str = "README.md") -> None:
-    """Rewrite the generated tables in the README (``make docs``): settings and metrics."""
-    from kpistream.sinks.kpi_collector import markdown_table as metrics_table
-
-    with open(path) as handle:
-        text = handle.read()
-    for header, table in (
-        ("| variable | default | meaning |", markdown_table()),
-        ("| metric | type | labels | meaning |", metrics_table()),
-    ):
-        start = text.index(header)
-        end = text.index("\n\n", start)
-        text = text[:start] + table + text[end:]
-    with open(path, "w") as handle:
-        handle.write(text)
 
 
 def _site_map(text: str) -> dict[str, str]:

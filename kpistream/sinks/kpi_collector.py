@@ -13,8 +13,7 @@ import logging
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping
 
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -24,319 +23,13 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
+from kpistream.kpis import catalogue as K
+from kpistream.kpis import fields
 from kpistream.schemas.decoder import REASONS
-from kpistream.sinks import fields as F
 from kpistream.sinks.window_store import StoreSnapshot
+from kpistream.state import health as H
 
 log = logging.getLogger(__name__)
-
-SITE = ("site",)
-ITEM = ("site", "item_kind", "campaign")
-GOAL = ("site", "goal")
-LANDING = ("site", "landing_page")
-CHANNEL = ("site", "channel")
-MONEY = ("site", "currency")
-SOCIAL = ("network", "account")
-
-
-@dataclass(frozen=True, slots=True)
-class Count:
-    """A counter kind exported as a window gauge and/or a monotonic ``_total`` counter."""
-
-    metric: str
-    kind: str
-    labels: tuple[str, ...]
-    doc: str
-    scale: float = 1.0
-    gauge: bool = True
-    paired_with: str | None = None  # exported at 0 for every label set of this kind
-
-
-@dataclass(frozen=True, slots=True)
-class Ratio:
-    """A window ratio: numerator kinds / denominator kinds, joined on the denominator's labels
-    (the numerator may carry more, e.g. a goal). Emitted only where the denominator is > 0."""
-
-    metric: str
-    numerator: tuple[str, ...]
-    denominator: tuple[str, ...]
-    labels: tuple[str, ...]
-    doc: str
-    scale: float = 1.0
-    subtract: tuple[str, ...] = ()  # numerator kinds counted negatively (NPS detractors)
-
-
-COUNTS: tuple[Count, ...] = (
-    Count("kpi_sessions", F.SESSIONS, SITE, "Sessions, counted at their first event"),
-    Count(
-        "kpi_non_bounced_sessions",
-        F.NON_BOUNCED,
-        SITE,
-        "Sessions that are not bounces (bounce rate = 1 - this / kpi_sessions_total)",
-        gauge=False,
-        paired_with=F.SESSIONS,
-    ),
-    Count(
-        "kpi_engaged_sessions",
-        F.ENGAGED,
-        SITE,
-        "Engaged sessions (GA4), by session start",
-        paired_with=F.SESSIONS,
-    ),
-    Count(
-        "kpi_conversions",
-        F.CONVERSIONS,
-        GOAL,
-        "Sessions with at least one event of the goal, by session start",
-    ),
-    Count(
-        "kpi_landing_sessions",
-        F.LANDING_SESSIONS,
-        LANDING,
-        "Sessions by landing page (totals count when the session ends)",
-    ),
-    Count(
-        "kpi_landing_conversions",
-        F.LANDING_CONVERSIONS,
-        (*LANDING, "goal"),
-        "Converted sessions by landing page (totals count when the session ends)",
-    ),
-    Count(
-        "kpi_channel_sessions",
-        F.CHANNEL_SESSIONS,
-        CHANNEL,
-        "Sessions by channel, utm source/medium (totals count when the session ends)",
-    ),
-    Count(
-        "kpi_channel_conversions",
-        F.CHANNEL_CONVERSIONS,
-        (*CHANNEL, "goal"),
-        "Converted sessions by channel (totals count when the session ends)",
-    ),
-    Count(
-        "kpi_new_visitors",
-        F.NEW_VISITORS,
-        SITE,
-        "Visitors seen for the first time",
-        gauge=False,
-        paired_with=F.SESSIONS,
-    ),
-    Count("kpi_leads", F.LEADS, SITE, "Visitors who became leads (their first lead event)"),
-    Count(
-        "kpi_lead_customers",
-        F.LEAD_CUSTOMERS,
-        SITE,
-        "Leads whose first purchase came after they became a lead",
-        paired_with=F.LEADS,
-    ),
-    Count("kpi_page_views", F.PAGE_VIEWS, SITE, "page_view events", paired_with=F.SESSIONS),
-    Count("kpi_impressions", F.IMPRESSIONS, ITEM, "impression events (CTR denominator)"),
-    Count("kpi_clicks", F.CLICKS, ITEM, "click events (CTR numerator)", paired_with=F.IMPRESSIONS),
-    Count(
-        "kpi_revenue",
-        F.REVENUE_MICROS,
-        MONEY,
-        "Sum of purchase values, in the currency",
-        scale=1e-6,
-    ),
-    Count("kpi_orders", F.ORDERS, MONEY, "purchase events", paired_with=F.REVENUE_MICROS),
-    Count(
-        "kpi_carts_completed",
-        F.CART_COMPLETED,
-        SITE,
-        "Carts completed by a purchase, at the purchase time",
-        paired_with=F.SESSIONS,
-    ),
-    Count(
-        "kpi_carts_abandoned",
-        F.CART_ABANDONED,
-        SITE,
-        "Carts whose session ended without a purchase, at the session end",
-        paired_with=F.SESSIONS,
-    ),
-    Count(
-        "kpi_checkouts_completed",
-        F.CHECKOUT_COMPLETED,
-        SITE,
-        "Checkouts completed by a purchase",
-        paired_with=F.SESSIONS,
-    ),
-    Count(
-        "kpi_checkouts_abandoned",
-        F.CHECKOUT_ABANDONED,
-        SITE,
-        "Checkouts whose session ended without a purchase",
-        paired_with=F.SESSIONS,
-    ),
-    Count(
-        "kpi_ended_sessions",
-        F.ENDED,
-        SITE,
-        "Sessions ended (timed out) in the window",
-        paired_with=F.SESSIONS,
-    ),
-    Count(
-        "kpi_session_duration_seconds",
-        F.DURATION_MS,
-        SITE,
-        "Summed first-to-last-event duration of ended sessions",
-        scale=1e-3,
-        gauge=False,
-        paired_with=F.SESSIONS,
-    ),
-    Count("kpi_likes", F.LIKES, SOCIAL, "Likes of the account's posts"),
-    Count("kpi_comments", F.COMMENTS, SOCIAL, "Comments on the account's posts"),
-    Count("kpi_shares", F.SHARES, SOCIAL, "Shares of the account's posts"),
-    Count(
-        "kpi_post_impressions",
-        F.POST_IMPRESSIONS,
-        SOCIAL,
-        "Post impressions (potential reach) reported by the network",
-    ),
-    Count("kpi_follows", F.FOLLOWS, SOCIAL, "follow events", gauge=False),
-    Count("kpi_unfollows", F.UNFOLLOWS, SOCIAL, "unfollow events", gauge=False),
-    Count("kpi_nps_answers", F.NPS_ANSWERS, SITE, "NPS survey answers (0-10)"),
-    Count(
-        "kpi_nps_promoters",
-        F.NPS_PROMOTERS,
-        SITE,
-        "NPS answers of 9 or 10",
-        gauge=False,
-        paired_with=F.NPS_ANSWERS,
-    ),
-    Count(
-        "kpi_nps_detractors",
-        F.NPS_DETRACTORS,
-        SITE,
-        "NPS answers of 0 to 6",
-        gauge=False,
-        paired_with=F.NPS_ANSWERS,
-    ),
-    Count("kpi_csat_answers", F.CSAT_ANSWERS, SITE, "CSAT survey answers (1-5)"),
-    Count(
-        "kpi_csat_satisfied",
-        F.CSAT_SATISFIED,
-        SITE,
-        "CSAT answers of 4 or 5",
-        gauge=False,
-        paired_with=F.CSAT_ANSWERS,
-    ),
-    Count("kpi_ces_answers", F.CES_ANSWERS, SITE, "Customer-effort survey answers (1-7)"),
-    Count(
-        "kpi_ces_score",
-        F.CES_SUM,
-        SITE,
-        "Sum of customer-effort answers",
-        gauge=False,
-        paired_with=F.CES_ANSWERS,
-    ),
-)
-
-RATIOS: tuple[Ratio, ...] = (
-    Ratio(
-        "kpi_bounce_ratio",
-        (F.BOUNCES,),
-        (F.SESSIONS,),
-        SITE,
-        "Sessions with exactly one page view and no interaction / sessions, by session start",
-    ),
-    Ratio(
-        "kpi_click_through_ratio",
-        (F.CLICKS,),
-        (F.IMPRESSIONS,),
-        ITEM,
-        "Clicks / impressions of the same items",
-    ),
-    Ratio(
-        "kpi_engagement_ratio",
-        (F.ENGAGED,),
-        (F.SESSIONS,),
-        SITE,
-        "Engaged sessions (> 10 s, >= 2 page views or a conversion) / sessions",
-    ),
-    Ratio(
-        "kpi_conversion_ratio",
-        (F.CONVERSIONS,),
-        (F.SESSIONS,),
-        GOAL,
-        "Sessions with at least one event of the goal / sessions",
-    ),
-    Ratio(
-        "kpi_landing_conversion_ratio",
-        (F.LANDING_CONVERSIONS,),
-        (F.LANDING_SESSIONS,),
-        (*LANDING, "goal"),
-        "Landing-page conversion rate: converted / sessions landing there",
-    ),
-    Ratio(
-        "kpi_channel_conversion_ratio",
-        (F.CHANNEL_CONVERSIONS,),
-        (F.CHANNEL_SESSIONS,),
-        (*CHANNEL, "goal"),
-        "Channel conversion rate: converted / sessions from the channel",
-    ),
-    Ratio(
-        "kpi_lead_to_customer_ratio",
-        (F.LEAD_CUSTOMERS,),
-        (F.LEADS,),
-        SITE,
-        "Leads whose first purchase came after the lead / leads, over the long window",
-    ),
-    Ratio("kpi_pages_per_session", (F.PAGE_VIEWS,), (F.SESSIONS,), SITE, "Page views / sessions"),
-    Ratio(
-        "kpi_time_on_site_seconds",
-        (F.DURATION_MS,),
-        (F.ENDED,),
-        SITE,
-        "Mean first-to-last-event duration of sessions ended in the window",
-        scale=1e-3,
-    ),
-    Ratio(
-        "kpi_cart_abandonment_ratio",
-        (F.CART_ABANDONED,),
-        (F.CART_ABANDONED, F.CART_COMPLETED),
-        SITE,
-        "Carts abandoned / carts decided",
-    ),
-    Ratio(
-        "kpi_checkout_abandonment_ratio",
-        (F.CHECKOUT_ABANDONED,),
-        (F.CHECKOUT_ABANDONED, F.CHECKOUT_COMPLETED),
-        SITE,
-        "Checkouts abandoned / checkouts decided",
-    ),
-    Ratio(
-        "kpi_average_order_value",
-        (F.REVENUE_MICROS,),
-        (F.ORDERS,),
-        MONEY,
-        "Revenue / orders, in the currency",
-        scale=1e-6,
-    ),
-    Ratio(
-        "kpi_net_promoter_score",
-        (F.NPS_PROMOTERS,),
-        (F.NPS_ANSWERS,),
-        SITE,
-        "% promoters (9-10) - % detractors (0-6), -100..100",
-        scale=100.0,
-        subtract=(F.NPS_DETRACTORS,),
-    ),
-    Ratio(
-        "kpi_csat_ratio",
-        (F.CSAT_SATISFIED,),
-        (F.CSAT_ANSWERS,),
-        SITE,
-        "CSAT answers of 4 or 5 / all answers",
-    ),
-    Ratio(
-        "kpi_customer_effort_score",
-        (F.CES_SUM,),
-        (F.CES_ANSWERS,),
-        SITE,
-        "Mean customer-effort answer (lower is better)",
-    ),
-)
 
 
 class KpiCollector(Collector):
@@ -378,73 +71,85 @@ class KpiCollector(Collector):
             yield from health_families(snapshot)
 
 
-def _by(counter: Counter[str], kind: str) -> dict[tuple[str, ...], int]:
-    """Counter values of one field kind, keyed by their label values."""
+def _by(counter: Mapping[str, int], code: str) -> dict[tuple[str, ...], int]:
+    """Counter values of one field code, keyed by their label values."""
     out: dict[tuple[str, ...], int] = {}
     for name, value in counter.items():
-        parts = F.split(name)
-        if parts[0] == kind:
+        parts = fields.split(name)
+        if parts[0] == code:
             out[tuple(parts[1:])] = value
     return out
 
 
-def _sum(counter: Counter[str], kinds: tuple[str, ...]) -> Counter[tuple[str, ...]]:
-    out: Counter[tuple[str, ...]] = Counter()
-    for kind in kinds:
-        out.update(_by(counter, kind))
-    return out
+def _sum(
+    counter: Mapping[str, int], parts: tuple[K.Count | K.Level, ...]
+) -> dict[tuple[str, ...], float]:
+    """The parts' values summed by label set, each in its unit (``Count.scale``)."""
+    raw: Counter[tuple[str, ...]] = Counter()
+    for part in parts:
+        raw.update(_by(counter, part.code))
+    scale = parts[0].scale if parts and isinstance(parts[0], K.Count) else 1.0
+    return {labels: n * scale if scale != 1.0 else n for labels, n in raw.items()}
+
+
+def quotient_values(
+    q: K.Quotient, window: Mapping[str, int], levels: Mapping[str, int]
+) -> Iterator[tuple[tuple[str, ...], float]]:
+    """(labels, value) of a quotient over one window's counts, where its denominator is > 0;
+    a :class:`~kpistream.kpis.catalogue.Level` denominator is read from ``levels``."""
+    numerator = Counter(_sum(window, q.numerator))
+    numerator.subtract(_sum(window, q.subtract))
+    source = levels if isinstance(q.denominator[0], K.Level) else window
+    denominator = _sum(source, q.denominator)
+    width = len(q.labels)
+    for labels in sorted(numerator.keys() | denominator.keys()):
+        den = denominator.get(labels[: width - q.extra_labels], 0)
+        if den > 0 and len(labels) == width:
+            yield labels, q.value(numerator[labels], den)
 
 
 def kpi_families(snapshot: StoreSnapshot) -> Iterator[Metric]:
-    for count in COUNTS:
-        if not count.gauge:
+    for count in K.COUNTS:
+        if not count.window:
             continue
         family = GaugeMetricFamily(
-            count.metric, f"{count.doc}, in the window", labels=[*count.labels, "window"]
+            count.metric, f"{count.help}, in the window", labels=[*count.labels, "window"]
         )
         for window, counter in snapshot.windows.items():
-            for labels, n in sorted(_by(counter, count.kind).items()):
+            for labels, n in sorted(_by(counter, count.code).items()):
                 family.add_metric([*labels, window], n * count.scale)
         yield family
-    for ratio in RATIOS:
-        family = GaugeMetricFamily(ratio.metric, ratio.doc, labels=[*ratio.labels, "window"])
+    for q in K.QUOTIENTS:
+        family = GaugeMetricFamily(q.metric, q.help, labels=[*q.labels, "window"])
         for window, counter in snapshot.windows.items():
-            numerator = _sum(counter, ratio.numerator)
-            numerator.subtract(_sum(counter, ratio.subtract))
-            denominator = _sum(counter, ratio.denominator)
-            for labels in sorted(numerator.keys() | denominator.keys()):
-                den = denominator.get(labels[: len(labels) - _extra(ratio)], 0)
-                if den > 0 and len(labels) == len(ratio.labels):
-                    family.add_metric([*labels, window], ratio.scale * numerator[labels] / den)
+            for labels, value in quotient_values(q, counter, snapshot.gauges):
+                family.add_metric([*labels, window], value)
         yield family
     yield from visitor_families(snapshot)
-    yield from social_families(snapshot)
+    yield from level_families(snapshot)
     totals = snapshot.totals
-    for count in COUNTS:
-        counter_family = CounterMetricFamily(count.metric, count.doc, labels=list(count.labels))
-        values = _by(totals, count.kind)
+    for count in K.COUNTS:
+        if not count.total:
+            continue
+        counter_family = CounterMetricFamily(count.metric, count.help, labels=list(count.labels))
+        values = _by(totals, count.code)
         label_sets = set(values)
         if count.paired_with is not None:
             width = len(count.labels)
-            label_sets |= {k[:width] for k in _by(totals, count.paired_with) if len(k) >= width}
+            label_sets |= {
+                k[:width] for k in _by(totals, count.paired_with.code) if len(k) >= width
+            }
         for labels in sorted(label_sets):
             counter_family.add_metric(list(labels), values.get(labels, 0) * count.scale)
         yield counter_family
 
 
 def visitor_families(snapshot: StoreSnapshot) -> Iterator[Metric]:
-    unique = GaugeMetricFamily(
-        "kpi_unique_visitors",
-        "Distinct visitors in the window (HyperLogLog: standard error 0.81%)",
-        labels=["site", "window"],
-    )
-    kinds = GaugeMetricFamily(
-        "kpi_visitors",
-        "Visitors in the window: new (first-ever event in the window) or returning",
-        labels=["site", "kind", "window"],
+    unique, kinds = (
+        GaugeMetricFamily(f.metric, f.help, labels=[*f.labels, "window"]) for f in K.FAMILIES[:2]
     )
     for window, per_site in snapshot.uniques.items():
-        new = _by(snapshot.windows[window], F.NEW_VISITORS)
+        new = _by(snapshot.windows[window], K.NEW_VISITORS.code)
         for site, n in sorted(per_site.items()):
             unique.add_metric([site, window], n)
             first_time = new.get((site,), 0)
@@ -455,36 +160,12 @@ def visitor_families(snapshot: StoreSnapshot) -> Iterator[Metric]:
     yield kinds
 
 
-def social_families(snapshot: StoreSnapshot) -> Iterator[Metric]:
-    followers = _by(snapshot.gauges, F.FOLLOWERS)
-    current = GaugeMetricFamily(
-        "kpi_followers",
-        "Current followers: the latest snapshot adjusted by follows and unfollows since",
-        labels=list(SOCIAL),
-    )
-    for labels, n in sorted(followers.items()):
-        current.add_metric(list(labels), n)
-    yield current
-    ratio = GaugeMetricFamily(
-        "kpi_social_engagement_ratio",
-        "(Likes + comments + shares) in the window / current followers",
-        labels=[*SOCIAL, "window"],
-    )
-    for window, counter in snapshot.windows.items():
-        engagements = _sum(counter, (F.LIKES, F.COMMENTS, F.SHARES))
-        for labels, n in sorted(followers.items()):
-            if n > 0:
-                ratio.add_metric([*labels, window], engagements.get(labels, 0) / n)
-    yield ratio
-
-
-def _extra(ratio: Ratio) -> int:
-    """How many more labels the numerator has than the denominator (e.g. the goal)."""
-    return len(ratio.labels) - _label_width(ratio.denominator[0])
-
-
-def _label_width(kind: str) -> int:
-    return next(len(c.labels) for c in COUNTS if c.kind == kind)
+def level_families(snapshot: StoreSnapshot) -> Iterator[Metric]:
+    for level in K.LEVELS:
+        family = GaugeMetricFamily(level.metric, level.help, labels=list(level.labels))
+        for labels, n in sorted(_by(snapshot.gauges, level.code).items()):
+            family.add_metric(list(labels), n)
+        yield family
 
 
 def health_families(snapshot: StoreSnapshot) -> Iterator[Metric]:
@@ -492,18 +173,18 @@ def health_families(snapshot: StoreSnapshot) -> Iterator[Metric]:
     processed = CounterMetricFamily(
         "kpistream_events_processed", "Valid events applied to the KPI state"
     )
-    processed.add_metric([], totals[F.PROCESSED])
+    processed.add_metric([], totals[H.PROCESSED])
     yield processed
     late = CounterMetricFamily(
         "kpistream_events_late", "Events dropped for arriving later than the allowed lateness"
     )
-    late.add_metric([], totals[F.LATE])
+    late.add_metric([], totals[H.LATE])
     yield late
     duplicate = CounterMetricFamily(
         "kpistream_events_duplicate",
         "Events dropped as a retry of an event already counted (same event_id)",
     )
-    duplicate.add_metric([], totals[F.DUPLICATE])
+    duplicate.add_metric([], totals[H.DUPLICATE])
     yield duplicate
     rejected = CounterMetricFamily(
         "kpistream_events_rejected",
@@ -511,17 +192,18 @@ def health_families(snapshot: StoreSnapshot) -> Iterator[Metric]:
         labels=["reason"],
     )
     for reason in REASONS:
-        rejected.add_metric([reason], totals[F.field(F.REJECTED, reason)])
+        rejected.add_metric([reason], totals[fields.field(H.REJECTED, reason)])
     yield rejected
     batch = HistogramMetricFamily(
         "kpistream_batch_processing_seconds",
         "Time to decode, process and dead-letter one partition batch (before its Redis commit)",
     )
     buckets = [
-        (repr(le), float(totals[F.field(F.BATCH_BUCKET, repr(le))])) for le in F.BATCH_BUCKETS_S
+        (repr(le), float(totals[fields.field(H.BATCH_BUCKET, repr(le))]))
+        for le in H.BATCH_BUCKETS_S
     ]
-    buckets.append(("+Inf", float(totals[F.BATCH_COUNT])))
-    batch.add_metric([], buckets, sum_value=totals[F.BATCH_SUM_US] / 1_000_000)
+    buckets.append(("+Inf", float(totals[H.BATCH_COUNT])))
+    batch.add_metric([], buckets, sum_value=totals[H.BATCH_SUM_US] / 1_000_000)
     yield batch
     fenced = CounterMetricFamily(
         "kpistream_fenced_writes",
@@ -540,13 +222,13 @@ def health_families(snapshot: StoreSnapshot) -> Iterator[Metric]:
             "kpistream_events_rerouted",
             "Events that arrived on a partition that does not own their visitor or account "
             "and were forwarded to the owner (counted again there)",
-            totals[F.REROUTED],
+            totals[H.REROUTED],
         ),
         (
             "kpistream_offsets_skipped",
             "Offsets the log had no record for (transaction markers, compaction, retention), "
             "confirmed by a second read",
-            totals[F.SKIPPED],
+            totals[H.SKIPPED],
         ),
     ):
         family = CounterMetricFamily(name, text)
@@ -631,47 +313,3 @@ def partition_families(snapshot: StoreSnapshot, *, now_s: float) -> Iterator[Met
     yield per_lag
     yield stalled
     yield age
-
-
-#: Families built outside the COUNTS/RATIOS tables (name, type, labels, help) for the docs.
-OTHER_FAMILIES: tuple[tuple[str, str, str, str], ...] = (
-    (
-        "kpi_unique_visitors",
-        "gauge",
-        "site, window",
-        "Distinct visitors in the window (HyperLogLog: standard error 0.81%)",
-    ),
-    (
-        "kpi_visitors",
-        "gauge",
-        "site, kind, window",
-        "Visitors in the window: new (first-ever event in the window) or returning",
-    ),
-    (
-        "kpi_followers",
-        "gauge",
-        "network, account",
-        "Current followers: the latest snapshot adjusted by follows and unfollows since",
-    ),
-    (
-        "kpi_social_engagement_ratio",
-        "gauge",
-        "network, account, window",
-        "(Likes + comments + shares) in the window / current followers",
-    ),
-)
-
-
-def markdown_table() -> str:
-    """The README's KPI metric table, from the declarations above (``make docs``)."""
-    rows = ["| metric | type | labels | meaning |", "| --- | --- | --- | --- |"]
-    for c in COUNTS:
-        labels = ", ".join(c.labels)
-        if c.gauge:
-            rows.append(f"| `{c.metric}` | gauge | {labels}, window | {c.doc}, in the window |")
-        rows.append(f"| `{c.metric}_total` | counter | {labels} | {c.doc} |")
-    for r in RATIOS:
-        rows.append(f"| `{r.metric}` | gauge | {', '.join(r.labels)}, window | {r.doc} |")
-    for name, kind, labels, doc in OTHER_FAMILIES:
-        rows.append(f"| `{name}` | {kind} | {labels} | {doc} |")
-    return "\n".join(rows)

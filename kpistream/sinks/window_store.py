@@ -34,7 +34,7 @@ key                            type    holds
 ``P:{labels}:refused:<dim>``   HLL     distinct values refused a label (budget full)
 =============================  ======  ====================================================
 
-Field names inside the hashes are defined in :mod:`kpistream.sinks.fields`. Buckets and sessions
+Field names inside the hashes are defined in :mod:`kpistream.kpis.fields`. Buckets and sessions
 expire (wall-clock TTL refreshed on write): no per-visitor state outlives the retention.
 """
 
@@ -50,8 +50,9 @@ import redis
 import redis.asyncio as aioredis
 
 from kpistream.config.settings import Settings
-from kpistream.sinks import fields as F
-from kpistream.sinks.buckets import HOUR_MINUTES, day_of, window_cover, window_minutes
+from kpistream.kpis import catalogue as K
+from kpistream.kpis import fields
+from kpistream.kpis.windows import HOUR_MINUTES, day_of, window_cover, window_minutes
 from kpistream.streams.delta import BatchDelta
 from kpistream.streams.visitors import Visitor, VisitorKey, decode_visitor, encode_visitor
 
@@ -480,7 +481,9 @@ class WindowReader:
             name: range(last_day - days + 1, last_day + 1)
             for name, days in long_windows_days.items()
         }
-        sites = sorted({F.split(name)[1] for name in totals if F.split(name)[0] == F.SESSIONS})
+        sites = sorted(
+            {fields.split(name)[1] for name in totals if fields.split(name)[0] == K.SESSIONS.code}
+        )
         wanted: dict[str, int] = {}
         for p in parts:
             for minutes, hours in covers.values():

@@ -46,8 +46,8 @@ from aiokafka.structs import ConsumerRecord
 
 from kpistream.config.connections import kafka_options, redacted
 from kpistream.config.settings import Settings
+from kpistream.kpis import fields
 from kpistream.schemas.decoder import Rejection
-from kpistream.sinks import fields as F
 from kpistream.sinks.window_store import (
     Fenced,
     LiveStatus,
@@ -56,6 +56,7 @@ from kpistream.sinks.window_store import (
     StateLost,
     WindowStore,
 )
+from kpistream.state import health as H
 from kpistream.streams.clickstream import ClickstreamLogic
 from kpistream.streams.deadletter import Redactor
 from kpistream.streams.delta import BatchDelta
@@ -541,13 +542,13 @@ class BatchConsumer:
             await asyncio.gather(*sends)
         elapsed_s = time.perf_counter() - started
         totals = delta.totals
-        for le in F.BATCH_BUCKETS_S:
+        for le in H.BATCH_BUCKETS_S:
             if elapsed_s <= le:
-                totals[F.field(F.BATCH_BUCKET, repr(le))] += 1
-        totals[F.BATCH_SUM_US] += int(elapsed_s * 1_000_000)
-        totals[F.BATCH_COUNT] += 1
+                totals[fields.field(H.BATCH_BUCKET, repr(le))] += 1
+        totals[H.BATCH_SUM_US] += int(elapsed_s * 1_000_000)
+        totals[H.BATCH_COUNT] += 1
         if skipped:
-            totals[F.SKIPPED] += skipped
+            totals[H.SKIPPED] += skipped
         await self._commit(
             owned, delta, records[-1].offset + 1, first_offset=records[0].offset, skipped=skipped
         )

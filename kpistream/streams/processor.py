@@ -19,6 +19,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from kpistream.kpis import catalogue as K
+from kpistream.kpis import fields
+from kpistream.kpis.windows import day_of, minute_of
 from kpistream.schemas.decoder import Rejection
 from kpistream.schemas.events import (
     AddToCart,
@@ -33,9 +36,8 @@ from kpistream.schemas.events import (
     SurveyResponse,
     fingerprint,
 )
-from kpistream.sinks import fields as F
-from kpistream.sinks.buckets import day_of, minute_of
-from kpistream.streams import session_kpis as K
+from kpistream.state import health as H
+from kpistream.streams import session_kpis as SK
 from kpistream.streams.delta import BatchDelta
 from kpistream.streams.labels import Dimensions
 from kpistream.streams.routing import Rerouted
@@ -65,8 +67,8 @@ def dimension_values(events: Iterable[ClickstreamEvent]) -> dict[str, set[str]]:
             if event.campaign is not None:
                 values["campaign"].add(event.campaign)
         elif isinstance(event, PageView):
-            values["landing_page"].add(K.landing_path(event))
-            values["channel"].add(K.channel_of(event))
+            values["landing_page"].add(SK.landing_path(event))
+            values["channel"].add(SK.channel_of(event))
         elif isinstance(event, Purchase):
             values["currency"].add(event.currency)
     return values
@@ -134,7 +136,7 @@ class PartitionProcessor(WatermarkedProcessor):
         erased: list[tuple[SessionKey, Session]] = []
         for index, event in enumerate(decoded):
             if isinstance(event, Forget):  # never late: an erasure is always carried out
-                totals[F.PROCESSED] += 1
+                totals[H.PROCESSED] += 1
                 erased += self.sessionizer.remove_visitor(event.site, event.visitor_id)
                 self.visitors.erase((event.site, event.visitor_id))
                 continue
@@ -151,13 +153,13 @@ class PartitionProcessor(WatermarkedProcessor):
                 continue
             if ts > watermark:
                 watermark = ts if ts <= now_ms else max(watermark, now_ms)
-            totals[F.PROCESSED] += 1
+            totals[H.PROCESSED] += 1
             site = self.dims.site.label(event.site)
             if found is None:
                 session = sessionizer.open(key, ts, event.event_id, content)
                 self._session_event(delta, site, session, event, None)
             else:
-                counted = K.signature(found)  # what its start-bucket counters reflect now
+                counted = SK.signature(found)  # what its start-bucket counters reflect now
                 sessionizer.touch(key, found, ts, event.event_id, content)
                 self._session_event(delta, site, found, event, counted)
             touched.add(key)
@@ -184,7 +186,7 @@ class PartitionProcessor(WatermarkedProcessor):
         site: str,
         session: Session,
         event: ClickstreamEvent,
-        counted: K.Signature | None,
+        counted: SK.Signature | None,
     ) -> None:
         """Apply the event to the session and move its start-bucket contributions.
 
@@ -195,41 +197,41 @@ class PartitionProcessor(WatermarkedProcessor):
         commerce = isinstance(event, AddToCart | CheckoutStart | Purchase)
         if commerce:
             before_completion = (
-                K.completed_at(session.cart_ms, session.purchases_ms),
-                K.completed_at(session.checkout_ms, session.purchases_ms),
+                SK.completed_at(session.cart_ms, session.purchases_ms),
+                SK.completed_at(session.checkout_ms, session.purchases_ms),
             )
-        new_goal = K.apply(session, event, self.goals)
-        after = K.signature(session)
+        new_goal = SK.apply(session, event, self.goals)
+        after = SK.signature(session)
         if after != counted:
             landing, channel = self.dims.landing_page.label, self.dims.channel.label
             if counted is not None:
-                for name in K.start_fields(counted, site, landing, channel):
+                for name in SK.start_fields(counted, site, landing, channel):
                     buckets[counted[0], name] -= 1
-            for name in K.start_fields(after, site, landing, channel):
+            for name in SK.start_fields(after, site, landing, channel):
                 buckets[after[0], name] += 1
         totals = delta.totals
         if counted is None:
-            totals[F.field(F.SESSIONS, site)] += 1
+            totals[fields.field(K.SESSIONS.code, site)] += 1
         if new_goal is not None:
-            totals[F.field(F.CONVERSIONS, site, new_goal)] += 1
+            totals[fields.field(K.CONVERSIONS.code, site, new_goal)] += 1
         if not session.non_bounced_counted and (session.page_views >= 2 or session.interacted):
             session.non_bounced_counted = True
-            totals[F.field(F.NON_BOUNCED, site)] += 1
-        if not session.engaged_counted and K.is_engaged(session):
+            totals[fields.field(K.NON_BOUNCED.code, site)] += 1
+        if not session.engaged_counted and SK.is_engaged(session):
             session.engaged_counted = True
-            totals[F.field(F.ENGAGED, site)] += 1
+            totals[fields.field(K.ENGAGED.code, site)] += 1
         if not commerce:
             return
         after_completion = (
-            K.completed_at(session.cart_ms, session.purchases_ms),
-            K.completed_at(session.checkout_ms, session.purchases_ms),
+            SK.completed_at(session.cart_ms, session.purchases_ms),
+            SK.completed_at(session.checkout_ms, session.purchases_ms),
         )
         for kind, was, now in (
-            (F.CART_COMPLETED, before_completion[0], after_completion[0]),
-            (F.CHECKOUT_COMPLETED, before_completion[1], after_completion[1]),
+            (K.CART_COMPLETED.code, before_completion[0], after_completion[0]),
+            (K.CHECKOUT_COMPLETED.code, before_completion[1], after_completion[1]),
         ):
             if now != was and now is not None:  # completed now, or by an earlier purchase
-                name = F.field(kind, site)
+                name = fields.field(kind, site)
                 if was is None:
                     totals[name] += 1
                 else:
@@ -241,16 +243,16 @@ class PartitionProcessor(WatermarkedProcessor):
         minute = minute_of(event.ts)
         names: list[tuple[str, int]]
         if isinstance(event, PageView):
-            names = [(F.field(F.PAGE_VIEWS, site), 1)]
+            names = [(fields.field(K.PAGE_VIEWS.code, site), 1)]
         elif isinstance(event, ItemEvent):
-            kind = F.IMPRESSIONS if isinstance(event, Impression) else F.CLICKS
+            kind = K.IMPRESSIONS.code if isinstance(event, Impression) else K.CLICKS.code
             campaign = self.dims.campaign.label(event.campaign)
-            names = [(F.field(kind, site, event.item_kind, campaign), 1)]
+            names = [(fields.field(kind, site, event.item_kind, campaign), 1)]
         elif isinstance(event, Purchase):
             currency = self.dims.currency.label(event.currency)
             names = [
-                (F.field(F.REVENUE_MICROS, site, currency), round(event.value * MICROS)),
-                (F.field(F.ORDERS, site, currency), 1),
+                (fields.field(K.REVENUE.code, site, currency), round(event.value * MICROS)),
+                (fields.field(K.ORDERS.code, site, currency), 1),
             ]
         elif isinstance(event, SurveyResponse):
             names = survey_fields(site, event)
@@ -266,7 +268,7 @@ class PartitionProcessor(WatermarkedProcessor):
         key = (event.site, event.visitor_id)
         delta.uniques.setdefault((minute_of(ts), site), set()).add(event.visitor_id)
         visitor = self.visitors.get(key)
-        new_visitor = F.field(F.NEW_VISITORS, site)
+        new_visitor = fields.field(K.NEW_VISITORS.code, site)
         if visitor is None:
             visitor = Visitor(ts)
             delta.buckets[minute_of(ts), new_visitor] += 1
@@ -276,7 +278,7 @@ class PartitionProcessor(WatermarkedProcessor):
             delta.buckets[minute_of(ts), new_visitor] += 1
             visitor.first_seen_ms = ts
         if isinstance(event, Lead):
-            leads = F.field(F.LEADS, site)
+            leads = fields.field(K.LEADS.code, site)
             if visitor.lead_ms is None:
                 delta.days[day_of(ts), leads] += 1
                 delta.totals[leads] += 1
@@ -291,7 +293,7 @@ class PartitionProcessor(WatermarkedProcessor):
         if not visitor.lead_customer_counted and visitor.is_lead_customer:
             visitor.lead_customer_counted = True
             assert visitor.first_purchase_ms is not None
-            customers = F.field(F.LEAD_CUSTOMERS, site)
+            customers = fields.field(K.LEAD_CUSTOMERS.code, site)
             delta.days[day_of(visitor.first_purchase_ms), customers] += 1
             delta.totals[customers] += 1
         self.visitors.put(key, visitor)  # written back (TTL refreshed) with the batch
@@ -316,39 +318,42 @@ class PartitionProcessor(WatermarkedProcessor):
         """Final decisions when a session ends (its inactivity timeout passed in event time)."""
         buckets, totals = delta.buckets, delta.totals
         if not s.non_bounced_counted and s.page_views == 0:
-            totals[F.field(F.NON_BOUNCED, site)] += 1  # no page view: never was a bounce
+            totals[fields.field(K.NON_BOUNCED.code, site)] += 1  # no page view: never was a bounce
         ended = [
-            (F.field(F.ENDED, site), 1),
-            (F.field(F.DURATION_MS, site), s.last_ms - s.start_ms),
+            (fields.field(K.ENDED.code, site), 1),
+            (fields.field(K.DURATION.code, site), s.last_ms - s.start_ms),
         ]
-        if s.cart_ms is not None and K.completed_at(s.cart_ms, s.purchases_ms) is None:
-            ended.append((F.field(F.CART_ABANDONED, site), 1))
-        if s.checkout_ms is not None and K.completed_at(s.checkout_ms, s.purchases_ms) is None:
-            ended.append((F.field(F.CHECKOUT_ABANDONED, site), 1))
+        if s.cart_ms is not None and SK.completed_at(s.cart_ms, s.purchases_ms) is None:
+            ended.append((fields.field(K.CART_ABANDONED.code, site), 1))
+        if s.checkout_ms is not None and SK.completed_at(s.checkout_ms, s.purchases_ms) is None:
+            ended.append((fields.field(K.CHECKOUT_ABANDONED.code, site), 1))
         for name, n in ended:
             buckets[end_minute, name] += n
             totals[name] += n
         # Landing page and channel can change until the end: their totals count now, once.
         page = self.dims.landing_page.label(s.landing)
         chan = self.dims.channel.label(s.channel)
-        totals[F.field(F.LANDING_SESSIONS, site, page)] += 1
-        totals[F.field(F.CHANNEL_SESSIONS, site, chan)] += 1
+        totals[fields.field(K.LANDING_SESSIONS.code, site, page)] += 1
+        totals[fields.field(K.CHANNEL_SESSIONS.code, site, chan)] += 1
         for goal in s.goals:
-            totals[F.field(F.LANDING_CONVERSIONS, site, page, goal)] += 1
-            totals[F.field(F.CHANNEL_CONVERSIONS, site, chan, goal)] += 1
+            totals[fields.field(K.LANDING_CONVERSIONS.code, site, page, goal)] += 1
+            totals[fields.field(K.CHANNEL_CONVERSIONS.code, site, chan, goal)] += 1
 
 
 def survey_fields(site: str, event: SurveyResponse) -> list[tuple[str, int]]:
     if event.kind == "nps":
-        out = [(F.field(F.NPS_ANSWERS, site), 1)]
+        out = [(fields.field(K.NPS_ANSWERS.code, site), 1)]
         if event.score >= 9:
-            out.append((F.field(F.NPS_PROMOTERS, site), 1))
+            out.append((fields.field(K.NPS_PROMOTERS.code, site), 1))
         elif event.score <= 6:
-            out.append((F.field(F.NPS_DETRACTORS, site), 1))
+            out.append((fields.field(K.NPS_DETRACTORS.code, site), 1))
         return out
     if event.kind == "csat":
-        out = [(F.field(F.CSAT_ANSWERS, site), 1)]
+        out = [(fields.field(K.CSAT_ANSWERS.code, site), 1)]
         if event.score >= 4:
-            out.append((F.field(F.CSAT_SATISFIED, site), 1))
+            out.append((fields.field(K.CSAT_SATISFIED.code, site), 1))
         return out
-    return [(F.field(F.CES_ANSWERS, site), 1), (F.field(F.CES_SUM, site), event.score)]
+    return [
+        (fields.field(K.CES_ANSWERS.code, site), 1),
+        (fields.field(K.CES_SUM.code, site), event.score),
+    ]

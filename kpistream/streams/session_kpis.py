@@ -15,6 +15,9 @@ import bisect
 from collections.abc import Callable
 from urllib.parse import urlsplit
 
+from kpistream.kpis import catalogue as K
+from kpistream.kpis import fields
+from kpistream.kpis.windows import minute_of
 from kpistream.schemas.events import (
     CLICKSTREAM_TYPES,
     INTERACTION_TYPES,
@@ -25,8 +28,6 @@ from kpistream.schemas.events import (
     Purchase,
     type_name,
 )
-from kpistream.sinks import fields as F
-from kpistream.sinks.buckets import minute_of
 from kpistream.streams.sessionizer import Session
 
 #: GA4's engaged-session duration threshold: a session longer than this is engaged.
@@ -75,18 +76,18 @@ def start_fields(
     page = landing(landing_path_)
     chan = channel(channel_)
     out = [
-        F.field(F.SESSIONS, site),
-        F.field(F.LANDING_SESSIONS, site, page),
-        F.field(F.CHANNEL_SESSIONS, site, chan),
+        fields.field(K.SESSIONS.code, site),
+        fields.field(K.LANDING_SESSIONS.code, site, page),
+        fields.field(K.CHANNEL_SESSIONS.code, site, chan),
     ]
     if bounce:
-        out.append(F.field(F.BOUNCES, site))
+        out.append(fields.field(K.BOUNCES.code, site))
     if engaged:
-        out.append(F.field(F.ENGAGED, site))
+        out.append(fields.field(K.ENGAGED.code, site))
     for goal in goals:
-        out.append(F.field(F.CONVERSIONS, site, goal))
-        out.append(F.field(F.LANDING_CONVERSIONS, site, page, goal))
-        out.append(F.field(F.CHANNEL_CONVERSIONS, site, chan, goal))
+        out.append(fields.field(K.CONVERSIONS.code, site, goal))
+        out.append(fields.field(K.LANDING_CONVERSIONS.code, site, page, goal))
+        out.append(fields.field(K.CHANNEL_CONVERSIONS.code, site, chan, goal))
     return out
 
 

@@ -18,6 +18,9 @@ from typing import Any
 import msgspec
 
 from kpistream.config.settings import Settings
+from kpistream.kpis import catalogue as K
+from kpistream.kpis import fields
+from kpistream.kpis.windows import minute_of
 from kpistream.schemas.decoder import EventDecoder, Rejection
 from kpistream.schemas.events import (
     Comment,
@@ -31,9 +34,8 @@ from kpistream.schemas.events import (
     Unfollow,
     fingerprint,
 )
-from kpistream.sinks import fields as F
-from kpistream.sinks.buckets import minute_of
 from kpistream.sinks.window_store import PartitionKeys, WindowStore
+from kpistream.state import health as H
 from kpistream.streams.delta import BatchDelta
 from kpistream.streams.labels import OTHER, LabelBudget
 from kpistream.streams.logic import PartitionLogic
@@ -42,7 +44,7 @@ from kpistream.streams.watermarked import WatermarkedProcessor
 
 AccountKey = tuple[str, str]  # (network, account)
 
-_COUNTED = {Like: F.LIKES, Comment: F.COMMENTS, Share: F.SHARES}
+_COUNTED = {Like: K.LIKES.code, Comment: K.COMMENTS.code, Share: K.SHARES.code}
 
 
 class Account(msgspec.Struct, array_like=True):
@@ -117,7 +119,7 @@ class SocialProcessor(WatermarkedProcessor):
             account.recent_ids[event.event_id] = (ts, content)
             if ts > watermark:
                 watermark = ts if ts <= now_ms else max(watermark, now_ms)
-            totals[F.PROCESSED] += 1
+            totals[H.PROCESSED] += 1
             touched.add(key)
             self._apply(delta, key, account, event)
         self.watermark_ms = watermark
@@ -140,11 +142,13 @@ class SocialProcessor(WatermarkedProcessor):
         minute = minute_of(event.ts)
         counted = _COUNTED.get(type(event))
         if counted is not None:
-            delta.buckets[minute, F.field(counted, network, name)] += 1
-            delta.totals[F.field(counted, network, name)] += 1
+            delta.buckets[minute, fields.field(counted, network, name)] += 1
+            delta.totals[fields.field(counted, network, name)] += 1
         elif isinstance(event, PostImpression):
-            delta.buckets[minute, F.field(F.POST_IMPRESSIONS, network, name)] += event.count
-            delta.totals[F.field(F.POST_IMPRESSIONS, network, name)] += event.count
+            delta.buckets[minute, fields.field(K.POST_IMPRESSIONS.code, network, name)] += (
+                event.count
+            )
+            delta.totals[fields.field(K.POST_IMPRESSIONS.code, network, name)] += event.count
         elif isinstance(event, FollowersSnapshot):
             if account.snapshot_ms is None or event.ts >= account.snapshot_ms:
                 account.snapshot_ms = event.ts
@@ -152,8 +156,8 @@ class SocialProcessor(WatermarkedProcessor):
                 account.changes = [c for c in account.changes if c[0] > event.ts]
                 account.settled = 0  # every folded change is older than this snapshot
         elif isinstance(event, Follow | Unfollow):
-            kind = F.FOLLOWS if isinstance(event, Follow) else F.UNFOLLOWS
-            delta.totals[F.field(kind, network, name)] += 1
+            kind = K.FOLLOWS.code if isinstance(event, Follow) else K.UNFOLLOWS.code
+            delta.totals[fields.field(kind, network, name)] += 1
             after_snapshot = account.snapshot_ms is None or event.ts > account.snapshot_ms
             if after_snapshot:
                 account.changes.append((event.ts, 1 if isinstance(event, Follow) else -1))
@@ -169,7 +173,7 @@ class SocialProcessor(WatermarkedProcessor):
             network, name = self._labels(key)
             followers = account.followers
             if followers is not None and name != OTHER:  # folded accounts have no one count
-                delta.gauges[F.field(F.FOLLOWERS, network, name)] = followers
+                delta.gauges[fields.field(K.FOLLOWERS.code, network, name)] = followers
         delta.watermark_ms = self.watermark_ms
 
 

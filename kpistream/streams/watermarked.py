@@ -11,8 +11,9 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any, TypeGuard, TypeVar
 
+from kpistream.kpis import fields
 from kpistream.schemas.decoder import Rejection
-from kpistream.sinks import fields as F
+from kpistream.state import health as H
 from kpistream.streams.delta import BatchDelta
 from kpistream.streams.routing import Rerouted
 
@@ -32,14 +33,14 @@ class WatermarkedProcessor:
         """Count a rejection, a re-routed event or an event later than the allowed lateness;
         True when the event goes on to be processed."""
         if isinstance(event, Rejection):
-            totals[F.field(F.REJECTED, event.reason)] += 1
+            totals[fields.field(H.REJECTED, event.reason)] += 1
             return False
         if isinstance(event, Rerouted):
-            totals[F.REROUTED] += 1
+            totals[H.REROUTED] += 1
             return False
         ts: int = getattr(event, "ts")  # noqa: B009 - every event struct has `ts`
         if ts < watermark_ms - self.allowed_lateness_ms:
-            totals[F.LATE] += 1
+            totals[H.LATE] += 1
             return False
         return True
 
@@ -48,10 +49,10 @@ class WatermarkedProcessor:
         """An event whose ``event_id`` was counted before: a retry with the same content
         counts as a duplicate; other content is rejected (dead-lettered by the caller)."""
         if same_content:
-            delta.totals[F.DUPLICATE] += 1
+            delta.totals[H.DUPLICATE] += 1
             return
         rejection = conflicting(event_id)
-        delta.totals[F.field(F.REJECTED, rejection.reason)] += 1
+        delta.totals[fields.field(H.REJECTED, rejection.reason)] += 1
         delta.rejections.append((index, rejection))
 
     def advance(self, watermark_ms: int) -> BatchDelta:

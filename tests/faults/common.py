@@ -17,7 +17,7 @@ from kpistream.config.settings import Settings, env_name
 from kpistream.produce import encode, produce
 from kpistream.runtime import spawn
 from kpistream.simulator import Account, sessions, social
-from kpistream.sinks import fields as F
+from kpistream.state import health as H
 from tests.integration.waits import wait_for_totals
 
 START_MS = (time.time_ns() // 1_000_000) - 6 * 3_600_000
@@ -86,7 +86,7 @@ def spawn_worker(settings: Settings, log_path: Path, *, fault: str | None = None
 
 async def processed(settings: Settings) -> int:
     reader = await wait_for_totals(settings, {}, timeout_s=1)
-    return int(reader.snapshot({}).totals[F.PROCESSED])
+    return int(reader.snapshot({}).totals[H.PROCESSED])
 
 
 def flowing(settings: Settings, slices: int) -> asyncio.Task[None]:

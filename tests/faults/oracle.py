@@ -23,8 +23,8 @@ import redis
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from kpistream.config.settings import Settings
-from kpistream.sinks import fields as F
 from kpistream.sinks.window_store import PartitionKeys
+from kpistream.state import health as H
 from kpistream.streams.clickstream import ClickstreamLogic
 from kpistream.streams.logic import StreamLogic, valid
 from kpistream.streams.routing import REROUTED, is_forwarded, misplaced
@@ -33,7 +33,7 @@ from tests.integration.waits import counted
 
 #: Totals and gauges that depend on how records were batched and fetched, not on what they
 #: say: the batch-time histogram and the consumer lag.
-BATCHING = (F.BATCH_BUCKET, F.BATCH_SUM_US, F.BATCH_COUNT)
+BATCHING = (H.BATCH_BUCKET, H.BATCH_SUM_US, H.BATCH_COUNT)
 
 
 #: A partition of one of the two topics.

@@ -12,8 +12,8 @@ import redis.asyncio as aioredis
 from kpistream.config.settings import Settings
 from kpistream.produce import produce
 from kpistream.runtime import ensure_topics, stop
-from kpistream.sinks import fields as F
 from kpistream.sinks.window_store import Fenced, OffsetMismatch, WindowStore
+from kpistream.state import health as H
 from kpistream.streams.delta import BatchDelta
 from tests.faults import oracle
 from tests.faults.common import (
@@ -91,7 +91,7 @@ async def test_the_fence_rejects_a_stale_owner_and_a_stale_position(settings_fac
 
     def delta(n: int) -> BatchDelta:
         d = BatchDelta(watermark_ms=START_MS)
-        d.totals[F.PROCESSED] = n
+        d.totals[H.PROCESSED] = n
         return d
 
     old = await store.claim(keys)
@@ -103,7 +103,7 @@ async def test_the_fence_rejects_a_stale_owner_and_a_stale_position(settings_fac
     await store.commit(keys, epoch=new.epoch, expected_offset=5, next_offset=7, delta=delta(2))
     with pytest.raises(OffsetMismatch):  # a replayed step at an old position
         await store.commit(keys, epoch=new.epoch, expected_offset=5, next_offset=7, delta=delta(2))
-    assert await client.hget(keys.key("totals"), F.PROCESSED) == b"7"
+    assert await client.hget(keys.key("totals"), H.PROCESSED) == b"7"
     assert await client.hget(keys.key("meta"), "offset") == b"7"
     await client.aclose()
 
@@ -165,5 +165,5 @@ async def test_a_worker_whose_partition_was_claimed_is_fenced_and_counted(  # ty
     reader = await wait_for_totals(settings, {}, timeout_s=1)
     await wait_until("the stale write was counted", lambda: reader.snapshot({}).fenced_writes)
     assert tp not in worker.owned
-    assert reader.snapshot({}).totals[F.PROCESSED] == 10  # nothing of the fenced batch landed
+    assert reader.snapshot({}).totals[H.PROCESSED] == 10  # nothing of the fenced batch landed
     await client.aclose()

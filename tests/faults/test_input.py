@@ -10,9 +10,11 @@ from typing import Any
 import msgspec
 import redis
 
+from kpistream.kpis import catalogue as K
+from kpistream.kpis import fields
 from kpistream.produce import encode, produce
 from kpistream.runtime import ensure_topics
-from kpistream.sinks import fields as F
+from kpistream.state import health as H
 from tests.conftest import start_streams
 from tests.faults import oracle
 from tests.faults.common import LINES, START_MS, now_ms, settings_for
@@ -46,8 +48,8 @@ async def test_every_event_delivered_twice_is_counted_once(settings_factory, wor
     want = oracle.expected(settings, dedupe(log), now_ms=now_ms())
     got = oracle.stored(settings)
     assert oracle.accounted(got) == 2 * len(LINES)
-    assert got.totals.pop(F.DUPLICATE) == len(LINES)
-    assert want.totals[F.PROCESSED] == len(LINES)
+    assert got.totals.pop(H.DUPLICATE) == len(LINES)
+    assert want.totals[H.PROCESSED] == len(LINES)
     assert got == want
 
 
@@ -100,7 +102,9 @@ async def test_poison_mixed_in_is_dead_lettered_and_leaves_the_state_untouched( 
     log = await oracle.wait_consumed(settings)
     got = oracle.stored(settings)
     assert oracle.accounted(got) == len(mixed)
-    rejected = {k.split(F.SEP)[1]: v for k, v in got.totals.items() if k.startswith(F.REJECTED)}
+    rejected = {
+        k.split(fields.SEP)[1]: v for k, v in got.totals.items() if k.startswith(H.REJECTED)
+    }
     assert rejected == Counter(reason for _, reason in POISON)
     # Each poison record is on the dead-letter topic once, with its reason, pointing back to
     # where it sits in the log.
@@ -115,7 +119,7 @@ async def test_poison_mixed_in_is_dead_lettered_and_leaves_the_state_untouched( 
     # The valid events alone give exactly the state of a run without poison.
     clean = {part: [v for v in values if v not in poison] for part, values in log.items()}
     want = oracle.expected(settings, clean, now_ms=now_ms())
-    got.totals = +Counter({k: v for k, v in got.totals.items() if not k.startswith(F.REJECTED)})
+    got.totals = +Counter({k: v for k, v in got.totals.items() if not k.startswith(H.REJECTED)})
     assert got == want
 
 
@@ -161,8 +165,8 @@ async def test_shuffled_within_the_lateness_equals_in_order_and_extremes_are_cou
     await oracle.wait_consumed(settings)
     got = oracle.stored(settings)
     assert oracle.accounted(got) == len(LINES) + 2
-    assert got.totals.pop(F.LATE) == 1
-    assert got.totals.pop(F.field(F.REJECTED, "ts_in_future")) == 1
+    assert got.totals.pop(H.LATE) == 1
+    assert got.totals.pop(fields.field(H.REJECTED, "ts_in_future")) == 1
     assert got == want
 
 
@@ -195,11 +199,11 @@ async def test_session_gap_edges_and_a_bridging_late_event(settings_factory, wor
     await produce(settings, events)
     got = await oracle.assert_exact(settings, now_ms=now_ms())
     site = "shop.example"
-    assert got.totals[F.PROCESSED] == 9
-    assert got.totals[F.field(F.PAGE_VIEWS, site)] == 9
-    assert got.totals[F.field(F.SESSIONS, site)] == 6  # a 1, b 1, c 2, d 2
+    assert got.totals[H.PROCESSED] == 9
+    assert got.totals[fields.field(K.PAGE_VIEWS.code, site)] == 9
+    assert got.totals[fields.field(K.SESSIONS.code, site)] == 6  # a 1, b 1, c 2, d 2
     # non-bounced: a, b, and d's first session (d1 + d3); bounces: both of c, d2's session
-    assert got.totals[F.field(F.NON_BOUNCED, site)] == 3
+    assert got.totals[fields.field(K.NON_BOUNCED.code, site)] == 3
 
 
 async def test_a_fast_client_clock_does_not_make_honest_events_late(  # type: ignore[no-untyped-def]
@@ -217,9 +221,9 @@ async def test_a_fast_client_clock_does_not_make_honest_events_late(  # type: ig
     events.append(page_view("beyond", "v-far", now + 400_000))
     await produce(settings, events)
     got = await oracle.assert_exact(settings, now_ms=now_ms())
-    assert got.totals[F.PROCESSED] == 21
-    assert got.totals[F.LATE] == 0
-    assert got.totals[F.field(F.REJECTED, "ts_in_future")] == 1
+    assert got.totals[H.PROCESSED] == 21
+    assert got.totals[H.LATE] == 0
+    assert got.totals[fields.field(H.REJECTED, "ts_in_future")] == 1
 
 
 async def test_personal_data_is_rejected_and_never_stored(settings_factory, workers) -> None:  # type: ignore[no-untyped-def]
@@ -238,7 +242,7 @@ async def test_personal_data_is_rejected_and_never_stored(settings_factory, work
     note = {**decode(page_view("p4", "v2", t)), "type": "teleport", "note": "jane.doe@example.com"}
     await produce(settings, [encode(e) for e in (email_id, ip_id, no_site, note)])
     got = await oracle.assert_exact(settings, now_ms=now_ms())
-    assert got.totals[F.field(F.REJECTED, "pii_id")] == 2
+    assert got.totals[fields.field(H.REJECTED, "pii_id")] == 2
     letters = await read_dead_letters(settings, 4)
     assert sorted(letter["reason"] for letter in letters) == [
         "missing_field",

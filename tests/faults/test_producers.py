@@ -13,10 +13,12 @@ import redis
 from confluent_kafka import Producer
 
 from kpistream.config.settings import Settings
+from kpistream.kpis import catalogue as K
+from kpistream.kpis import fields
 from kpistream.produce import produce, route
 from kpistream.runtime import ensure_topics, spawn, stop
-from kpistream.sinks import fields as F
 from kpistream.sinks.window_store import PartitionKeys
+from kpistream.state import health as H
 from kpistream.streams.routing import owner, ownership_key
 from tests.conftest import start_streams
 from tests.faults import oracle
@@ -76,10 +78,10 @@ def expected(site: str) -> Samples:
         ("kpi_revenue_total", (("currency", "EUR"), s)): 15,
         ("kpi_conversions_total", (("goal", "purchase"), s)): 2,
         ("kpi_new_visitors_total", (s,)): 5,
-        ("kpi_bounce_ratio", (s, w)): 0.2,
+        ("kpi_bounce_rate", (s, w)): 0.2,
         ("kpi_pages_per_session", (s, w)): 1.6,
-        ("kpi_cart_abandonment_ratio", (s, w)): 0.5,
-        ("kpi_conversion_ratio", (("goal", "purchase"), s, w)): 0.4,
+        ("kpi_cart_abandonment_rate", (s, w)): 0.5,
+        ("kpi_conversion_rate", (("goal", "purchase"), s, w)): 0.4,
         ("kpi_unique_visitors", (s, w)): 5,
     }
 
@@ -148,7 +150,9 @@ async def test_librdkafka_with_every_codec_and_partitioner_gives_exact_kpis(  # 
     await oracle.wait_consumed(settings)  # forwarded copies included
     later = base + (settings.session_gap_s + 2 * settings.allowed_lateness_s) * 1000
     await produce(settings, closers(settings, later))
-    await wait_for_totals(settings, {F.field(F.ENDED, site): 5 for site in sites}, timeout_s=60)
+    await wait_for_totals(
+        settings, {fields.field(K.ENDED.code, site): 5 for site in sites}, timeout_s=60
+    )
     log = await oracle.wait_consumed(settings)
     got = samples(await scrape_text(settings))
     for site in sites:
@@ -159,8 +163,8 @@ async def test_librdkafka_with_every_codec_and_partitioner_gives_exact_kpis(  # 
     totals = oracle.stored(settings).totals
     produced = 13 * len(sites) + settings.partitions
     forwarded = sum(sum(flags) for flags in log.forwarded.values())
-    assert totals[F.PROCESSED] == produced
-    assert totals[F.REROUTED] == forwarded > produced // 2  # most land on a foreign partition
+    assert totals[H.PROCESSED] == produced
+    assert totals[H.REROUTED] == forwarded > produced // 2  # most land on a foreign partition
     assert counted(totals) == sum(len(values) for values in log.values()) == produced + forwarded
     assert got[("kpistream_events_rerouted_total", ())] == forwarded
 

@@ -7,9 +7,10 @@ import asyncio
 import msgspec
 import pytest
 
+from kpistream.kpis import catalogue as K
+from kpistream.kpis import fields
 from kpistream.produce import produce
 from kpistream.runtime import ensure_topics, free_port
-from kpistream.sinks import fields as F
 from kpistream.sinks.exporter import serve
 from tests.conftest import start_streams
 from tests.faults import oracle
@@ -44,10 +45,14 @@ async def test_replay_is_identical_across_workers_batch_sizes_and_clocks(  # typ
     assert first.digest() == second.digest()
     # Both streams are in the hash: follower gauges and engagement of all six accounts.
     assert len(first.gauges) == 6 and all(first.gauges.values()), first.gauges
-    assert {k for k in first.totals if k.startswith(F.LIKES)} == {
-        F.field(F.LIKES, network, account) for network, account, _ in accounts(6)
+    assert {k for k in first.totals if k.startswith(K.LIKES.code)} == {
+        fields.field(K.LIKES.code, network, account) for network, account, _ in accounts(6)
     }
     assert first == await oracle.assert_exact(one, now_ms=now_ms())
+
+
+#: The ratios bounded by 0..1.
+UNIT_RATIOS = {q.metric for q in K.QUOTIENTS if q.unit == "ratio" and q.high == 1}
 
 
 async def test_fifty_concurrent_scrapes_while_the_worker_writes(settings_factory, workers) -> None:  # type: ignore[no-untyped-def]
@@ -67,13 +72,13 @@ async def test_fifty_concurrent_scrapes_while_the_worker_writes(settings_factory
         return {
             f"{name}{dict(labels)}": value
             for (name, labels), value in samples(text).items()
-            if name.endswith("_ratio")
+            if name in UNIT_RATIOS
         }
 
     def kinds(found: dict[str, float]) -> set[str]:
         return {key.split("{")[0] for key in found}
 
-    wanted = {"kpi_bounce_ratio", "kpi_click_through_ratio", "kpi_conversion_ratio"}
+    wanted = {"kpi_bounce_rate", "kpi_click_through_rate", "kpi_conversion_rate"}
     try:
         await wait_until(
             "the exporter serves bounce, click-through and conversion ratios",

@@ -89,21 +89,21 @@ def _expect(metric: str, value: float, **labels: str) -> None:
 
 
 _expect("kpi_sessions", 1, site="shop", window="5m")
-_expect("kpi_bounce_ratio", 0.0, site="shop", window="5m")
-_expect("kpi_click_through_ratio", 0.5, window="5m", **CTA)
+_expect("kpi_bounce_rate", 0.0, site="shop", window="5m")
+_expect("kpi_click_through_rate", 0.5, window="5m", **CTA)
 _expect("kpi_impressions", 2, window="5m", **CTA)
 _expect("kpi_clicks", 1, window="5m", **CTA)
 _expect("kpi_sessions", 2, site="shop", window="1h")
-_expect("kpi_bounce_ratio", 0.5, site="shop", window="1h")
+_expect("kpi_bounce_rate", 0.5, site="shop", window="1h")
 _expect("kpi_sessions", 1, site="blog", window="1h")
-_expect("kpi_bounce_ratio", 1.0, site="blog", window="1h")
-_expect("kpi_click_through_ratio", 0.0, window="1h", **AD)
+_expect("kpi_bounce_rate", 1.0, site="blog", window="1h")
+_expect("kpi_click_through_rate", 0.0, window="1h", **AD)
 _expect("kpi_impressions", 1, window="1h", **AD)
 _expect("kpi_sessions", 5, site="shop", window="24h")
-_expect("kpi_bounce_ratio", 0.4, site="shop", window="24h")
-_expect("kpi_bounce_ratio", 1.0, site="blog", window="24h")
-_expect("kpi_click_through_ratio", 0.25, window="24h", **AD)
-_expect("kpi_click_through_ratio", 0.5, window="24h", **CTA)
+_expect("kpi_bounce_rate", 0.4, site="shop", window="24h")
+_expect("kpi_bounce_rate", 1.0, site="blog", window="24h")
+_expect("kpi_click_through_rate", 0.25, window="24h", **AD)
+_expect("kpi_click_through_rate", 0.5, window="24h", **CTA)
 _expect("kpi_sessions_total", 5, site="shop")
 _expect("kpi_sessions_total", 1, site="blog")
 _expect("kpi_non_bounced_sessions_total", 3, site="shop")
@@ -121,8 +121,8 @@ _expect("kpistream_events_rejected_total", 0, reason="too_large")
 _expect("kpistream_watermark_seconds", (T + (65 * 60 + 30) * 1000) / 1000)
 
 ABSENT = [  # no denominator in the window: no sample, rather than a misleading 0
-    ("kpi_bounce_ratio", (("site", "blog"), ("window", "5m"))),
-    ("kpi_click_through_ratio", tuple(sorted({**AD, "window": "5m"}.items()))),
+    ("kpi_bounce_rate", (("site", "blog"), ("window", "5m"))),
+    ("kpi_click_through_rate", tuple(sorted({**AD, "window": "5m"}.items()))),
 ]
 
 

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import yaml
 
+from kpistream.alerting import dashboards, rules
+from kpistream.alerting.goals import Goal, load_checked
 from kpistream.config.settings import load
-from kpistream.sinks import dashboards, rules
-from kpistream.sinks.goals import Goal, load_checked
 from tests.conftest import require_binary
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -102,7 +102,7 @@ def test_the_kpi_dashboard_shows_every_catalogue_gauge_once_with_goal_thresholds
     assert sorted(shown) == sorted(g.metric for g in dashboards.catalogue_gauges())
     assert {v["name"] for v in board["templating"]["list"]} == {"site", "window"}
     panels = {p["targets"][0]["expr"].split("{")[0]: p for p in board["panels"] if "targets" in p}
-    bounce = panels["kpi_bounce_ratio"]["fieldConfig"]["defaults"]
+    bounce = panels["kpi_bounce_rate"]["fieldConfig"]["defaults"]
     steps = [(s["value"], s["color"]) for s in bounce["thresholds"]["steps"]]
     assert steps == [(None, "transparent"), (0.45, "green"), (0.6, "red")]
     assert bounce["custom"]["thresholdsStyle"]["mode"] == "dashed"

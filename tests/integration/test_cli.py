@@ -182,13 +182,13 @@ def test_demo_shows_plausible_live_kpis_and_ends_by_itself(tmp_path: Path) -> No
     assert "shop.example" in stdout
     for site in ("shop.example", "blog.example"):
         assert got[("kpi_sessions", (("site", site), ("window", "5m")))] > 0
-        assert 0 <= got[("kpi_bounce_ratio", (("site", site), ("window", "5m")))] <= 1
+        assert 0 <= got[("kpi_bounce_rate", (("site", site), ("window", "5m")))] <= 1
         assert got[("kpi_unique_visitors", (("site", site), ("window", "5m")))] > 0
     for ratio in (
-        "kpi_click_through_ratio",
-        "kpi_engagement_ratio",
-        "kpi_conversion_ratio",
-        "kpi_social_engagement_ratio",
+        "kpi_click_through_rate",
+        "kpi_engagement_rate",
+        "kpi_conversion_rate",
+        "kpi_social_engagement_rate",
     ):
         values = [v for (name, _), v in got.items() if name == ratio]
         assert values and all(0 <= v <= 1 for v in values), ratio

@@ -16,7 +16,8 @@ import redis.asyncio as aioredis
 
 from kpistream.collector.privacy import SALT_LIFE_S, Salts, audience_id, customer_id, day_of
 from kpistream.config.settings import Settings
-from kpistream.sinks import fields as F
+from kpistream.kpis import catalogue as K
+from kpistream.kpis import fields
 from kpistream.streams.routing import owner, ownership_key
 from tests.integration.collector_server import read_topic, running_collector
 from tests.integration.waits import wait_for_totals
@@ -158,9 +159,9 @@ async def test_plausible_and_snowplow_protocols_map_onto_the_contract(
     assert all(v["visitor_id"].startswith("a-") for v in events.values())
     # The workers count what the mapping promises.
     await workers(settings)
-    await wait_for_totals(settings, {F.field(F.ORDERS, "pl.test", "EUR"): 1,
-                                     F.field(F.ORDERS, "sp.test", "EUR"): 1,
-                                     F.field(F.PAGE_VIEWS, "sp.test"): 1})
+    await wait_for_totals(settings, {fields.field(K.ORDERS.code, "pl.test", "EUR"): 1,
+                                     fields.field(K.ORDERS.code, "sp.test", "EUR"): 1,
+                                     fields.field(K.PAGE_VIEWS.code, "sp.test"): 1})
 
 
 async def test_privacy_signals_bots_consent_and_origins(settings_factory: Any) -> None:

@@ -16,7 +16,8 @@ import redis.asyncio as aioredis
 from kpistream.collector.privacy import customer_id
 from kpistream.config.settings import Settings, env_name
 from kpistream.forget import forget
-from kpistream.sinks import fields as F
+from kpistream.kpis import catalogue as K
+from kpistream.kpis import fields
 from kpistream.sinks.window_store import PartitionKeys
 from kpistream.streams.routing import owner, ownership_key
 from kpistream.streams.sessionizer import decode_key
@@ -60,16 +61,16 @@ async def test_forget_erases_a_customer_everywhere_and_twice_is_harmless(
             {"type": "lead", "event_id": "l1", **mine},
             {"type": "page_view", "path": "/", "event_id": "o1", "site": SITE},  # audience zone
         ])
-        await wait_for_totals(settings, {F.field(F.PAGE_VIEWS, SITE): 2,
-                                         F.field(F.NEW_VISITORS, SITE): 2})
+        await wait_for_totals(settings, {fields.field(K.PAGE_VIEWS.code, SITE): 2,
+                                         fields.field(K.NEW_VISITORS.code, SITE): 2})
         assert await _state(settings, visitor) == (1, True)
 
         first = await forget(settings, SITE, visitor, wait_s=30)
         assert (first.applied, first.sessions_left, first.record_left) == (True, 0, False)
         assert await _state(settings, visitor) == (0, False)
         # The erased session was ended, not dropped: the aggregates stay whole.
-        reader = await wait_for_totals(settings, {F.field(F.ENDED, SITE): 1,
-                                                  F.field(F.CART_ABANDONED, SITE): 1})
+        reader = await wait_for_totals(settings, {fields.field(K.ENDED.code, SITE): 1,
+                                                  fields.field(K.CART_ABANDONED.code, SITE): 1})
 
         # Through the CLI, a second time: nothing left to erase, nothing changes.
         env = {**os.environ, env_name("id_secret"): SECRET,
@@ -87,7 +88,7 @@ async def test_forget_erases_a_customer_everywhere_and_twice_is_harmless(
 
         # Seen again, the visitor is new: nothing of before was kept.
         await _send(url, [{"type": "page_view", "path": "/", "event_id": "p2", **mine}])
-        await wait_for_totals(settings, {F.field(F.NEW_VISITORS, SITE): 3})
+        await wait_for_totals(settings, {fields.field(K.NEW_VISITORS.code, SITE): 3})
     totals = reader.snapshot(settings.window_minutes()).totals
-    assert totals[F.field(F.SESSIONS, SITE)] >= 2
-    assert totals.get(F.field(F.LEADS, SITE)) == 1  # the aggregate stays
+    assert totals[fields.field(K.SESSIONS.code, SITE)] >= 2
+    assert totals.get(fields.field(K.LEADS.code, SITE)) == 1  # the aggregate stays

@@ -84,14 +84,14 @@ async def test_social_engagement_followers_and_post_impressions(  # type: ignore
     acme = (("account", "acme"), ("network", "instagram"))
     day = (*acme, ("window", "24h"))
     assert got[("kpi_followers", acme)] == 111
-    assert got[("kpi_social_engagement_ratio", day)] == pytest.approx(7 / 111, abs=1e-12)
+    assert got[("kpi_social_engagement_rate", day)] == pytest.approx(7 / 111, abs=1e-12)
     assert got[("kpi_post_impressions", day)] == 150
     assert got[("kpi_likes", day)] == 4
     assert got[("kpi_follows_total", acme)] == 5 and got[("kpi_unfollows_total", acme)] == 1
     beta = (("account", "beta"), ("network", "instagram"))
     assert got[("kpi_likes", (*beta, ("window", "24h")))] == 2
     assert ("kpi_followers", beta) not in got
-    assert ("kpi_social_engagement_ratio", (*beta, ("window", "24h"))) not in got
+    assert ("kpi_social_engagement_rate", (*beta, ("window", "24h"))) not in got
 
 
 async def test_100k_distinct_campaigns_stay_within_the_label_budget(  # type: ignore[no-untyped-def]

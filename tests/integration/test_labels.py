@@ -9,9 +9,9 @@ import logging
 import pytest
 
 from kpistream.cli import main
+from kpistream.kpis import catalogue as K
 from kpistream.produce import produce
 from kpistream.runtime import ensure_topics
-from kpistream.sinks import fields as F
 from kpistream.streams import labels
 from tests.faults.common import now_ms
 from tests.integration.known_events import samples
@@ -83,7 +83,7 @@ async def test_a_full_budget_is_visible_and_quiet_values_free_their_slots(  # ty
     assert got[("kpistream_label_values", (("dimension", "site"),))] == 0
     assert got[("kpistream_label_refused_values", (("dimension", "site"),))] == 0
     assert main(["labels", "reset", "nope", "--redis", settings.redis]) == 2
-    assert F.SESSIONS  # the field vocabulary the sums above read
+    assert K.SESSIONS.code  # the field vocabulary the sums above read
 
 
 @pytest.mark.parametrize("days", [-1])

@@ -27,13 +27,13 @@ from typing import Any
 import pytest
 import yaml
 
+from kpistream.alerting import dashboards, rules
+from kpistream.alerting.goals import load_checked
 from kpistream.config.settings import Settings
 from kpistream.produce import encode, produce
 from kpistream.runtime import ensure_topics, free_port, spawn, stop, wait_port
 from kpistream.simulator import follower_snapshots, sessions, social_events
-from kpistream.sinks import dashboards, rules
 from kpistream.sinks.exporter import serve
-from kpistream.sinks.goals import load_checked
 from tests.conftest import require_binary, start_streams
 from tests.integration.waits import get, wait_for_events, wait_until
 

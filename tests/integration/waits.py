@@ -14,9 +14,9 @@ from aiokafka.structs import ConsumerRecord
 
 from kpistream.config.settings import Settings
 from kpistream.runtime import free_port
-from kpistream.sinks import fields as F
 from kpistream.sinks.exporter import serve
 from kpistream.sinks.window_store import WindowReader
+from kpistream.state import health as H
 from tests.integration.known_events import Samples, samples
 
 
@@ -44,7 +44,7 @@ def counted(totals: Mapping[str, int]) -> int:
     return sum(
         v
         for k, v in totals.items()
-        if k in (F.PROCESSED, F.DUPLICATE, F.LATE, F.REROUTED) or k.startswith(F.REJECTED)
+        if k in (H.PROCESSED, H.DUPLICATE, H.LATE, H.REROUTED) or k.startswith(H.REJECTED)
     )
 
 

@@ -1,6 +1,6 @@
 import pytest
 
-from kpistream.sinks.buckets import minute_of, parse_window, window_cover, window_minutes
+from kpistream.kpis.windows import minute_of, parse_window, window_cover, window_minutes
 
 
 def test_minute_of_bucket_edges() -> None:

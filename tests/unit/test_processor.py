@@ -6,6 +6,8 @@ from collections import Counter
 from collections.abc import Iterable
 from typing import TypeVar
 
+from kpistream.kpis import catalogue as K
+from kpistream.kpis import fields
 from kpistream.schemas.decoder import Rejection
 from kpistream.schemas.events import (
     Click,
@@ -15,7 +17,7 @@ from kpistream.schemas.events import (
     Impression,
     PageView,
 )
-from kpistream.sinks import fields as F
+from kpistream.state import health as H
 from kpistream.streams.labels import Dimensions
 from kpistream.streams.processor import PartitionProcessor
 from kpistream.streams.sessionizer import decode_key
@@ -92,13 +94,17 @@ def run(p: PartitionProcessor, *batches: Iterable[ClickstreamEvent | Rejection])
     return +buckets, totals  # unary + drops zero entries
 
 
-S, B, NB = F.field(F.SESSIONS, "shop"), F.field(F.BOUNCES, "shop"), F.field(F.NON_BOUNCED, "shop")
+S, B, NB = (
+    fields.field(K.SESSIONS.code, "shop"),
+    fields.field(K.BOUNCES.code, "shop"),
+    fields.field(K.NON_BOUNCED.code, "shop"),
+)
 
 
 def test_single_page_view_is_a_bounce_in_its_start_minute() -> None:
     buckets, totals = run(processor(), [pv(T0 + 10_000)])
     assert pick(buckets, S, B) == {(M0, S): 1, (M0, B): 1}
-    assert totals[S] == 1 and totals[NB] == 0 and totals[F.PROCESSED] == 1
+    assert totals[S] == 1 and totals[NB] == 0 and totals[H.PROCESSED] == 1
 
 
 def test_second_page_view_corrects_the_bounce_in_the_start_bucket() -> None:
@@ -142,7 +148,7 @@ def test_out_of_order_events_give_the_in_order_result() -> None:
 def test_earlier_event_moves_a_bounce_to_the_new_start_minute() -> None:
     # An impression (no page view, no interaction) arrives before the page view it came with.
     buckets, _ = run(processor(), [pv(T0 + 5 * MIN)], [imp(T0 + 4 * MIN)])
-    imp_field = F.field(F.IMPRESSIONS, "shop", "ad", "bf")
+    imp_field = fields.field(K.IMPRESSIONS.code, "shop", "ad", "bf")
     assert pick(buckets, S, B, imp_field) == {
         (M0 + 4, S): 1,
         (M0 + 4, B): 1,
@@ -169,10 +175,10 @@ def test_ctr_counts_by_event_time_and_folds_unknown_campaigns() -> None:
             imp(T0 + 3_000, campaign=None),
         ],
     )
-    bf_imp = F.field(F.IMPRESSIONS, "shop", "ad", "bf")
-    other_imp = F.field(F.IMPRESSIONS, "shop", "ad", "other")
-    none_imp = F.field(F.IMPRESSIONS, "shop", "ad", "none")
-    bf_clk = F.field(F.CLICKS, "shop", "ad", "bf")
+    bf_imp = fields.field(K.IMPRESSIONS.code, "shop", "ad", "bf")
+    other_imp = fields.field(K.IMPRESSIONS.code, "shop", "ad", "other")
+    none_imp = fields.field(K.IMPRESSIONS.code, "shop", "ad", "none")
+    bf_clk = fields.field(K.CLICKS.code, "shop", "ad", "bf")
     assert buckets[(M0, bf_imp)] == 2 and buckets[(M0 + 1, other_imp)] == 1
     assert buckets[(M0, none_imp)] == 1 and buckets[(M0, bf_clk)] == 1
     assert totals[bf_imp] == 2 and totals[bf_clk] == 1
@@ -183,7 +189,7 @@ def test_event_older_than_allowed_lateness_is_counted_late_and_dropped() -> None
     buckets, totals = run(
         p, [pv(T0 + 20 * MIN, "a")], [pv(T0 + 10 * MIN - 1, "b"), pv(T0 + 10 * MIN, "c")]
     )
-    assert totals[F.LATE] == 1 and totals[F.PROCESSED] == 2
+    assert totals[H.LATE] == 1 and totals[H.PROCESSED] == 2
     assert buckets[(M0 + 10, S)] == 1  # "c" is exactly at the lateness bound: accepted
 
 
@@ -196,9 +202,9 @@ def test_rejections_are_counted_by_reason() -> None:
             Rejection("too_large", "z"),
         ],
     )
-    assert totals[F.field(F.REJECTED, "too_large")] == 2
-    assert totals[F.field(F.REJECTED, "malformed_json")] == 1
-    assert totals[F.PROCESSED] == 0
+    assert totals[fields.field(H.REJECTED, "too_large")] == 2
+    assert totals[fields.field(H.REJECTED, "malformed_json")] == 1
+    assert totals[H.PROCESSED] == 0
 
 
 def test_sessions_are_evicted_after_gap_plus_lateness_and_counted_once() -> None:
@@ -229,15 +235,15 @@ def test_late_event_does_not_merge_two_sessions() -> None:
 def test_a_retried_event_is_counted_once_in_the_same_batch() -> None:
     first = click(T0 + 5_000)
     buckets, totals = run(processor(), [pv(T0), first, first])
-    assert totals[F.DUPLICATE] == 1 and totals[F.PROCESSED] == 2
-    assert buckets[(M0, F.field(F.CLICKS, "shop", "ad", "bf"))] == 1
+    assert totals[H.DUPLICATE] == 1 and totals[H.PROCESSED] == 2
+    assert buckets[(M0, fields.field(K.CLICKS.code, "shop", "ad", "bf"))] == 1
 
 
 def test_a_retried_event_is_counted_once_across_batches_and_sessions_of_the_visitor() -> None:
     view = pv(T0)
     later = pv(T0 + GAP + MIN)  # a second session of the same visitor
     _, totals = run(processor(lateness_ms=2 * GAP), [view, later], [view], [later, view])
-    assert totals[F.DUPLICATE] == 3 and totals[F.PROCESSED] == 2 and totals[S] == 2
+    assert totals[H.DUPLICATE] == 3 and totals[H.PROCESSED] == 2 and totals[S] == 2
 
 
 def test_a_retry_older_than_the_lateness_is_late_not_recounted() -> None:
@@ -245,7 +251,7 @@ def test_a_retry_older_than_the_lateness_is_late_not_recounted() -> None:
     view = pv(T0, "a")
     _, totals = run(p, [view], [pv(T0 + GAP + 10 * MIN + 1, "b")], [view])
     assert ("shop", "a", "") not in p.sessionizer.sessions
-    assert totals[F.LATE] == 1 and totals[F.DUPLICATE] == 0 and totals[S] == 2
+    assert totals[H.LATE] == 1 and totals[H.DUPLICATE] == 0 and totals[S] == 2
 
 
 def test_a_retry_is_a_duplicate_and_a_reused_id_with_other_content_is_rejected() -> None:
@@ -257,9 +263,9 @@ def test_a_retry_is_a_duplicate_and_a_reused_id_with_other_content_is_rejected()
     retry = PageView(event_id=first.event_id, ts=T0, site="shop", visitor_id="v1", path="/")
     other = PageView(event_id=first.event_id, ts=T0, site="shop", visitor_id="v1", path="/x")
     delta = p.process([first, retry, other], now_ms=NOW_MS)
-    assert delta.totals[F.PROCESSED] == 1
-    assert delta.totals[F.DUPLICATE] == 1
-    assert delta.totals[F.field(F.REJECTED, "conflicting_duplicate")] == 1
+    assert delta.totals[H.PROCESSED] == 1
+    assert delta.totals[H.DUPLICATE] == 1
+    assert delta.totals[fields.field(H.REJECTED, "conflicting_duplicate")] == 1
     assert [(i, r.reason) for i, r in delta.rejections] == [(2, "conflicting_duplicate")]
 
 
@@ -272,7 +278,7 @@ def test_a_fast_client_clock_does_not_make_honest_events_late() -> None:
     ahead = pv(now + 290_000, "fast")
     honest = [pv(now - 1000 + i, f"h{i}") for i in range(20)]
     delta = p.process([ahead, *honest], now_ms=now)
-    assert delta.totals[F.PROCESSED] == 21 and delta.totals[F.LATE] == 0
+    assert delta.totals[H.PROCESSED] == 21 and delta.totals[H.LATE] == 0
     assert p.watermark_ms == now
     # A replay of old data (the wall clock long past) never meets the cap.
     q = processor(lateness_ms=2 * MIN)
@@ -284,7 +290,7 @@ def test_rerouted_events_are_counted_once_as_rerouted() -> None:
     from kpistream.streams.routing import REROUTED
 
     delta = processor().process([pv(T0), REROUTED, REROUTED], now_ms=NOW_MS)
-    assert delta.totals[F.PROCESSED] == 1 and delta.totals[F.REROUTED] == 2
+    assert delta.totals[H.PROCESSED] == 1 and delta.totals[H.REROUTED] == 2
 
 
 def forget(ts: int, visitor: str = "v1") -> Forget:
@@ -299,21 +305,21 @@ def test_forget_ends_and_deletes_the_visitors_sessions_and_record() -> None:
     p.committed()
     delta = p.process([forget(T0 + 2 * MIN)], now_ms=NOW_MS)
     # v1's session ended (its aggregates stay whole) and is deleted; v2 is untouched.
-    assert delta.totals[F.field(F.ENDED, "shop")] == 1
+    assert delta.totals[fields.field(K.ENDED.code, "shop")] == 1
     # It ends at the stream's time (the watermark: v2's event), not a gap later.
-    assert delta.buckets[M0 + 1, F.field(F.ENDED, "shop")] == 1
+    assert delta.buckets[M0 + 1, fields.field(K.ENDED.code, "shop")] == 1
     assert {decode_key(k) for k in delta.state_del} == {("shop", "v1", "")}
     assert delta.state_set == {}
     assert delta.visitors == {("shop", "v1"): None}
     assert [k[1] for k in p.sessionizer.sessions] == ["v2"]
     # Seen again, the visitor is new and its new session is stored.
     again = p.process([pv(T0 + 3 * MIN)], now_ms=NOW_MS)
-    assert again.totals[F.field(F.NEW_VISITORS, "shop")] == 1
+    assert again.totals[fields.field(K.NEW_VISITORS.code, "shop")] == 1
     assert {decode_key(k) for k in again.state_set} == {("shop", "v1", "")}
     # A second forget finds a session again (the new one); a third finds nothing.
     p.process([forget(T0 + 4 * MIN)], now_ms=NOW_MS)
     third = p.process([forget(T0 + 5 * MIN)], now_ms=NOW_MS)
-    assert third.state_del == set() and F.field(F.ENDED, "shop") not in third.totals
+    assert third.state_del == set() and fields.field(K.ENDED.code, "shop") not in third.totals
 
 
 def test_an_event_after_forget_in_the_same_batch_is_kept() -> None:
@@ -327,11 +333,12 @@ def test_an_event_after_forget_in_the_same_batch_is_kept() -> None:
 
 def test_an_engagement_event_makes_a_long_single_page_session_engaged_but_still_a_bounce() -> None:
     p = processor()
-    engaged, bounces = F.field(F.ENGAGED, "shop"), F.field(F.BOUNCES, "shop")
+    engaged, bounces = fields.field(K.ENGAGED.code, "shop"), fields.field(K.BOUNCES.code, "shop")
     short = Engagement(event_id="g1", ts=T0 + 10_000, site="shop", visitor_id="v1")
     buckets, _ = run(p, [pv(T0), short])  # exactly 10 s: not more than 10 s
     assert pick(buckets, engaged, bounces) == {(M0, bounces): 1}
-    longer = Engagement(event_id="g2", ts=T0 + 10_001, site="shop", visitor_id="v1",
-                        engaged_ms=10_001)
+    longer = Engagement(
+        event_id="g2", ts=T0 + 10_001, site="shop", visitor_id="v1", engaged_ms=10_001
+    )
     buckets, _ = run(p, [longer])
     assert pick(buckets, engaged, bounces) == {(M0, engaged): 1}  # engaged, bounce unchanged

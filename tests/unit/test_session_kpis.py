@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from kpistream.kpis import catalogue as K
+from kpistream.kpis import fields
 from kpistream.schemas.events import (
     AddToCart,
     CheckoutStart,
@@ -13,7 +15,6 @@ from kpistream.schemas.events import (
     Purchase,
     SurveyResponse,
 )
-from kpistream.sinks import fields as F
 from tests.unit.test_processor import GAP, M0, MIN, T0, imp, pick, processor, pv, run
 
 _n = 0
@@ -25,7 +26,7 @@ def ev(cls: Any, ts: int, visitor: str = "v1", **fields: Any) -> Any:
     return cls(event_id=f"k{_n}", ts=ts, site="shop", visitor_id=visitor, **fields)
 
 
-E = F.field(F.ENGAGED, "shop")
+E = fields.field(K.ENGAGED.code, "shop")
 LATENESS = 10 * MIN
 
 
@@ -44,7 +45,7 @@ def test_session_becomes_engaged_at_second_eleven_not_ten() -> None:
 def test_conversion_engages_and_counts_once_per_goal() -> None:
     p = processor()
     b, t = run(p, [pv(T0), ev(Lead, T0 + 1_000), ev(Lead, T0 + 2_000)])
-    lead = F.field(F.CONVERSIONS, "shop", "lead")
+    lead = fields.field(K.CONVERSIONS.code, "shop", "lead")
     assert pick(b, E, lead) == {(M0, E): 1, (M0, lead): 1}
     assert t[lead] == 1 and t[E] == 1
 
@@ -52,22 +53,22 @@ def test_conversion_engages_and_counts_once_per_goal() -> None:
 def test_cart_left_alone_is_abandoned_at_the_session_end() -> None:
     p = processor(lateness_ms=LATENESS)
     _b, t = run(p, [pv(T0), ev(AddToCart, T0 + MIN, item_id="sku")])
-    assert t[F.field(F.CART_ABANDONED, "shop")] == 0
+    assert t[fields.field(K.CART_ABANDONED.code, "shop")] == 0
     delta = end_of_everything(p)
     end = (T0 + MIN + GAP) // MIN  # last event + gap
-    ca = F.field(F.CART_ABANDONED, "shop")
+    ca = fields.field(K.CART_ABANDONED.code, "shop")
     assert pick(delta.buckets, ca) == {(end, ca): 1} and delta.totals[ca] == 1
-    assert delta.totals[F.field(F.CART_COMPLETED, "shop")] == 0
+    assert delta.totals[fields.field(K.CART_COMPLETED.code, "shop")] == 0
 
 
 def test_purchase_before_its_add_to_cart_completes_the_cart_at_the_purchase() -> None:
     p = processor()
     buy = ev(Purchase, T0 + 5 * MIN, value=10.0, currency="EUR")
     b, t = run(p, [pv(T0), buy], [ev(AddToCart, T0 + 2 * MIN, item_id="sku")])
-    cc = F.field(F.CART_COMPLETED, "shop")
+    cc = fields.field(K.CART_COMPLETED.code, "shop")
     assert pick(b, cc) == {(M0 + 5, cc): 1} and t[cc] == 1
     delta = end_of_everything(p)
-    assert delta.totals[F.field(F.CART_ABANDONED, "shop")] == 0
+    assert delta.totals[fields.field(K.CART_ABANDONED.code, "shop")] == 0
 
 
 def test_a_purchase_before_the_cart_opened_does_not_complete_it() -> None:
@@ -80,8 +81,8 @@ def test_a_purchase_before_the_cart_opened_does_not_complete_it() -> None:
             ev(AddToCart, T0 + 2 * MIN, item_id="sku"),
         ],
     )
-    assert t[F.field(F.CART_COMPLETED, "shop")] == 0
-    assert end_of_everything(p).totals[F.field(F.CART_ABANDONED, "shop")] == 1
+    assert t[fields.field(K.CART_COMPLETED.code, "shop")] == 0
+    assert end_of_everything(p).totals[fields.field(K.CART_ABANDONED.code, "shop")] == 1
 
 
 def test_earlier_purchase_moves_the_completion_without_recounting() -> None:
@@ -90,7 +91,7 @@ def test_earlier_purchase_moves_the_completion_without_recounting() -> None:
         [ev(AddToCart, T0, item_id="s"), ev(Purchase, T0 + 9 * MIN, value=1.0, currency="EUR")],
         [ev(Purchase, T0 + 3 * MIN, value=1.0, currency="EUR")],
     )
-    cc = F.field(F.CART_COMPLETED, "shop")
+    cc = fields.field(K.CART_COMPLETED.code, "shop")
     assert pick(b, cc) == {(M0 + 3, cc): 1} and t[cc] == 1
 
 
@@ -105,7 +106,7 @@ def test_checkout_abandonment_follows_checkout_start() -> None:
         ],
     )
     delta = end_of_everything(p)
-    assert delta.totals[F.field(F.CHECKOUT_ABANDONED, "shop")] == 1
+    assert delta.totals[fields.field(K.CHECKOUT_ABANDONED.code, "shop")] == 1
 
 
 def test_revenue_is_exact_in_micros_and_orders_count() -> None:
@@ -117,9 +118,9 @@ def test_revenue_is_exact_in_micros_and_orders_count() -> None:
             ev(Purchase, T0 + 2, "x", value=0.1, currency="USD"),
         ],
     )
-    rev = F.field(F.REVENUE_MICROS, "shop", "EUR")
-    assert t[rev] == 30_750_000 and t[F.field(F.ORDERS, "shop", "EUR")] == 2
-    assert t[F.field(F.REVENUE_MICROS, "shop", "other")] == 100_000  # USD folded: budget full
+    rev = fields.field(K.REVENUE.code, "shop", "EUR")
+    assert t[rev] == 30_750_000 and t[fields.field(K.ORDERS.code, "shop", "EUR")] == 2
+    assert t[fields.field(K.REVENUE.code, "shop", "other")] == 100_000  # USD folded: budget full
 
 
 def test_survey_counts() -> None:
@@ -131,18 +132,18 @@ def test_survey_counts() -> None:
     )
 
     def f(kind: str) -> int:
-        return int(t[F.field(kind, "shop")])
+        return int(t[fields.field(kind, "shop")])
 
-    assert (f(F.NPS_ANSWERS), f(F.NPS_PROMOTERS), f(F.NPS_DETRACTORS)) == (6, 2, 2)
-    assert (f(F.CSAT_ANSWERS), f(F.CSAT_SATISFIED)) == (3, 2)
-    assert (f(F.CES_ANSWERS), f(F.CES_SUM)) == (3, 9)
+    assert (f(K.NPS_ANSWERS.code), f(K.NPS_PROMOTERS.code), f(K.NPS_DETRACTORS.code)) == (6, 2, 2)
+    assert (f(K.CSAT_ANSWERS.code), f(K.CSAT_SATISFIED.code)) == (3, 2)
+    assert (f(K.CES_ANSWERS.code), f(K.CES_SUM.code)) == (3, 9)
 
 
 def test_time_on_site_is_counted_when_the_session_ends() -> None:
     # Another visitor's page view moves the watermark far on: the first session has ended.
     b, t = run(processor(), [pv(T0), pv(T0 + 90_000)], [pv(T0 + 10 * GAP, "other")])
     end = (T0 + 90_000 + GAP) // MIN  # last event + gap
-    dur, ended = F.field(F.DURATION_MS, "shop"), F.field(F.ENDED, "shop")
+    dur, ended = fields.field(K.DURATION.code, "shop"), fields.field(K.ENDED.code, "shop")
     assert pick(b, dur, ended) == {(end, dur): 90_000, (end, ended): 1}
     assert t[dur] == 90_000 and t[ended] == 1
 
@@ -152,12 +153,12 @@ def test_landing_page_and_channel_follow_the_earliest_page_view() -> None:
     earlier = ev(PageView, T0, path="/")
     b, _ = run(processor(), [later], [earlier])
     ls_root, ls_pricing = (
-        F.field(F.LANDING_SESSIONS, "shop", "/"),
-        F.field(F.LANDING_SESSIONS, "shop", "/pricing"),
+        fields.field(K.LANDING_SESSIONS.code, "shop", "/"),
+        fields.field(K.LANDING_SESSIONS.code, "shop", "/pricing"),
     )
     ch_direct, ch_cpc = (
-        F.field(F.CHANNEL_SESSIONS, "shop", "direct"),
-        F.field(F.CHANNEL_SESSIONS, "shop", "google/cpc"),
+        fields.field(K.CHANNEL_SESSIONS.code, "shop", "direct"),
+        fields.field(K.CHANNEL_SESSIONS.code, "shop", "google/cpc"),
     )
     assert pick(b, ls_root, ls_pricing, ch_direct, ch_cpc) == {(M0, ls_root): 1, (M0, ch_direct): 1}
 
@@ -169,17 +170,17 @@ def test_landing_conversion_totals_count_at_the_end_with_the_final_landing_page(
         [ev(PageView, T0 + MIN, path="/pricing"), ev(Lead, T0 + 2 * MIN)],
         [ev(PageView, T0, path="/")],
     )
-    assert t[F.field(F.LANDING_SESSIONS, "shop", "/")] == 0
+    assert t[fields.field(K.LANDING_SESSIONS.code, "shop", "/")] == 0
     delta = end_of_everything(p)
-    assert delta.totals[F.field(F.LANDING_SESSIONS, "shop", "/")] == 1
-    assert delta.totals[F.field(F.LANDING_CONVERSIONS, "shop", "/", "lead")] == 1
-    assert delta.totals[F.field(F.LANDING_SESSIONS, "shop", "/pricing")] == 0
+    assert delta.totals[fields.field(K.LANDING_SESSIONS.code, "shop", "/")] == 1
+    assert delta.totals[fields.field(K.LANDING_CONVERSIONS.code, "shop", "/", "lead")] == 1
+    assert delta.totals[fields.field(K.LANDING_SESSIONS.code, "shop", "/pricing")] == 0
 
 
 def test_configured_goal_types() -> None:
     _, t = run(processor(goals=("add_to_cart",)), [ev(AddToCart, T0, item_id="s"), ev(Lead, T0)])
-    assert t[F.field(F.CONVERSIONS, "shop", "add_to_cart")] == 1
-    assert t[F.field(F.CONVERSIONS, "shop", "lead")] == 0
+    assert t[fields.field(K.CONVERSIONS.code, "shop", "add_to_cart")] == 1
+    assert t[fields.field(K.CONVERSIONS.code, "shop", "lead")] == 0
 
 
 def test_advance_only_moves_forward() -> None:

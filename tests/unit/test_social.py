@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from kpistream.kpis import catalogue as K
+from kpistream.kpis import fields
 from kpistream.schemas.decoder import Rejection
 from kpistream.schemas.events import (
     Comment,
@@ -14,7 +16,7 @@ from kpistream.schemas.events import (
     Share,
     Unfollow,
 )
-from kpistream.sinks import fields as F
+from kpistream.state import health as H
 from kpistream.streams.labels import LabelBudget
 from kpistream.streams.social import SocialProcessor
 
@@ -38,7 +40,7 @@ def processor(max_accounts: int = 10) -> SocialProcessor:
     return SocialProcessor(allowed_lateness_ms=120 * S, networks=networks, accounts=accounts)
 
 
-FOL = F.field(F.FOLLOWERS, "instagram", "acme")
+FOL = fields.field(K.FOLLOWERS.code, "instagram", "acme")
 
 
 def test_followers_are_the_latest_snapshot_adjusted_by_later_follows() -> None:
@@ -63,7 +65,7 @@ def test_followers_are_the_latest_snapshot_adjusted_by_later_follows() -> None:
         [ev(FollowersSnapshot, T + 30 * S, followers=5)], now_ms=NOW_MS
     )  # an older snapshot
     assert d3.gauges == {FOL: 111}
-    assert d1.totals[F.field(F.FOLLOWS, "instagram", "acme")] == 4
+    assert d1.totals[fields.field(K.FOLLOWS.code, "instagram", "acme")] == 4
 
 
 def test_engagement_and_post_impressions_count_by_event_time() -> None:
@@ -79,11 +81,11 @@ def test_engagement_and_post_impressions_count_by_event_time() -> None:
         ],
         now_ms=NOW_MS,
     )
-    assert d.buckets[minute, F.field(F.LIKES, "instagram", "acme")] == 2
-    assert d.buckets[minute, F.field(F.COMMENTS, "instagram", "acme")] == 1
-    assert d.buckets[minute, F.field(F.SHARES, "instagram", "acme")] == 1
-    assert d.buckets[minute, F.field(F.POST_IMPRESSIONS, "instagram", "acme")] == 120
-    assert d.buckets[minute + 1, F.field(F.POST_IMPRESSIONS, "instagram", "acme")] == 30
+    assert d.buckets[minute, fields.field(K.LIKES.code, "instagram", "acme")] == 2
+    assert d.buckets[minute, fields.field(K.COMMENTS.code, "instagram", "acme")] == 1
+    assert d.buckets[minute, fields.field(K.SHARES.code, "instagram", "acme")] == 1
+    assert d.buckets[minute, fields.field(K.POST_IMPRESSIONS.code, "instagram", "acme")] == 120
+    assert d.buckets[minute + 1, fields.field(K.POST_IMPRESSIONS.code, "instagram", "acme")] == 30
     assert d.gauges == {}  # no snapshot yet: no follower count, no engagement rate
 
 
@@ -93,8 +95,8 @@ def test_retries_late_events_and_rejections_are_counted_apart() -> None:
     d = p.process(
         [like, like, ev(Like, T, post_id="p"), Rejection("unknown_type", "x")], now_ms=NOW_MS
     )
-    assert d.totals[F.PROCESSED] == 1 and d.totals[F.DUPLICATE] == 1
-    assert d.totals[F.LATE] == 1 and d.totals[F.field(F.REJECTED, "unknown_type")] == 1
+    assert d.totals[H.PROCESSED] == 1 and d.totals[H.DUPLICATE] == 1
+    assert d.totals[H.LATE] == 1 and d.totals[fields.field(H.REJECTED, "unknown_type")] == 1
 
 
 def test_state_survives_a_reload() -> None:
@@ -115,7 +117,7 @@ def test_a_folded_account_has_no_follower_gauge() -> None:
         now_ms=NOW_MS,
     )
     assert d.gauges == {}
-    assert d.totals[F.field(F.LIKES, "instagram", "other")] == 1
+    assert d.totals[fields.field(K.LIKES.code, "instagram", "other")] == 1
 
 
 def test_follows_older_than_the_lateness_are_folded_and_a_newer_snapshot_replaces_them() -> None:
@@ -132,8 +134,8 @@ def test_follows_older_than_the_lateness_are_folded_and_a_newer_snapshot_replace
     # changes, 4,000 of them unfollows (multiples of 3); folded: 100,000 - (8,001 - 4,000).
     assert len(account.changes) == 12_001
     assert account.settled == 95_999
-    assert d.totals[F.field(F.FOLLOWS, "instagram", "acme")] == 200_000
-    assert d.totals[F.field(F.UNFOLLOWS, "instagram", "acme")] == 100_000
+    assert d.totals[fields.field(K.FOLLOWS.code, "instagram", "acme")] == 200_000
+    assert d.totals[fields.field(K.UNFOLLOWS.code, "instagram", "acme")] == 100_000
     # A reload keeps the folded sum; a snapshot newer than the horizon replaces it.
     q = processor()
     q.load(d.state_set, p.watermark_ms)
@@ -153,5 +155,5 @@ def test_social_retry_is_a_duplicate_and_a_reused_id_is_rejected() -> None:
     retry = Like(event_id=like.event_id, ts=T, network="instagram", account="acme", post_id="p")
     other = Like(event_id=like.event_id, ts=T, network="instagram", account="acme", post_id="q")
     d = p.process([like, retry, other], now_ms=NOW_MS)
-    assert d.totals[F.DUPLICATE] == 1 and d.totals[F.PROCESSED] == 1
+    assert d.totals[H.DUPLICATE] == 1 and d.totals[H.PROCESSED] == 1
     assert [(i, r.reason) for i, r in d.rejections] == [(2, "conflicting_duplicate")]

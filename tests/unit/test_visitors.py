@@ -2,21 +2,22 @@
 
 from __future__ import annotations
 
+from kpistream.kpis import catalogue as K
+from kpistream.kpis import fields
+from kpistream.kpis.windows import day_of
 from kpistream.schemas.events import Lead, Purchase
-from kpistream.sinks import fields as F
-from kpistream.sinks.buckets import day_of
 from kpistream.streams.visitors import Visitor
 from tests.unit.test_processor import GAP, M0, MIN, NOW_MS, T0, pick, processor, pv, run
 from tests.unit.test_session_kpis import ev
 
-NV = F.field(F.NEW_VISITORS, "shop")
-LEADS = F.field(F.LEADS, "shop")
-L2C = F.field(F.LEAD_CUSTOMERS, "shop")
+NV = fields.field(K.NEW_VISITORS.code, "shop")
+LEADS = fields.field(K.LEADS.code, "shop")
+L2C = fields.field(K.LEAD_CUSTOMERS.code, "shop")
 
 
 def test_a_visitor_is_new_once_across_sessions() -> None:
     b, t = run(processor(lateness_ms=3 * GAP), [pv(T0), pv(T0 + 2 * GAP)])
-    assert t[F.field(F.SESSIONS, "shop")] == 2
+    assert t[fields.field(K.SESSIONS.code, "shop")] == 2
     assert pick(b, NV) == {(M0, NV): 1} and t[NV] == 1
 
 

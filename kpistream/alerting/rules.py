@@ -17,8 +17,8 @@ from typing import Any
 
 import yaml
 
-from kpistream.sinks.goal_catalogue import GoalKpi, Part
-from kpistream.sinks.goals import Goal
+from kpistream.alerting.formulas import GoalKpi, Part
+from kpistream.alerting.goals import Goal
 
 RECORDING_GROUP = "kpistream-kpis"
 ALERTING_GROUP = "kpistream-goals"

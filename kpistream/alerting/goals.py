@@ -4,7 +4,7 @@ A goals file is YAML (see ``deploy/goals.example.yml``)::
 
     goals:
       - name: shop-bounce-rate          # unique; names the alert
-        kpi: bounce_rate                # see kpistream.sinks.goal_catalogue
+        kpi: bounce_rate                # see kpistream.alerting.formulas
         scope: {site: shop.example}
         target: 0.45                    # reach this ...
         direction: below                # ... or lower (below) / higher (above)
@@ -32,7 +32,7 @@ from typing import Any, Literal
 import msgspec
 import yaml
 
-from kpistream.sinks.goal_catalogue import CATALOGUE, GoalKpi
+from kpistream.alerting.formulas import CATALOGUE, GoalKpi
 
 #: Prometheus durations kpistream accepts for windows: a number and one unit.
 DURATION = re.compile(r"^[1-9][0-9]*[smhdw]$")

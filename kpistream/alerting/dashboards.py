@@ -22,73 +22,15 @@ from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models import dashboard as gm
 from grafana_foundation_sdk.models.common import GraphThresholdsStyleMode
 
+from kpistream.alerting.formulas import CATALOGUE
+from kpistream.alerting.goals import Goal
 from kpistream.config.settings import Settings
-from kpistream.sinks.goal_catalogue import CATALOGUE
-from kpistream.sinks.goals import Goal
-from kpistream.sinks.kpi_collector import COUNTS, OTHER_FAMILIES, RATIOS
+from kpistream.kpis import catalogue as K
 
 #: The provisioned Prometheus datasource (deploy/grafana/provisioning/datasources).
 DATASOURCE = gm.DataSourceRef(type_val="prometheus", uid="kpistream-prometheus")
 KPI_UID = "kpistream-kpis"
 PIPELINE_UID = "kpistream-pipeline"
-
-TIERS: dict[str, tuple[str, ...]] = {
-    "Reach": (
-        "kpi_page_views",
-        "kpi_sessions",
-        "kpi_unique_visitors",
-        "kpi_visitors",
-        "kpi_impressions",
-        "kpi_post_impressions",
-        "kpi_followers",
-    ),
-    "Interaction": (
-        "kpi_bounce_ratio",
-        "kpi_engagement_ratio",
-        "kpi_engaged_sessions",
-        "kpi_click_through_ratio",
-        "kpi_clicks",
-        "kpi_pages_per_session",
-        "kpi_time_on_site_seconds",
-        "kpi_ended_sessions",
-        "kpi_social_engagement_ratio",
-        "kpi_likes",
-        "kpi_comments",
-        "kpi_shares",
-    ),
-    "Transaction": (
-        "kpi_conversion_ratio",
-        "kpi_conversions",
-        "kpi_landing_conversion_ratio",
-        "kpi_landing_sessions",
-        "kpi_landing_conversions",
-        "kpi_channel_conversion_ratio",
-        "kpi_channel_sessions",
-        "kpi_channel_conversions",
-        "kpi_cart_abandonment_ratio",
-        "kpi_carts_abandoned",
-        "kpi_carts_completed",
-        "kpi_checkout_abandonment_ratio",
-        "kpi_checkouts_abandoned",
-        "kpi_checkouts_completed",
-        "kpi_revenue",
-        "kpi_orders",
-        "kpi_average_order_value",
-        "kpi_leads",
-        "kpi_lead_customers",
-        "kpi_lead_to_customer_ratio",
-    ),
-    "Experience": (
-        "kpi_net_promoter_score",
-        "kpi_nps_answers",
-        "kpi_csat_ratio",
-        "kpi_csat_answers",
-        "kpi_customer_effort_score",
-        "kpi_ces_answers",
-    ),
-}
-#: Kinds kept in day buckets: only the long window (e.g. 30d) exists for them.
-LONG_WINDOW = {"kpi_leads", "kpi_lead_customers", "kpi_lead_to_customer_ratio"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,19 +39,42 @@ class Gauge:
     labels: tuple[str, ...]  # without window
     doc: str
     windowed: bool
+    unit: str = "short"  # Grafana's
+    long_window: bool = False  # kept in day buckets: only the long window exists
 
 
 def catalogue_gauges() -> list[Gauge]:
     """Every gauge the exporter declares, as the dashboard must show them."""
-    out = [Gauge(c.metric, c.labels, c.doc, True) for c in COUNTS if c.gauge]
-    out += [Gauge(r.metric, r.labels, r.doc, True) for r in RATIOS]
-    for name, kind, labels, doc in OTHER_FAMILIES:
-        names = tuple(label.strip() for label in labels.split(","))
-        if kind == "gauge":
-            out.append(
-                Gauge(name, tuple(n for n in names if n != "window"), doc, "window" in names)
-            )
+    out = [
+        Gauge(c.metric, c.labels, c.help, True, K.GRAFANA_UNIT[c.unit], c.long_window)
+        for c in K.COUNTS
+        if c.window
+    ]
+    out += [
+        Gauge(
+            q.metric,
+            q.labels,
+            q.help,
+            True,
+            K.GRAFANA_UNIT[q.unit],
+            all(isinstance(d, K.Count) and d.long_window for d in q.denominator),
+        )
+        for q in K.QUOTIENTS
+    ]
+    out += [Gauge(f.metric, f.labels, f.help, f.windowed) for f in K.FAMILIES if f.type == "gauge"]
     return out
+
+
+def tiers() -> dict[str, list[Gauge]]:
+    """The KPI dashboard's rows: each tier's gauges in catalogue order (counts, quotients, then
+    the other families)."""
+    by_metric = {g.metric: g for g in catalogue_gauges()}
+    rows: dict[str, list[Gauge]] = {tier.value: [] for tier in K.Tier}
+    entries: tuple[K.Entry, ...] = (*K.COUNTS, *K.QUOTIENTS, *K.FAMILIES)
+    for entry in entries:
+        if entry.tier is not None and entry.metric in by_metric:
+            rows[entry.tier.value].append(by_metric[entry.metric])
+    return rows
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,26 +84,17 @@ class Query:
     legend: str
 
 
-def _unit(metric: str) -> str:
-    if metric.endswith("_ratio"):
-        return "percentunit"
-    if metric.endswith("_seconds"):
-        return "s"
-    return "short"
-
-
 def kpi_queries(settings: Settings) -> Iterator[tuple[str, Gauge, Query]]:
     """(tier, gauge, query) of every KPI panel, in dashboard order."""
-    gauges = {g.metric: g for g in catalogue_gauges()}
     long_window = next(iter(settings.long_windows_days))
-    for tier, metrics in TIERS.items():
-        for metric in metrics:
-            gauge = gauges[metric]
+    for tier, gauges in tiers().items():
+        for gauge in gauges:
+            metric = gauge.metric
             matchers = []
             if "site" in gauge.labels:
                 matchers.append('site=~"$site"')
             if gauge.windowed:
-                window = long_window if metric in LONG_WINDOW else "$window"
+                window = long_window if gauge.long_window else "$window"
                 matchers.append(f'window="{window}"')
             legend = " ".join(f"{{{{{label}}}}}" for label in gauge.labels) or metric
             expr = f"{metric}{{{','.join(matchers)}}}"
@@ -221,7 +177,7 @@ def kpi_dashboard(settings: Settings, goals: list[Goal]) -> gd.Dashboard:
             board = board.with_row(gd.Row(row))
             tier = row
         steps, notes = _thresholds(gauge.metric, goals)
-        panel = _panel(query, unit=_unit(gauge.metric), description="\n".join(notes))
+        panel = _panel(query, unit=gauge.unit, description="\n".join(notes))
         if len(steps) > 1:
             panel = panel.thresholds(
                 gd.ThresholdsConfig().mode(gm.ThresholdsMode.ABSOLUTE).steps(steps)
