@@ -32,6 +32,7 @@ demo: venv shop-deps
 
 lint: venv
 	$(BIN)/ruff check kpistream tests bench
+	$(BIN)/lint-imports --no-cache
 
 typecheck: venv
 	$(BIN)/mypy

@@ -24,11 +24,11 @@ import redis
 
 from kpistream import runtime
 from kpistream.config.settings import Settings, env_name, load
+from kpistream.contract import health as H
 from kpistream.kpis import catalogue as K
 from kpistream.kpis import fields
 from kpistream.produce import encode, produce
 from kpistream.sinks.window_store import WindowReader
-from kpistream.state import health as H
 
 
 @dataclass

@@ -24,11 +24,11 @@ from bench import collector as collector_bench
 from bench import memory
 from kpistream import runtime
 from kpistream.config.settings import Settings
+from kpistream.contract.routing import owner
 from kpistream.produce import encode, produce, route
 from kpistream.schemas.events import Clickstream
 from kpistream.simulator import sessions
-from kpistream.streams.batch_consumer import BatchConsumer
-from kpistream.streams.routing import owner
+from kpistream.worker import batch_consumer
 
 RESULTS = Path(__file__).parent / "RESULTS.md"
 
@@ -64,7 +64,7 @@ async def ceiling(settings: Settings, total: int) -> float:
 
 async def end_to_end(settings: Settings, total: int, *, records: int | None = None) -> float:
     """Events per second until ``records`` records (default: ``total``) are handled."""
-    worker = BatchConsumer(settings)
+    worker = batch_consumer(settings)
     await worker.start()
     handled = 0
     started = None

@@ -62,7 +62,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     _wait_for_servers(settings)
     import faust
 
-    from kpistream.streams.app import create_app
+    from kpistream.worker import create_app
 
     app = create_app(settings)
     worker = faust.Worker(app, loglevel=args.loglevel, quiet=True)
@@ -142,7 +142,8 @@ def cmd_labels(args: argparse.Namespace) -> int:
     """Show each label budget, or reset one (all its values, or the values named)."""
     import redis
 
-    from kpistream.sinks.window_store import WindowReader, label_keys
+    from kpistream.contract.keys import label_keys
+    from kpistream.sinks.window_store import WindowReader
     from kpistream.streams import labels
 
     settings = _discovered(args)

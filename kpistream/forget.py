@@ -22,8 +22,8 @@ from aiokafka import AIOKafkaProducer
 from kpistream.collector.privacy import customer_id
 from kpistream.config.connections import kafka_options
 from kpistream.config.settings import Settings
-from kpistream.sinks.window_store import PartitionKeys
-from kpistream.streams.routing import owner, ownership_key
+from kpistream.contract.keys import PartitionKeys
+from kpistream.contract.routing import owner, ownership_key
 from kpistream.streams.sessionizer import decode_key
 
 

@@ -7,11 +7,11 @@ from collections import defaultdict
 from rich.console import Group
 from rich.table import Table
 
+from kpistream.contract import health as H
 from kpistream.kpis import catalogue as K
 from kpistream.kpis import fields
 from kpistream.sinks.kpi_collector import kpi_families
 from kpistream.sinks.window_store import StoreSnapshot
-from kpistream.state import health as H
 
 Labels = frozenset[tuple[str, str]]
 

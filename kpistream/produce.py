@@ -2,7 +2,7 @@
 
 Each event goes to the clickstream or social topic by its ``type``, keyed by ``visitor_id``
 (clickstream) or ``account`` (social), straight to the partition that owns it
-(:func:`kpistream.streams.routing.owner`), so workers never need to forward it. A line that is
+(:func:`kpistream.contract.routing.owner`), so workers never need to forward it. A line that is
 not valid JSON is still sent, to the clickstream topic, where the worker dead-letters it with a
 reason: nothing is lost on the way in.
 """
@@ -19,8 +19,8 @@ from aiokafka import AIOKafkaProducer
 
 from kpistream.config.connections import kafka_options
 from kpistream.config.settings import Settings
+from kpistream.contract.routing import owner, ownership_key
 from kpistream.schemas.events import SOCIAL_TYPES, type_name
-from kpistream.streams.routing import owner, ownership_key
 
 SOCIAL = frozenset(type_name(t) for t in SOCIAL_TYPES)
 _route_decoder = msgspec.json.Decoder()

@@ -14,9 +14,10 @@ import pytest
 
 from kpistream import runtime
 from kpistream.config.settings import Settings, load
-from kpistream.streams.app import social_group
+from kpistream.sinks.window_store import WindowStore
 from kpistream.streams.batch_consumer import BatchConsumer
 from kpistream.streams.social import SocialLogic
+from kpistream.worker import social_group
 
 
 @pytest.fixture(scope="session")
@@ -87,7 +88,7 @@ async def workers() -> AsyncIterator[Callable[[Settings], Any]]:
         clock_ms: Callable[[], int] | None = None,
         kind: type[BatchConsumer] = BatchConsumer,
     ) -> BatchConsumer:
-        consumer = kind(settings, logic, group_id=group_id)
+        consumer = kind(settings, logic, group_id=group_id, store=WindowStore.from_settings)
         if clock_ms is not None:
             consumer.clock_ms = clock_ms
         prepare(consumer)

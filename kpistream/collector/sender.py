@@ -1,8 +1,9 @@
 """Events to Kafka, acknowledged before the request is answered, with a bounded backlog.
 
 A request's events are handed to aiokafka's producer, each to the partition that owns its
-visitor (:func:`kpistream.streams.routing.owner`), and the request waits for Kafka's acknowledgement
-(``acks=all``: every in-sync replica has it) for at most ``KPISTREAM_COLLECTOR_ACK_TIMEOUT_S``.
+visitor (:func:`kpistream.contract.routing.owner`), and the request waits for Kafka's
+acknowledgement (``acks=all``: every in-sync replica has it) for at most
+``KPISTREAM_COLLECTOR_ACK_TIMEOUT_S``.
 Events handed over and not yet acknowledged are the backlog; it never exceeds
 ``KPISTREAM_COLLECTOR_QUEUE``: a request that would overflow it is answered 503 with
 ``Retry-After`` at once, and one whose acknowledgement does not come in time is answered 503
@@ -26,7 +27,7 @@ from aiokafka import AIOKafkaProducer
 
 from kpistream.config.connections import kafka_options
 from kpistream.config.settings import Settings
-from kpistream.streams.routing import owner, ownership_key
+from kpistream.contract.routing import owner, ownership_key
 
 
 class Backlogged(Exception):

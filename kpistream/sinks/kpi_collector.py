@@ -23,11 +23,11 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
+from kpistream.contract import health as H
 from kpistream.kpis import catalogue as K
 from kpistream.kpis import fields
 from kpistream.schemas.decoder import REASONS
 from kpistream.sinks.window_store import StoreSnapshot
-from kpistream.state import health as H
 
 log = logging.getLogger(__name__)
 

@@ -50,11 +50,21 @@ import redis
 import redis.asyncio as aioredis
 
 from kpistream.config.settings import Settings
+from kpistream.contract.delta import BatchDelta
+from kpistream.contract.keys import PartitionKeys, label_keys
+from kpistream.contract.store import (
+    Admission,
+    Claim,
+    Fenced,
+    LiveStatus,
+    OffsetGap,
+    OffsetMismatch,
+    StateLost,
+)
+from kpistream.contract.visitor import Visitor, VisitorKey, decode_visitor, encode_visitor
 from kpistream.kpis import catalogue as K
 from kpistream.kpis import fields
 from kpistream.kpis.windows import HOUR_MINUTES, day_of, window_cover, window_minutes
-from kpistream.streams.delta import BatchDelta
-from kpistream.streams.visitors import Visitor, VisitorKey, decode_visitor, encode_visitor
 
 
 def _script(name: str) -> str:
@@ -66,79 +76,6 @@ CLAIM_LUA = _script("claim.lua")
 ADMIT_LUA = _script("admit.lua")
 
 
-class Fenced(Exception):
-    """Another worker owns the partition now (its epoch is newer than ours)."""
-
-
-class OffsetMismatch(Exception):
-    """Redis holds another position than we expected (e.g. it restarted from an older snapshot)."""
-
-
-class OffsetGap(OffsetMismatch):
-    """The batch does not start at the stored offset: records in between were not counted."""
-
-
-class StateLost(Exception):
-    """The partition has no epoch in Redis: Redis came back without its data."""
-
-
-@dataclass(frozen=True, slots=True)
-class LiveStatus:
-    """The owner's live view of one partition (see the ``live`` key)."""
-
-    end_offset: int
-    stalled_offset: int | None  # where a batch that cannot be read sits; None: flowing
-
-
-@dataclass(frozen=True, slots=True)
-class PartitionKeys:
-    prefix: str
-    topic: str
-    partition: int
-
-    @classmethod
-    def from_tag(cls, prefix: str, tag: str) -> PartitionKeys:
-        topic, _, partition = tag.rpartition(":")
-        return cls(prefix, topic, int(partition))
-
-    @property
-    def tag(self) -> str:
-        return f"{self.topic}:{self.partition}"
-
-    def key(self, name: str) -> str:
-        return f"{self.prefix}:{{{self.tag}}}:{name}"
-
-    def minute(self, minute: int) -> str:
-        return self.key(f"m:{minute}")
-
-    def hour(self, hour: int) -> str:
-        return self.key(f"h:{hour}")
-
-    def day(self, day: int) -> str:
-        return self.key(f"d:{day}")
-
-    def uniques_minute(self, minute: int, site: str) -> str:
-        return self.key(f"u:m:{minute}:{site}")
-
-    def uniques_hour(self, hour: int, site: str) -> str:
-        return self.key(f"u:h:{hour}:{site}")
-
-    def visitor(self, key: VisitorKey) -> str:
-        site, visitor_id = key
-        return self.key(f"v:{len(site)}:{site}:{visitor_id}")
-
-
-def label_keys(prefix: str, dimension: str) -> tuple[str, str]:
-    """(the budget's sorted set, its refused-values HyperLogLog): one hash slot."""
-    return f"{prefix}:{{labels}}:{dimension}", f"{prefix}:{{labels}}:refused:{dimension}"
-
-
-@dataclass(frozen=True, slots=True)
-class Admission:
-    members: set[str]  # every admitted value of the dimension now
-    freed: int  # values removed for being unseen longer than the idle time
-
-
 @dataclass(frozen=True, slots=True)
 class LabelUse:
     """One dimension's budget as the exporter and `kpistream labels` read it."""
@@ -146,15 +83,6 @@ class LabelUse:
     budget: int
     admitted: int
     refused: int  # distinct values refused a label (HyperLogLog estimate)
-
-
-@dataclass(slots=True)
-class Claim:
-    epoch: int
-    next_offset: int | None
-    watermark_ms: int
-    state: dict[bytes, bytes]  # the partition's keyed state, decoded by its processor
-    fresh: bool = False  # the partition had no epoch: new, or Redis lost its data
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,7 +25,7 @@ What the worker refuses to trust:
   with a log line naming its offset and reported stalled, retried every
   ``STALL_RETRY_S``, and the rest flow.
 - **Producers' partitioning.** An event on a partition that does not own it is forwarded
-  to its owner before the batch commits (:mod:`kpistream.streams.routing`).
+  to its owner before the batch commits (:mod:`kpistream.contract.routing`).
 """
 
 from __future__ import annotations
@@ -46,24 +46,25 @@ from aiokafka.structs import ConsumerRecord
 
 from kpistream.config.connections import kafka_options, redacted
 from kpistream.config.settings import Settings
-from kpistream.kpis import fields
-from kpistream.schemas.decoder import Rejection
-from kpistream.sinks.window_store import (
+from kpistream.contract import health as H
+from kpistream.contract.delta import BatchDelta
+from kpistream.contract.keys import PartitionKeys
+from kpistream.contract.routing import FORWARDED_HEADER, REROUTED, is_forwarded, misplaced
+from kpistream.contract.store import (
     Fenced,
     LiveStatus,
     OffsetMismatch,
-    PartitionKeys,
+    PartitionStore,
     StateLost,
-    WindowStore,
+    StoreFactory,
 )
-from kpistream.state import health as H
+from kpistream.kpis import fields
+from kpistream.schemas.decoder import Rejection
 from kpistream.streams.clickstream import ClickstreamLogic
 from kpistream.streams.deadletter import Redactor
-from kpistream.streams.delta import BatchDelta
 from kpistream.streams.labels import LabelBudget
 from kpistream.streams.logic import PartitionLogic, StreamLogic, valid
 from kpistream.streams.memory import Reclaimer
-from kpistream.streams.routing import FORWARDED_HEADER, REROUTED, is_forwarded, misplaced
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +118,7 @@ class BatchConsumer:
         settings: Settings,
         logic: StreamLogic | None = None,
         *,
+        store: StoreFactory,
         group_id: str | None = None,
         clock_ms: Callable[[], int] = wall_clock_ms,
         client_id: str = "kpistream-worker",
@@ -132,7 +134,8 @@ class BatchConsumer:
         #: Unexpected errors the loop survived; tests fail when it is not empty.
         self.errors: list[BaseException] = []
         self.redis: aioredis.Redis | None = None
-        self.store: WindowStore | None = None
+        self.open_store = store
+        self.store: PartitionStore | None = None
         self.consumer: AIOKafkaConsumer | None = None
         self.producer: AIOKafkaProducer | None = None
         self._lock = asyncio.Lock()
@@ -149,7 +152,7 @@ class BatchConsumer:
     async def start(self) -> None:
         s = self.settings
         self.redis = aioredis.Redis.from_url(s.redis)
-        self.store = WindowStore.from_settings(self.redis, s)
+        self.store = self.open_store(self.redis, s)
         self.producer = AIOKafkaProducer(
             **kafka_options(s), client_id=f"{self.client_id}-dlq", linger_ms=5, acks="all"
         )

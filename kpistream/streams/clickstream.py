@@ -7,13 +7,14 @@ from collections.abc import Iterable
 from typing import Any
 
 from kpistream.config.settings import Settings
+from kpistream.contract.keys import PartitionKeys
+from kpistream.contract.routing import clickstream_key
+from kpistream.contract.store import PartitionStore
 from kpistream.schemas.decoder import EventDecoder
 from kpistream.schemas.events import Clickstream, ClickstreamEvent
-from kpistream.sinks.window_store import PartitionKeys, WindowStore
 from kpistream.streams.labels import Dimensions, LabelBudget
 from kpistream.streams.logic import PartitionLogic
 from kpistream.streams.processor import PartitionProcessor, dimension_values
-from kpistream.streams.routing import clickstream_key
 
 
 class ClickstreamLogic:
@@ -62,7 +63,7 @@ class ClickstreamLogic:
         self,
         partition: PartitionLogic,
         events: list[ClickstreamEvent],
-        store: WindowStore,
+        store: PartitionStore,
         keys: PartitionKeys,
     ) -> None:
         assert isinstance(partition, PartitionProcessor)

@@ -10,11 +10,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any, Protocol
 
+from kpistream.contract.delta import BatchDelta
+from kpistream.contract.keys import PartitionKeys
+from kpistream.contract.routing import Rerouted
+from kpistream.contract.store import PartitionStore
 from kpistream.schemas.decoder import EventDecoder, Rejection
-from kpistream.sinks.window_store import PartitionKeys, WindowStore
-from kpistream.streams.delta import BatchDelta
 from kpistream.streams.labels import LabelBudget
-from kpistream.streams.routing import Rerouted
 
 
 class PartitionLogic(Protocol):
@@ -49,7 +50,7 @@ class StreamLogic(Protocol):
     decoder: EventDecoder[Any]
 
     def ownership_key(self, event: Any) -> str:
-        """What decides an event's owning partition (:mod:`kpistream.streams.routing`)."""
+        """What decides an event's owning partition (:mod:`kpistream.contract.routing`)."""
 
     def new_partition(self) -> PartitionLogic: ...
 
@@ -62,7 +63,11 @@ class StreamLogic(Protocol):
         """Raw values of each bounded dimension in a batch, admitted before processing."""
 
     async def prepare(
-        self, partition: PartitionLogic, events: list[Any], store: WindowStore, keys: PartitionKeys
+        self,
+        partition: PartitionLogic,
+        events: list[Any],
+        store: PartitionStore,
+        keys: PartitionKeys,
     ) -> None:
         """Load from Redis what processing these events needs (may do nothing)."""
 

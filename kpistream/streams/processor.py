@@ -19,6 +19,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from kpistream.contract import health as H
+from kpistream.contract.delta import BatchDelta
+from kpistream.contract.routing import Rerouted
+from kpistream.contract.visitor import Visitor
 from kpistream.kpis import catalogue as K
 from kpistream.kpis import fields
 from kpistream.kpis.windows import day_of, minute_of
@@ -36,11 +40,8 @@ from kpistream.schemas.events import (
     SurveyResponse,
     fingerprint,
 )
-from kpistream.state import health as H
 from kpistream.streams import session_kpis as SK
-from kpistream.streams.delta import BatchDelta
 from kpistream.streams.labels import Dimensions
-from kpistream.streams.routing import Rerouted
 from kpistream.streams.sessionizer import (
     Duplicate,
     Session,
@@ -51,7 +52,7 @@ from kpistream.streams.sessionizer import (
     encode_key,
     encode_sessions,
 )
-from kpistream.streams.visitors import Visitor, VisitorBook
+from kpistream.streams.visitors import VisitorBook
 from kpistream.streams.watermarked import WatermarkedProcessor
 
 #: Revenue is summed as integer millionths of the currency unit: exact, unlike floats.

@@ -18,6 +18,11 @@ from typing import Any
 import msgspec
 
 from kpistream.config.settings import Settings
+from kpistream.contract import health as H
+from kpistream.contract.delta import BatchDelta
+from kpistream.contract.keys import PartitionKeys
+from kpistream.contract.routing import Rerouted, social_key
+from kpistream.contract.store import PartitionStore
 from kpistream.kpis import catalogue as K
 from kpistream.kpis import fields
 from kpistream.kpis.windows import minute_of
@@ -34,12 +39,8 @@ from kpistream.schemas.events import (
     Unfollow,
     fingerprint,
 )
-from kpistream.sinks.window_store import PartitionKeys, WindowStore
-from kpistream.state import health as H
-from kpistream.streams.delta import BatchDelta
 from kpistream.streams.labels import OTHER, LabelBudget
 from kpistream.streams.logic import PartitionLogic
-from kpistream.streams.routing import Rerouted, social_key
 from kpistream.streams.watermarked import WatermarkedProcessor
 
 AccountKey = tuple[str, str]  # (network, account)
@@ -213,6 +214,10 @@ class SocialLogic:
         return values
 
     async def prepare(
-        self, partition: PartitionLogic, events: list[Any], store: WindowStore, keys: PartitionKeys
+        self,
+        partition: PartitionLogic,
+        events: list[Any],
+        store: PartitionStore,
+        keys: PartitionKeys,
     ) -> None:
         pass

@@ -16,41 +16,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from itertools import islice
 
-import msgspec
-
-VisitorKey = tuple[str, str]  # (site, visitor_id)
+from kpistream.contract.visitor import Visitor, VisitorKey
 
 #: Visitors cached per partition between batches by default; the least recently seen go
 #: first (correctness does not depend on it: a miss is one more key in the batch's MGET).
 DEFAULT_CACHED_VISITORS = 20_000
-
-
-class Visitor(msgspec.Struct, array_like=True):
-    first_seen_ms: int
-    lead_ms: int | None = None
-    first_purchase_ms: int | None = None
-    lead_customer_counted: bool = False
-
-    @property
-    def is_lead_customer(self) -> bool:
-        return (
-            self.lead_ms is not None
-            and self.first_purchase_ms is not None
-            and self.first_purchase_ms > self.lead_ms
-        )
-
-
-_ENCODER = msgspec.msgpack.Encoder()
-_DECODER = msgspec.msgpack.Decoder(Visitor)
-
-
-def encode_visitor(visitor: Visitor) -> bytes:
-    return _ENCODER.encode(visitor)
-
-
-def decode_visitor(raw: bytes) -> Visitor:
-    return _DECODER.decode(raw)
-
 
 class VisitorBook:
     """The visitors of one partition that the current batch touches, plus a cache."""

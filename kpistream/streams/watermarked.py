@@ -11,11 +11,11 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any, TypeGuard, TypeVar
 
+from kpistream.contract import health as H
+from kpistream.contract.delta import BatchDelta
+from kpistream.contract.routing import Rerouted
 from kpistream.kpis import fields
 from kpistream.schemas.decoder import Rejection
-from kpistream.state import health as H
-from kpistream.streams.delta import BatchDelta
-from kpistream.streams.routing import Rerouted
 
 E = TypeVar("E")
 

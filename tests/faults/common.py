@@ -14,10 +14,10 @@ from typing import Any
 import msgspec
 
 from kpistream.config.settings import Settings, env_name
+from kpistream.contract import health as H
 from kpistream.produce import encode, produce
 from kpistream.runtime import spawn
 from kpistream.simulator import Account, sessions, social
-from kpistream.state import health as H
 from tests.integration.waits import wait_for_totals
 
 START_MS = (time.time_ns() // 1_000_000) - 6 * 3_600_000

@@ -23,11 +23,11 @@ import redis
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from kpistream.config.settings import Settings
-from kpistream.sinks.window_store import PartitionKeys
-from kpistream.state import health as H
+from kpistream.contract import health as H
+from kpistream.contract.keys import PartitionKeys
+from kpistream.contract.routing import REROUTED, is_forwarded, misplaced
 from kpistream.streams.clickstream import ClickstreamLogic
 from kpistream.streams.logic import StreamLogic, valid
-from kpistream.streams.routing import REROUTED, is_forwarded, misplaced
 from kpistream.streams.social import SocialLogic
 from tests.integration.waits import counted
 
@@ -149,7 +149,7 @@ def _diff(got: Counter[str], want: Counter[str]) -> dict[str, tuple[int, int]]:
 
 class Log(dict[Part, list[bytes | None]]):
     """Record values per partition in offset order, each partition's end offset, and which
-    records a worker forwarded there (:mod:`kpistream.streams.routing`)."""
+    records a worker forwarded there (:mod:`kpistream.contract.routing`)."""
 
     ends: dict[Part, int]
     forwarded: dict[Part, list[bool]]

@@ -10,11 +10,12 @@ import pytest
 import redis.asyncio as aioredis
 
 from kpistream.config.settings import Settings
+from kpistream.contract import health as H
+from kpistream.contract.delta import BatchDelta
+from kpistream.contract.store import Fenced, OffsetMismatch
 from kpistream.produce import produce
 from kpistream.runtime import ensure_topics, stop
-from kpistream.sinks.window_store import Fenced, OffsetMismatch, WindowStore
-from kpistream.state import health as H
-from kpistream.streams.delta import BatchDelta
+from kpistream.sinks.window_store import WindowStore
 from tests.faults import oracle
 from tests.faults.common import (
     LINES,

@@ -10,11 +10,11 @@ from typing import Any
 import msgspec
 import redis
 
+from kpistream.contract import health as H
 from kpistream.kpis import catalogue as K
 from kpistream.kpis import fields
 from kpistream.produce import encode, produce
 from kpistream.runtime import ensure_topics
-from kpistream.state import health as H
 from tests.conftest import start_streams
 from tests.faults import oracle
 from tests.faults.common import LINES, START_MS, now_ms, settings_for

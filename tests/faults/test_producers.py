@@ -13,13 +13,13 @@ import redis
 from confluent_kafka import Producer
 
 from kpistream.config.settings import Settings
+from kpistream.contract import health as H
+from kpistream.contract.keys import PartitionKeys
+from kpistream.contract.routing import owner, ownership_key
 from kpistream.kpis import catalogue as K
 from kpistream.kpis import fields
 from kpistream.produce import produce, route
 from kpistream.runtime import ensure_topics, spawn, stop
-from kpistream.sinks.window_store import PartitionKeys
-from kpistream.state import health as H
-from kpistream.streams.routing import owner, ownership_key
 from tests.conftest import start_streams
 from tests.faults import oracle
 from tests.faults.common import LINES, WORKER, now_ms, settings_for, website_only, worker_env

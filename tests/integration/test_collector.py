@@ -16,9 +16,9 @@ import redis.asyncio as aioredis
 
 from kpistream.collector.privacy import SALT_LIFE_S, Salts, audience_id, customer_id, day_of
 from kpistream.config.settings import Settings
+from kpistream.contract.routing import owner, ownership_key
 from kpistream.kpis import catalogue as K
 from kpistream.kpis import fields
-from kpistream.streams.routing import owner, ownership_key
 from tests.integration.collector_server import read_topic, running_collector
 from tests.integration.waits import wait_for_totals
 

@@ -15,11 +15,11 @@ import redis.asyncio as aioredis
 
 from kpistream.collector.privacy import customer_id
 from kpistream.config.settings import Settings, env_name
+from kpistream.contract.keys import PartitionKeys
+from kpistream.contract.routing import owner, ownership_key
 from kpistream.forget import forget
 from kpistream.kpis import catalogue as K
 from kpistream.kpis import fields
-from kpistream.sinks.window_store import PartitionKeys
-from kpistream.streams.routing import owner, ownership_key
 from kpistream.streams.sessionizer import decode_key
 from tests.integration.collector_server import running_collector
 from tests.integration.test_collector import SECRET, _headers

@@ -10,8 +10,8 @@ import pytest
 
 from kpistream.produce import produce
 from kpistream.runtime import ensure_topics
-from kpistream.streams.app import social_group
 from kpistream.streams.social import SocialLogic
+from kpistream.worker import social_group
 from tests.conftest import require_binary
 from tests.integration import known_events as K
 from tests.integration import kpi_events as KE

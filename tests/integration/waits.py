@@ -13,10 +13,10 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import ConsumerRecord
 
 from kpistream.config.settings import Settings
+from kpistream.contract import health as H
 from kpistream.runtime import free_port
 from kpistream.sinks.exporter import serve
 from kpistream.sinks.window_store import WindowReader
-from kpistream.state import health as H
 from tests.integration.known_events import Samples, samples
 
 

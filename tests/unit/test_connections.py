@@ -11,7 +11,7 @@ import trustme
 
 from kpistream.config.connections import kafka_options, redacted
 from kpistream.config.settings import SettingsError, load
-from kpistream.streams.app import credentials
+from kpistream.worker import credentials
 
 
 def test_plaintext_by_default() -> None:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from kpistream.contract.visitor import Visitor
 from kpistream.streams.memory import MIN_DROP, MIN_INTERVAL_S, Reclaimer
 from kpistream.streams.sessionizer import Sessionizer
-from kpistream.streams.visitors import Visitor, VisitorBook
+from kpistream.streams.visitors import VisitorBook
 
 
 def test_the_visitor_cache_keeps_the_most_recently_seen() -> None:

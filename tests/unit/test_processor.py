@@ -6,6 +6,7 @@ from collections import Counter
 from collections.abc import Iterable
 from typing import TypeVar
 
+from kpistream.contract import health as H
 from kpistream.kpis import catalogue as K
 from kpistream.kpis import fields
 from kpistream.schemas.decoder import Rejection
@@ -17,7 +18,6 @@ from kpistream.schemas.events import (
     Impression,
     PageView,
 )
-from kpistream.state import health as H
 from kpistream.streams.labels import Dimensions
 from kpistream.streams.processor import PartitionProcessor
 from kpistream.streams.sessionizer import decode_key
@@ -287,7 +287,7 @@ def test_a_fast_client_clock_does_not_make_honest_events_late() -> None:
 
 
 def test_rerouted_events_are_counted_once_as_rerouted() -> None:
-    from kpistream.streams.routing import REROUTED
+    from kpistream.contract.routing import REROUTED
 
     delta = processor().process([pv(T0), REROUTED, REROUTED], now_ms=NOW_MS)
     assert delta.totals[H.PROCESSED] == 1 and delta.totals[H.REROUTED] == 2

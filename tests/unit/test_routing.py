@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import zlib
 
+from kpistream.contract.routing import clickstream_key, misplaced, owner, social_key
 from kpistream.schemas.decoder import Rejection
 from kpistream.schemas.events import Like, PageView
-from kpistream.streams.routing import clickstream_key, misplaced, owner, social_key
 
 
 def test_owner_is_crc32_of_the_ownership_key_modulo_partitions() -> None:

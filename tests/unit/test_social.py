@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from kpistream.contract import health as H
 from kpistream.kpis import catalogue as K
 from kpistream.kpis import fields
 from kpistream.schemas.decoder import Rejection
@@ -16,7 +17,6 @@ from kpistream.schemas.events import (
     Share,
     Unfollow,
 )
-from kpistream.state import health as H
 from kpistream.streams.labels import LabelBudget
 from kpistream.streams.social import SocialProcessor
 

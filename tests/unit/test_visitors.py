@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+from kpistream.contract.visitor import Visitor
 from kpistream.kpis import catalogue as K
 from kpistream.kpis import fields
 from kpistream.kpis.windows import day_of
 from kpistream.schemas.events import Lead, Purchase
-from kpistream.streams.visitors import Visitor
 from tests.unit.test_processor import GAP, M0, MIN, NOW_MS, T0, pick, processor, pv, run
 from tests.unit.test_session_kpis import ev
 

@@ -1,4 +1,4 @@
-"""The faust application: the frame that runs the stream processors.
+"""The worker: the faust application that runs the stream processors on the Redis store.
 
 faust provides the worker lifecycle, signal handling and logging; the clickstream hot path
 is :class:`kpistream.streams.batch_consumer.BatchConsumer`, run here as a service of the app because
@@ -16,8 +16,10 @@ from mode import Service
 
 from kpistream.config.connections import kafka_options
 from kpistream.config.settings import Settings
+from kpistream.sinks.window_store import WindowStore
 from kpistream.streams.batch_consumer import BatchConsumer
 from kpistream.streams.clickstream import ClickstreamLogic
+from kpistream.streams.logic import StreamLogic
 from kpistream.streams.social import SocialLogic
 
 log = logging.getLogger(__name__)
@@ -44,6 +46,13 @@ def credentials(settings: Settings) -> Any:
     return None
 
 
+def batch_consumer(
+    settings: Settings, logic: StreamLogic | None = None, **options: Any
+) -> BatchConsumer:
+    """A batch consumer writing to the Redis window store."""
+    return BatchConsumer(settings, logic, store=WindowStore.from_settings, **options)
+
+
 def create_app(settings: Settings) -> faust.App:
     app = faust.App(
         f"{settings.consumer_group}-app",
@@ -59,12 +68,12 @@ def create_app(settings: Settings) -> faust.App:
         topic_partitions=1,
     )
 
-    _host(app, "ClickstreamService", lambda: BatchConsumer(settings, ClickstreamLogic(settings)))
+    _host(app, "ClickstreamService", lambda: batch_consumer(settings, ClickstreamLogic(settings)))
     # The social topic has its own stream processor, in its own consumer group.
     _host(
         app,
         "SocialService",
-        lambda: BatchConsumer(
+        lambda: batch_consumer(
             settings,
             SocialLogic(settings),
             group_id=social_group(settings),

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
+from kpistream.contract.visitor import Visitor, VisitorKey
 from kpistream.schemas.decoder import Rejection
-from kpistream.streams.visitors import Visitor, VisitorKey
 
 
 @dataclass(slots=True)
