@@ -204,291 +204,164 @@ def _site(
     )
 
 
+# fmt: off
 # --- Counts, attributed at the session's start -------------------------------------------
 SESSIONS = _site(
-    "sessions", "s", At.SESSION_START, "Sessions, counted at their first event", tier=Tier.REACH
+    "sessions", "s", At.SESSION_START, "Sessions, counted at their first event", tier=Tier.REACH,
 )
 BOUNCES = _site(
-    "bounced_sessions",
-    "b",
-    At.SESSION_START,
+    "bounced_sessions", "b", At.SESSION_START,
     "Sessions with one page view and no interaction so far (corrected in their start bucket)",
-    total=False,
-    window=False,
+    total=False, window=False,
 )
 NON_BOUNCED = _site(
-    "non_bounced_sessions",
-    "nb",
-    At.SESSION_START,
-    "Sessions that are not bounces (bounce rate = 1 - this / kpi_sessions_total)",
-    window=False,
+    "non_bounced_sessions", "nb", At.SESSION_START,
+    "Sessions that are not bounces (bounce rate = 1 - this / kpi_sessions_total)", window=False,
     paired_with=SESSIONS,
 )
 ENGAGED = _site(
-    "engaged_sessions",
-    "e",
-    At.SESSION_START,
-    "Engaged sessions (GA4), by session start",
-    paired_with=SESSIONS,
-    tier=Tier.INTERACTION,
+    "engaged_sessions", "e", At.SESSION_START, "Engaged sessions (GA4), by session start",
+    paired_with=SESSIONS, tier=Tier.INTERACTION,
 )
 CONVERSIONS = Count(
-    "conversions",
-    "cv",
-    GOAL,
-    At.SESSION_START,
-    "Sessions with at least one event of the goal, by session start",
-    tier=Tier.TRANSACTION,
+    "conversions", "cv", GOAL, At.SESSION_START,
+    "Sessions with at least one event of the goal, by session start", tier=Tier.TRANSACTION,
 )
 LANDING_SESSIONS = Count(
-    "landing_sessions",
-    "ls",
-    LANDING,
-    At.SESSION_START,
-    "Sessions by landing page (totals count when the session ends)",
-    tier=Tier.TRANSACTION,
+    "landing_sessions", "ls", LANDING, At.SESSION_START,
+    "Sessions by landing page (totals count when the session ends)", tier=Tier.TRANSACTION,
     total_at=At.SESSION_END,
 )
 LANDING_CONVERSIONS = Count(
-    "landing_conversions",
-    "lcv",
-    LANDING_GOAL,
-    At.SESSION_START,
+    "landing_conversions", "lcv", LANDING_GOAL, At.SESSION_START,
     "Converted sessions by landing page (totals count when the session ends)",
-    tier=Tier.TRANSACTION,
-    total_at=At.SESSION_END,
+    tier=Tier.TRANSACTION, total_at=At.SESSION_END,
 )
 CHANNEL_SESSIONS = Count(
-    "channel_sessions",
-    "chs",
-    CHANNEL,
-    At.SESSION_START,
+    "channel_sessions", "chs", CHANNEL, At.SESSION_START,
     "Sessions by channel, utm source/medium (totals count when the session ends)",
-    tier=Tier.TRANSACTION,
-    total_at=At.SESSION_END,
+    tier=Tier.TRANSACTION, total_at=At.SESSION_END,
 )
 CHANNEL_CONVERSIONS = Count(
-    "channel_conversions",
-    "chcv",
-    CHANNEL_GOAL,
-    At.SESSION_START,
-    "Converted sessions by channel (totals count when the session ends)",
-    tier=Tier.TRANSACTION,
+    "channel_conversions", "chcv", CHANNEL_GOAL, At.SESSION_START,
+    "Converted sessions by channel (totals count when the session ends)", tier=Tier.TRANSACTION,
     total_at=At.SESSION_END,
 )
 # --- Counts at the event's own time --------------------------------------------------------
 NEW_VISITORS = _site(
-    "new_visitors",
-    "nv",
-    At.EVENT,
-    "Visitors seen for the first time",
-    window=False,
+    "new_visitors", "nv", At.EVENT, "Visitors seen for the first time", window=False,
     paired_with=SESSIONS,
 )
 LEADS = _site(
-    "leads",
-    "lead",
-    At.EVENT,
-    "Visitors who became leads (their first lead event)",
-    tier=Tier.TRANSACTION,
-    long_window=True,
+    "leads", "lead", At.EVENT, "Visitors who became leads (their first lead event)",
+    tier=Tier.TRANSACTION, long_window=True,
 )
 LEAD_CUSTOMERS = _site(
-    "lead_customers",
-    "l2c",
-    At.EVENT,
-    "Leads whose first purchase came after they became a lead",
-    paired_with=LEADS,
-    tier=Tier.TRANSACTION,
-    long_window=True,
+    "lead_customers", "l2c", At.EVENT, "Leads whose first purchase came after they became a lead",
+    paired_with=LEADS, tier=Tier.TRANSACTION, long_window=True,
 )
 PAGE_VIEWS = _site(
-    "page_views", "pv", At.EVENT, "page_view events", paired_with=SESSIONS, tier=Tier.REACH
+    "page_views", "pv", At.EVENT, "page_view events", paired_with=SESSIONS, tier=Tier.REACH,
 )
 IMPRESSIONS = Count(
-    "impressions", "i", ITEM, At.EVENT, "impression events (CTR denominator)", tier=Tier.REACH
+    "impressions", "i", ITEM, At.EVENT, "impression events (CTR denominator)", tier=Tier.REACH,
 )
 CLICKS = Count(
-    "clicks",
-    "c",
-    ITEM,
-    At.EVENT,
-    "click events (CTR numerator)",
-    paired_with=IMPRESSIONS,
+    "clicks", "c", ITEM, At.EVENT, "click events (CTR numerator)", paired_with=IMPRESSIONS,
     tier=Tier.INTERACTION,
 )
 REVENUE = Count(
-    "revenue",
-    "rev",
-    MONEY,
-    At.EVENT,
-    "Sum of purchase values, in the currency",
-    unit="currency",
-    scale=1e-6,
-    tier=Tier.TRANSACTION,
+    "revenue", "rev", MONEY, At.EVENT, "Sum of purchase values, in the currency", unit="currency",
+    scale=1e-6, tier=Tier.TRANSACTION,
 )
 ORDERS = Count(
-    "orders", "ord", MONEY, At.EVENT, "purchase events", paired_with=REVENUE, tier=Tier.TRANSACTION
+    "orders", "ord", MONEY, At.EVENT, "purchase events", paired_with=REVENUE, tier=Tier.TRANSACTION,
 )
 CART_COMPLETED = _site(
-    "carts_completed",
-    "cc",
-    At.EVENT,
-    "Carts completed by a purchase, at the purchase time",
-    paired_with=SESSIONS,
-    tier=Tier.TRANSACTION,
+    "carts_completed", "cc", At.EVENT, "Carts completed by a purchase, at the purchase time",
+    paired_with=SESSIONS, tier=Tier.TRANSACTION,
 )
 CHECKOUT_COMPLETED = _site(
-    "checkouts_completed",
-    "xc",
-    At.EVENT,
-    "Checkouts completed by a purchase",
-    paired_with=SESSIONS,
-    tier=Tier.TRANSACTION,
+    "checkouts_completed", "xc", At.EVENT, "Checkouts completed by a purchase",
+    paired_with=SESSIONS, tier=Tier.TRANSACTION,
 )
 NPS_ANSWERS = _site(
-    "nps_answers", "npsn", At.EVENT, "NPS survey answers (0-10)", tier=Tier.EXPERIENCE
+    "nps_answers", "npsn", At.EVENT, "NPS survey answers (0-10)", tier=Tier.EXPERIENCE,
 )
 NPS_PROMOTERS = _site(
-    "nps_promoters",
-    "npsp",
-    At.EVENT,
-    "NPS answers of 9 or 10",
-    window=False,
+    "nps_promoters", "npsp", At.EVENT, "NPS answers of 9 or 10", window=False,
     paired_with=NPS_ANSWERS,
 )
 NPS_DETRACTORS = _site(
-    "nps_detractors",
-    "npsd",
-    At.EVENT,
-    "NPS answers of 0 to 6",
-    window=False,
+    "nps_detractors", "npsd", At.EVENT, "NPS answers of 0 to 6", window=False,
     paired_with=NPS_ANSWERS,
 )
 CSAT_ANSWERS = _site(
-    "csat_answers", "csatn", At.EVENT, "CSAT survey answers (1-5)", tier=Tier.EXPERIENCE
+    "csat_answers", "csatn", At.EVENT, "CSAT survey answers (1-5)", tier=Tier.EXPERIENCE,
 )
 CSAT_SATISFIED = _site(
-    "csat_satisfied",
-    "csats",
-    At.EVENT,
-    "CSAT answers of 4 or 5",
-    window=False,
+    "csat_satisfied", "csats", At.EVENT, "CSAT answers of 4 or 5", window=False,
     paired_with=CSAT_ANSWERS,
 )
 CES_ANSWERS = _site(
-    "ces_answers", "cesn", At.EVENT, "Customer-effort survey answers (1-7)", tier=Tier.EXPERIENCE
+    "ces_answers", "cesn", At.EVENT, "Customer-effort survey answers (1-7)", tier=Tier.EXPERIENCE,
 )
 CES_SUM = _site(
-    "ces_score",
-    "cess",
-    At.EVENT,
-    "Sum of customer-effort answers",
-    window=False,
+    "ces_score", "cess", At.EVENT, "Sum of customer-effort answers", window=False,
     paired_with=CES_ANSWERS,
 )
 # --- Social counts (event time) ------------------------------------------------------------
 LIKES = Count(
-    "likes", "slk", SOCIAL, At.EVENT, "Likes of the account's posts", tier=Tier.INTERACTION
+    "likes", "slk", SOCIAL, At.EVENT, "Likes of the account's posts", tier=Tier.INTERACTION,
 )
 COMMENTS = Count(
-    "comments", "scm", SOCIAL, At.EVENT, "Comments on the account's posts", tier=Tier.INTERACTION
+    "comments", "scm", SOCIAL, At.EVENT, "Comments on the account's posts", tier=Tier.INTERACTION,
 )
 SHARES = Count(
-    "shares", "ssh", SOCIAL, At.EVENT, "Shares of the account's posts", tier=Tier.INTERACTION
+    "shares", "ssh", SOCIAL, At.EVENT, "Shares of the account's posts", tier=Tier.INTERACTION,
 )
 POST_IMPRESSIONS = Count(
-    "post_impressions",
-    "spi",
-    SOCIAL,
-    At.EVENT,
-    "Post impressions (potential reach) reported by the network",
-    tier=Tier.REACH,
+    "post_impressions", "spi", SOCIAL, At.EVENT,
+    "Post impressions (potential reach) reported by the network", tier=Tier.REACH,
 )
 FOLLOWS = Count("follows", "sfo", SOCIAL, At.EVENT, "follow events", window=False)
 UNFOLLOWS = Count("unfollows", "suf", SOCIAL, At.EVENT, "unfollow events", window=False)
 FOLLOWERS = Level(
-    "followers",
-    "fol",
-    SOCIAL,
+    "followers", "fol", SOCIAL,
     "Current followers: the latest snapshot adjusted by follows and unfollows since",
     tier=Tier.REACH,
 )
 # --- Counts at the session's end -----------------------------------------------------------
 ENDED = _site(
-    "ended_sessions",
-    "end",
-    At.SESSION_END,
-    "Sessions ended (timed out) in the window",
-    paired_with=SESSIONS,
-    tier=Tier.INTERACTION,
+    "ended_sessions", "end", At.SESSION_END, "Sessions ended (timed out) in the window",
+    paired_with=SESSIONS, tier=Tier.INTERACTION,
 )
 DURATION = _site(
-    "session_duration_seconds",
-    "dur",
-    At.SESSION_END,
-    "Summed first-to-last-event duration of ended sessions",
-    unit="seconds",
-    scale=1e-3,
-    window=False,
-    paired_with=SESSIONS,
+    "session_duration_seconds", "dur", At.SESSION_END,
+    "Summed first-to-last-event duration of ended sessions", unit="seconds", scale=1e-3,
+    window=False, paired_with=SESSIONS,
 )
 CART_ABANDONED = _site(
-    "carts_abandoned",
-    "ca",
-    At.SESSION_END,
-    "Carts whose session ended without a purchase, at the session end",
-    paired_with=SESSIONS,
+    "carts_abandoned", "ca", At.SESSION_END,
+    "Carts whose session ended without a purchase, at the session end", paired_with=SESSIONS,
     tier=Tier.TRANSACTION,
 )
 CHECKOUT_ABANDONED = _site(
-    "checkouts_abandoned",
-    "xa",
-    At.SESSION_END,
-    "Checkouts whose session ended without a purchase",
-    paired_with=SESSIONS,
-    tier=Tier.TRANSACTION,
+    "checkouts_abandoned", "xa", At.SESSION_END, "Checkouts whose session ended without a purchase",
+    paired_with=SESSIONS, tier=Tier.TRANSACTION,
 )
 
 COUNTS: tuple[Count, ...] = (
-    SESSIONS,
-    BOUNCES,
-    NON_BOUNCED,
-    ENGAGED,
-    CONVERSIONS,
-    LANDING_SESSIONS,
-    LANDING_CONVERSIONS,
-    CHANNEL_SESSIONS,
-    CHANNEL_CONVERSIONS,
-    NEW_VISITORS,
-    LEADS,
-    LEAD_CUSTOMERS,
-    PAGE_VIEWS,
-    IMPRESSIONS,
-    CLICKS,
-    REVENUE,
-    ORDERS,
-    CART_COMPLETED,
-    CART_ABANDONED,
-    CHECKOUT_COMPLETED,
-    CHECKOUT_ABANDONED,
-    ENDED,
-    DURATION,
-    LIKES,
-    COMMENTS,
-    SHARES,
-    POST_IMPRESSIONS,
-    FOLLOWS,
-    UNFOLLOWS,
-    NPS_ANSWERS,
-    NPS_PROMOTERS,
-    NPS_DETRACTORS,
-    CSAT_ANSWERS,
-    CSAT_SATISFIED,
-    CES_ANSWERS,
-    CES_SUM,
+    SESSIONS, BOUNCES, NON_BOUNCED, ENGAGED, CONVERSIONS, LANDING_SESSIONS, LANDING_CONVERSIONS,
+    CHANNEL_SESSIONS, CHANNEL_CONVERSIONS, NEW_VISITORS, LEADS, LEAD_CUSTOMERS, PAGE_VIEWS,
+    IMPRESSIONS, CLICKS, REVENUE, ORDERS, CART_COMPLETED, CART_ABANDONED, CHECKOUT_COMPLETED,
+    CHECKOUT_ABANDONED, ENDED, DURATION, LIKES, COMMENTS, SHARES, POST_IMPRESSIONS, FOLLOWS,
+    UNFOLLOWS, NPS_ANSWERS, NPS_PROMOTERS, NPS_DETRACTORS, CSAT_ANSWERS, CSAT_SATISFIED,
+    CES_ANSWERS, CES_SUM,
 )
 LEVELS: tuple[Level, ...] = (FOLLOWERS,)
+
+# fmt: on
 
 
 def _ratio(
@@ -524,226 +397,97 @@ def _ratio(
     )
 
 
+# fmt: off
 # --- Ratios, means and scores --------------------------------------------------------------
 BOUNCE_RATE = _ratio(
-    "bounce_rate",
-    "bounce rate",
-    BOUNCES,
-    SESSIONS,
+    "bounce_rate", "bounce rate", BOUNCES, SESSIONS,
     "Sessions with exactly one page view and no interaction / sessions, by session start",
-    Tier.INTERACTION,
-    complement=NON_BOUNCED,
-    volume_unit="sessions",
-    column="bounce",
+    Tier.INTERACTION, complement=NON_BOUNCED, volume_unit="sessions", column="bounce",
 )
 ENGAGEMENT_RATE = _ratio(
-    "engagement_rate",
-    "engagement rate",
-    ENGAGED,
-    SESSIONS,
-    "Engaged sessions (> 10 s, >= 2 page views or a conversion) / sessions",
-    Tier.INTERACTION,
-    volume_unit="sessions",
-    column="engaged",
+    "engagement_rate", "engagement rate", ENGAGED, SESSIONS,
+    "Engaged sessions (> 10 s, >= 2 page views or a conversion) / sessions", Tier.INTERACTION,
+    volume_unit="sessions", column="engaged",
 )
 CLICK_THROUGH_RATE = _ratio(
-    "click_through_rate",
-    "click-through rate",
-    CLICKS,
-    IMPRESSIONS,
-    "Clicks / impressions of the same items",
-    Tier.INTERACTION,
-    volume_unit="impressions",
+    "click_through_rate", "click-through rate", CLICKS, IMPRESSIONS,
+    "Clicks / impressions of the same items", Tier.INTERACTION, volume_unit="impressions",
 )
 CONVERSION_RATE = _ratio(
-    "conversion_rate",
-    "conversion rate",
-    CONVERSIONS,
-    SESSIONS,
-    "Sessions with at least one event of the goal / sessions",
-    Tier.TRANSACTION,
-    volume_unit="sessions",
-    required=GOAL,
+    "conversion_rate", "conversion rate", CONVERSIONS, SESSIONS,
+    "Sessions with at least one event of the goal / sessions", Tier.TRANSACTION,
+    volume_unit="sessions", required=GOAL,
 )
 LANDING_CONVERSION_RATE = _ratio(
-    "landing_conversion_rate",
-    "landing-page conversion rate",
-    LANDING_CONVERSIONS,
-    LANDING_SESSIONS,
-    "Landing-page conversion rate: converted / sessions landing there",
-    Tier.TRANSACTION,
-    volume_unit="sessions",
-    required=GOAL,
+    "landing_conversion_rate", "landing-page conversion rate", LANDING_CONVERSIONS,
+    LANDING_SESSIONS, "Landing-page conversion rate: converted / sessions landing there",
+    Tier.TRANSACTION, volume_unit="sessions", required=GOAL,
 )
 CHANNEL_CONVERSION_RATE = _ratio(
-    "channel_conversion_rate",
-    "channel conversion rate",
-    CHANNEL_CONVERSIONS,
-    CHANNEL_SESSIONS,
-    "Channel conversion rate: converted / sessions from the channel",
-    Tier.TRANSACTION,
-    volume_unit="sessions",
-    required=GOAL,
+    "channel_conversion_rate", "channel conversion rate", CHANNEL_CONVERSIONS, CHANNEL_SESSIONS,
+    "Channel conversion rate: converted / sessions from the channel", Tier.TRANSACTION,
+    volume_unit="sessions", required=GOAL,
 )
 LEAD_TO_CUSTOMER_RATE = _ratio(
-    "lead_to_customer_rate",
-    "lead-to-customer rate",
-    LEAD_CUSTOMERS,
-    LEADS,
+    "lead_to_customer_rate", "lead-to-customer rate", LEAD_CUSTOMERS, LEADS,
     "Leads whose first purchase came after the lead / leads, over the long window",
-    Tier.TRANSACTION,
-    volume_unit="leads",
+    Tier.TRANSACTION, volume_unit="leads",
 )
 PAGES_PER_SESSION = Quotient(
-    "pages_per_session",
-    "pages per session",
-    "mean",
-    (PAGE_VIEWS,),
-    (SESSIONS,),
-    SITE,
-    "Page views / sessions",
-    unit="pages",
-    low=0,
-    high=None,
-    tier=Tier.INTERACTION,
-    volume_unit="sessions",
-    column="pages",
+    "pages_per_session", "pages per session", "mean", (PAGE_VIEWS,), (SESSIONS,), SITE,
+    "Page views / sessions", unit="pages", low=0, high=None, tier=Tier.INTERACTION,
+    volume_unit="sessions", column="pages",
 )
 TIME_ON_SITE = Quotient(
-    "time_on_site",
-    "time on site",
-    "mean",
-    (DURATION,),
-    (ENDED,),
-    SITE,
-    "Mean first-to-last-event duration of sessions ended in the window",
-    unit="seconds",
-    low=0,
-    high=None,
-    tier=Tier.INTERACTION,
-    volume_unit="ended sessions",
-    column="on site",
+    "time_on_site", "time on site", "mean", (DURATION,), (ENDED,), SITE,
+    "Mean first-to-last-event duration of sessions ended in the window", unit="seconds", low=0,
+    high=None, tier=Tier.INTERACTION, volume_unit="ended sessions", column="on site",
 )
 CART_ABANDONMENT_RATE = Quotient(
-    "cart_abandonment_rate",
-    "cart abandonment rate",
-    "ratio",
-    (CART_ABANDONED,),
-    (CART_ABANDONED, CART_COMPLETED),
-    SITE,
-    "Carts abandoned / carts decided",
-    unit="ratio",
-    low=0,
-    high=1,
-    tier=Tier.TRANSACTION,
-    volume_unit="carts decided",
-    column="cart ab.",
+    "cart_abandonment_rate", "cart abandonment rate", "ratio", (CART_ABANDONED,),
+    (CART_ABANDONED, CART_COMPLETED), SITE, "Carts abandoned / carts decided", unit="ratio", low=0,
+    high=1, tier=Tier.TRANSACTION, volume_unit="carts decided", column="cart ab.",
 )
 CHECKOUT_ABANDONMENT_RATE = Quotient(
-    "checkout_abandonment_rate",
-    "checkout abandonment rate",
-    "ratio",
-    (CHECKOUT_ABANDONED,),
-    (CHECKOUT_ABANDONED, CHECKOUT_COMPLETED),
-    SITE,
-    "Checkouts abandoned / checkouts decided",
-    unit="ratio",
-    low=0,
-    high=1,
-    tier=Tier.TRANSACTION,
-    volume_unit="checkouts decided",
+    "checkout_abandonment_rate", "checkout abandonment rate", "ratio", (CHECKOUT_ABANDONED,),
+    (CHECKOUT_ABANDONED, CHECKOUT_COMPLETED), SITE, "Checkouts abandoned / checkouts decided",
+    unit="ratio", low=0, high=1, tier=Tier.TRANSACTION, volume_unit="checkouts decided",
     column="checkout ab.",
 )
 AVERAGE_ORDER_VALUE = Quotient(
-    "average_order_value",
-    "average order value",
-    "mean",
-    (REVENUE,),
-    (ORDERS,),
-    MONEY,
-    "Revenue / orders, in the currency",
-    unit="currency",
-    low=0,
-    high=None,
-    tier=Tier.TRANSACTION,
-    volume_unit="orders",
-    required=MONEY,
+    "average_order_value", "average order value", "mean", (REVENUE,), (ORDERS,), MONEY,
+    "Revenue / orders, in the currency", unit="currency", low=0, high=None, tier=Tier.TRANSACTION,
+    volume_unit="orders", required=MONEY,
 )
+# Unbounded above: a viral post can bring more reactions than the account has followers.
 SOCIAL_ENGAGEMENT_RATE = Quotient(
-    "social_engagement_rate",
-    "social engagement rate",
-    "ratio",
-    (LIKES, COMMENTS, SHARES),
-    (FOLLOWERS,),
-    SOCIAL,
-    "(Likes + comments + shares) in the window / current followers",
-    unit="ratio",
-    low=0,
-    high=None,  # a viral post can bring more reactions than followers
-    tier=Tier.INTERACTION,
-    volume_unit="followers",
-    required=SOCIAL,
+    "social_engagement_rate", "social engagement rate", "ratio", (LIKES, COMMENTS, SHARES),
+    (FOLLOWERS,), SOCIAL, "(Likes + comments + shares) in the window / current followers",
+    unit="ratio", low=0, high=None, tier=Tier.INTERACTION, volume_unit="followers", required=SOCIAL,
 )
 NET_PROMOTER_SCORE = Quotient(
-    "net_promoter_score",
-    "Net Promoter Score",
-    "score",
-    (NPS_PROMOTERS,),
-    (NPS_ANSWERS,),
-    SITE,
-    "% promoters (9-10) - % detractors (0-6), -100..100",
-    unit="points",
-    low=-100,
-    high=100,
-    tier=Tier.EXPERIENCE,
-    volume_unit="answers",
-    factor=100.0,
-    subtract=(NPS_DETRACTORS,),
+    "net_promoter_score", "Net Promoter Score", "score", (NPS_PROMOTERS,), (NPS_ANSWERS,), SITE,
+    "% promoters (9-10) - % detractors (0-6), -100..100", unit="points", low=-100, high=100,
+    tier=Tier.EXPERIENCE, volume_unit="answers", factor=100.0, subtract=(NPS_DETRACTORS,),
     column="NPS",
 )
 CSAT = _ratio(
-    "csat",
-    "customer satisfaction",
-    CSAT_SATISFIED,
-    CSAT_ANSWERS,
-    "CSAT answers of 4 or 5 / all answers",
-    Tier.EXPERIENCE,
-    volume_unit="answers",
-    column="CSAT",
+    "csat", "customer satisfaction", CSAT_SATISFIED, CSAT_ANSWERS,
+    "CSAT answers of 4 or 5 / all answers", Tier.EXPERIENCE, volume_unit="answers", column="CSAT",
 )
 CUSTOMER_EFFORT_SCORE = Quotient(
-    "customer_effort_score",
-    "customer effort score",
-    "mean",
-    (CES_SUM,),
-    (CES_ANSWERS,),
-    SITE,
-    "Mean customer-effort answer (lower is better)",
-    unit="points",
-    low=1,
-    high=7,
-    tier=Tier.EXPERIENCE,
-    volume_unit="answers",
+    "customer_effort_score", "customer effort score", "mean", (CES_SUM,), (CES_ANSWERS,), SITE,
+    "Mean customer-effort answer (lower is better)", unit="points", low=1, high=7,
+    tier=Tier.EXPERIENCE, volume_unit="answers",
 )
 
 QUOTIENTS: tuple[Quotient, ...] = (
-    BOUNCE_RATE,
-    CLICK_THROUGH_RATE,
-    ENGAGEMENT_RATE,
-    CONVERSION_RATE,
-    LANDING_CONVERSION_RATE,
-    CHANNEL_CONVERSION_RATE,
-    LEAD_TO_CUSTOMER_RATE,
-    PAGES_PER_SESSION,
-    TIME_ON_SITE,
-    CART_ABANDONMENT_RATE,
-    CHECKOUT_ABANDONMENT_RATE,
-    AVERAGE_ORDER_VALUE,
-    SOCIAL_ENGAGEMENT_RATE,
-    NET_PROMOTER_SCORE,
-    CSAT,
-    CUSTOMER_EFFORT_SCORE,
+    BOUNCE_RATE, CLICK_THROUGH_RATE, ENGAGEMENT_RATE, CONVERSION_RATE, LANDING_CONVERSION_RATE,
+    CHANNEL_CONVERSION_RATE, LEAD_TO_CUSTOMER_RATE, PAGES_PER_SESSION, TIME_ON_SITE,
+    CART_ABANDONMENT_RATE, CHECKOUT_ABANDONMENT_RATE, AVERAGE_ORDER_VALUE, SOCIAL_ENGAGEMENT_RATE,
+    NET_PROMOTER_SCORE, CSAT, CUSTOMER_EFFORT_SCORE,
 )
+# fmt: on
 
 #: Families built from other state than one counter.
 FAMILIES: tuple[Family, ...] = (
@@ -793,4 +537,7 @@ def problems() -> list[str]:
                 out.append(f"{q.stem}: numerator {c.stem} has other labels")
         if q.complement is not None and q.complement.labels != q.labels:
             out.append(f"{q.stem}: complement {q.complement.stem} has other labels")
+    shown: tuple[Count | Quotient | Family, ...] = (*(c for c in COUNTS if c.window), *QUOTIENTS)
+    out += [f"{e.metric}: a window gauge without a tier (dashboard row)" for e in shown
+            if e.tier is None]
     return out
