@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from kpistream.config.settings import markdown_table as settings_table
-from kpistream.kpis.tables import count_table, metric_table, quotient_table
+from kpistream.kpis.tables import count_table, goal_kpis, metric_table, quotient_table
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -21,7 +21,7 @@ def _replace(text: str, table: str) -> str:
 def generated() -> dict[Path, list[str]]:
     """Each generated file and the tables it holds."""
     return {
-        ROOT / "README.md": [settings_table(), metric_table()],
+        ROOT / "README.md": [settings_table(), metric_table(), goal_kpis()],
         ROOT / "docs" / "kpis.md": [quotient_table(), count_table()],
     }
 

@@ -285,6 +285,11 @@ CHECKOUT_COMPLETED = _site(
     "checkouts_completed", "xc", At.EVENT, "Checkouts completed by a purchase",
     paired_with=SESSIONS, tier=Tier.TRANSACTION,
 )
+CHECKOUT_STARTED = _site(
+    "checkouts_started", "xs", At.EVENT,
+    "Checkouts started (a session's first checkout_start), at its time", paired_with=SESSIONS,
+    tier=Tier.TRANSACTION,
+)
 NPS_ANSWERS = _site(
     "nps_answers", "npsn", At.EVENT, "NPS survey answers (0-10)", tier=Tier.EXPERIENCE,
 )
@@ -354,10 +359,10 @@ CHECKOUT_ABANDONED = _site(
 COUNTS: tuple[Count, ...] = (
     SESSIONS, BOUNCES, NON_BOUNCED, ENGAGED, CONVERSIONS, LANDING_SESSIONS, LANDING_CONVERSIONS,
     CHANNEL_SESSIONS, CHANNEL_CONVERSIONS, NEW_VISITORS, LEADS, LEAD_CUSTOMERS, PAGE_VIEWS,
-    IMPRESSIONS, CLICKS, REVENUE, ORDERS, CART_COMPLETED, CART_ABANDONED, CHECKOUT_COMPLETED,
-    CHECKOUT_ABANDONED, ENDED, DURATION, LIKES, COMMENTS, SHARES, POST_IMPRESSIONS, FOLLOWS,
-    UNFOLLOWS, NPS_ANSWERS, NPS_PROMOTERS, NPS_DETRACTORS, CSAT_ANSWERS, CSAT_SATISFIED,
-    CES_ANSWERS, CES_SUM,
+    IMPRESSIONS, CLICKS, REVENUE, ORDERS, CART_COMPLETED, CART_ABANDONED, CHECKOUT_STARTED,
+    CHECKOUT_COMPLETED, CHECKOUT_ABANDONED, ENDED, DURATION, LIKES, COMMENTS, SHARES,
+    POST_IMPRESSIONS, FOLLOWS, UNFOLLOWS, NPS_ANSWERS, NPS_PROMOTERS, NPS_DETRACTORS,
+    CSAT_ANSWERS, CSAT_SATISFIED, CES_ANSWERS, CES_SUM,
 )
 LEVELS: tuple[Level, ...] = (FOLLOWERS,)
 
@@ -454,6 +459,13 @@ CHECKOUT_ABANDONMENT_RATE = Quotient(
     unit="ratio", low=0, high=1, tier=Tier.TRANSACTION, volume_unit="checkouts decided",
     column="checkout ab.",
 )
+CHECKOUT_TO_PURCHASE_RATE = Quotient(
+    "checkout_to_purchase_rate", "checkout-to-purchase rate", "ratio", (CHECKOUT_COMPLETED,),
+    (CHECKOUT_STARTED,), SITE,
+    "Checkouts completed by a purchase / checkouts started, each at its own time (a window "
+    "shorter than the way from checkout to purchase can pass 1)",
+    unit="ratio", low=0, high=None, tier=Tier.TRANSACTION, volume_unit="checkouts started",
+)
 AVERAGE_ORDER_VALUE = Quotient(
     "average_order_value", "average order value", "mean", (REVENUE,), (ORDERS,), MONEY,
     "Revenue / orders, in the currency", unit="currency", low=0, high=None, tier=Tier.TRANSACTION,
@@ -484,8 +496,8 @@ CUSTOMER_EFFORT_SCORE = Quotient(
 QUOTIENTS: tuple[Quotient, ...] = (
     BOUNCE_RATE, CLICK_THROUGH_RATE, ENGAGEMENT_RATE, CONVERSION_RATE, LANDING_CONVERSION_RATE,
     CHANNEL_CONVERSION_RATE, LEAD_TO_CUSTOMER_RATE, PAGES_PER_SESSION, TIME_ON_SITE,
-    CART_ABANDONMENT_RATE, CHECKOUT_ABANDONMENT_RATE, AVERAGE_ORDER_VALUE, SOCIAL_ENGAGEMENT_RATE,
-    NET_PROMOTER_SCORE, CSAT, CUSTOMER_EFFORT_SCORE,
+    CART_ABANDONMENT_RATE, CHECKOUT_ABANDONMENT_RATE, CHECKOUT_TO_PURCHASE_RATE,
+    AVERAGE_ORDER_VALUE, SOCIAL_ENGAGEMENT_RATE, NET_PROMOTER_SCORE, CSAT, CUSTOMER_EFFORT_SCORE,
 )
 # fmt: on
 

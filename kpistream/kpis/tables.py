@@ -3,6 +3,8 @@ tables of ``docs/kpis.md`` (``make docs`` rewrites them; a test keeps them curre
 
 from __future__ import annotations
 
+import textwrap
+
 from kpistream.kpis import catalogue as K
 
 
@@ -71,3 +73,9 @@ def count_table() -> str:
             f"| {', '.join(c.labels)} | {at} | {c.help} |"
         )
     return "\n".join(rows)
+
+
+def goal_kpis() -> str:
+    """The README's list of the KPIs a goal can name."""
+    names = ", ".join(f"`{q.stem}`" for q in K.QUOTIENTS)
+    return "KPIs a goal can name:\n" + "\n".join(textwrap.wrap(names + ".", 95))

@@ -197,6 +197,7 @@ class PartitionProcessor(WatermarkedProcessor):
         # Only these events can open or complete a cart or checkout.
         commerce = isinstance(event, AddToCart | CheckoutStart | Purchase)
         if commerce:
+            checkout_was = session.checkout_ms
             before_completion = (
                 SK.completed_at(session.cart_ms, session.purchases_ms),
                 SK.completed_at(session.checkout_ms, session.purchases_ms),
@@ -223,6 +224,14 @@ class PartitionProcessor(WatermarkedProcessor):
             totals[fields.field(K.ENGAGED.code, site)] += 1
         if not commerce:
             return
+        opened = session.checkout_ms
+        if opened is not None and opened != checkout_was:  # opened now, or earlier than known
+            name = fields.field(K.CHECKOUT_STARTED.code, site)
+            if checkout_was is None:
+                totals[name] += 1
+            else:
+                buckets[minute_of(checkout_was), name] -= 1
+            buckets[minute_of(opened), name] += 1
         after_completion = (
             SK.completed_at(session.cart_ms, session.purchases_ms),
             SK.completed_at(session.checkout_ms, session.purchases_ms),

@@ -109,6 +109,27 @@ def test_checkout_abandonment_follows_checkout_start() -> None:
     assert delta.totals[fields.field(K.CHECKOUT_ABANDONED.code, "shop")] == 1
 
 
+def test_checkouts_started_count_at_the_first_checkout_and_move_to_an_earlier_one() -> None:
+    p = processor()
+    xs = fields.field(K.CHECKOUT_STARTED.code, "shop")
+    xc = fields.field(K.CHECKOUT_COMPLETED.code, "shop")
+    b, t = run(
+        p,
+        [
+            ev(CheckoutStart, T0 + 2 * MIN, "a"),
+            ev(CheckoutStart, T0 + 4 * MIN, "a"),  # the same checkout: not counted again
+            ev(CheckoutStart, T0 + MIN, "b"),
+            ev(Purchase, T0 + 3 * MIN, "b", value=5.0, currency="EUR"),
+        ],
+        # Out of order: a's earlier checkout moves its start from minute 2 to minute 1.
+        [ev(CheckoutStart, T0 + MIN, "a")],
+    )
+    assert pick(b, xs) == {(M0 + 1, xs): 2} and t[xs] == 2
+    assert pick(b, xc) == {(M0 + 3, xc): 1} and t[xc] == 1
+    # Checkout-to-purchase rate over these buckets: 1 completed / 2 started.
+    assert K.CHECKOUT_TO_PURCHASE_RATE.value(t[xc], t[xs]) == 0.5
+
+
 def test_revenue_is_exact_in_micros_and_orders_count() -> None:
     _b, t = run(
         processor(),
