@@ -78,14 +78,17 @@ STARTUP_RETRY_MAX_S = 10.0
 def _wait_for_servers(settings: Settings) -> None:
     """Wait for Redis and Kafka (creating the topics) for up to KPISTREAM_STARTUP_TIMEOUT_S,
     one line per failed attempt, then give up with the last reason as one line."""
+    from kpistream.streams.retry import Backoff
+
     deadline = time.monotonic() + settings.startup_timeout_s
-    delay = STARTUP_RETRY_FIRST_S
+    backoff = Backoff(STARTUP_RETRY_FIRST_S, STARTUP_RETRY_MAX_S)
     while True:
         try:
             runtime.check_redis(settings.redis)
             asyncio.run(runtime.ensure_topics(settings))
             return
         except runtime.UserError as exc:
+            delay = backoff.next()
             if time.monotonic() + delay > deadline:
                 raise
             console.print(
@@ -95,7 +98,6 @@ def _wait_for_servers(settings: Settings) -> None:
                 soft_wrap=True,
             )
             time.sleep(delay)
-            delay = min(delay * 2, STARTUP_RETRY_MAX_S)
 
 
 def cmd_exporter(args: argparse.Namespace) -> int:

@@ -15,6 +15,9 @@ class BatchDelta:
 
     buckets: Counter[tuple[int, str]] = field(default_factory=Counter)  # (minute, field)
     totals: Counter[str] = field(default_factory=Counter)
+    #: service health (events processed, late, duplicate, rejected, batch time ...), apart
+    #: from the KPI counters; stored beside them in the totals hash
+    health: Counter[str] = field(default_factory=Counter)
     days: Counter[tuple[int, str]] = field(default_factory=Counter)  # (day, field)
     #: visitor ids per (minute, site label), for the unique-visitor HyperLogLogs
     uniques: dict[tuple[int, str], set[str]] = field(default_factory=dict)

@@ -266,7 +266,9 @@ class WindowStore:
             first_offset,
             skipped,
         ]
-        _pairs(args, delta.totals)
+        totals = Counter(delta.totals)
+        totals.update(delta.health)  # stored beside the KPI counters
+        _pairs(args, totals)
         args.append(len(delta.gauges))
         for gauge, current in delta.gauges.items():
             args += (gauge, current)

@@ -8,6 +8,12 @@ then apply each partition's delta and next offset in one atomic Redis step (Lua)
 are handled one after another in a single task, so one partition is never processed
 concurrently and its offset only moves after its batch is in Redis.
 
+Each partition batch goes through the steps of :mod:`kpistream.streams.steps` (decode,
+forward, enrich, fold, dead-letter, commit); ownership (claim, fence, re-claim) is
+:mod:`kpistream.streams.ownership`, label admission :mod:`kpistream.streams.admission`, and
+every retry waits by :class:`kpistream.streams.retry.Backoff`. This module runs them: the
+loop, the gap and stall checks, the live view and Kafka's offset hint.
+
 Position and ownership live in Redis, not in Kafka: on assignment the worker bumps the
 partition's epoch (fencing any previous owner) and seeks to the offset stored there. Kafka's
 committed offset is written every few seconds as a hint for lag tools, and tells a Redis
@@ -34,22 +40,17 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable, Iterable
 
 import redis.asyncio as aioredis
-import redis.exceptions
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CorruptRecordException, KafkaError, UnsupportedCodecError
 from aiokafka.structs import ConsumerRecord
 
-from kpistream.config.connections import kafka_options, redacted
+from kpistream.config.connections import kafka_options
 from kpistream.config.settings import Settings
-from kpistream.contract import health as H
 from kpistream.contract.delta import BatchDelta
 from kpistream.contract.keys import PartitionKeys
-from kpistream.contract.routing import FORWARDED_HEADER, REROUTED, is_forwarded, misplaced
 from kpistream.contract.store import (
     Fenced,
     LiveStatus,
@@ -58,24 +59,19 @@ from kpistream.contract.store import (
     StateLost,
     StoreFactory,
 )
-from kpistream.kpis import fields
-from kpistream.schemas.decoder import Rejection
+from kpistream.streams import steps
+from kpistream.streams.admission import LabelAdmission
 from kpistream.streams.clickstream import ClickstreamLogic
 from kpistream.streams.deadletter import Redactor
-from kpistream.streams.labels import LabelBudget
-from kpistream.streams.logic import PartitionLogic, StreamLogic, valid
+from kpistream.streams.logic import StreamLogic, valid
 from kpistream.streams.memory import Reclaimer
+from kpistream.streams.ownership import REDIS_UNAVAILABLE, Owned, Ownership
+from kpistream.streams.retry import Backoff
 
 log = logging.getLogger(__name__)
 
 #: How often Kafka's committed offsets (a lag hint only) are refreshed.
 KAFKA_COMMIT_HINT_S = 5.0
-#: Redis outage backoff: first retry soon, then double up to a cap so a long outage costs
-#: one log line every 10 s, not a busy loop.
-RETRY_FIRST_S = 0.2
-RETRY_MAX_S = 10.0
-#: Redis errors that mean "not now" (down, restarting, loading its AOF): wait and reload.
-REDIS_UNAVAILABLE = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
 #: A record batch this client cannot read: it must stall its own partition only.
 UNREADABLE = (UnsupportedCodecError, CorruptRecordException)
 #: A stalled partition is tried again this often (a corrupt fetch can be transient; a
@@ -91,23 +87,6 @@ LIVE_EVERY_S = 1.0
 
 def wall_clock_ms() -> int:
     return time.time_ns() // 1_000_000
-
-
-@dataclass(slots=True)
-class Owned:
-    keys: PartitionKeys
-    epoch: int
-    next_offset: int | None
-    processor: PartitionLogic
-    last_records_s: float  # monotonic time records last arrived (or the claim)
-    #: (stored offset, first offset) of a batch that started after the stored offset: seen
-    #: once, the partition is re-read; seen again, the gap is real
-    gap_seen: tuple[int, int] | None = None
-    #: offset of the first record not counted while a batch cannot be read; None: flowing
-    stalled_offset: int | None = None
-    stalled_at_s: float = 0.0
-    #: the log end last seen (fetch high watermark or ListOffsets)
-    end_offset: int = 0
 
 
 class BatchConsumer:
@@ -130,7 +109,6 @@ class BatchConsumer:
         self.client_id = client_id
         self.topic = self.logic.topic
         self.decoder = self.logic.decoder
-        self.owned: dict[TopicPartition, Owned] = {}
         #: Unexpected errors the loop survived; tests fail when it is not empty.
         self.errors: list[BaseException] = []
         self.redis: aioredis.Redis | None = None
@@ -141,11 +119,24 @@ class BatchConsumer:
         self._lock = asyncio.Lock()
         self._stopping = asyncio.Event()
         self._last_hint = 0.0
-        self._failure_delay_s: dict[TopicPartition, float] = {}
+        self._failures: dict[TopicPartition, Backoff] = {}
+        self._ownership: Ownership | None = None
         self._run_task: asyncio.Task[None] | None = None
         self._live_task: asyncio.Task[None] | None = None
         self.reclaimer = Reclaimer()
         self.redact = Redactor.from_settings(settings)
+        #: The batch's steps (see :mod:`kpistream.streams.steps`), built at start.
+        self.admission: LabelAdmission | None = None
+        self.forward: steps.Forward | None = None
+        self.enrich: steps.Enrich | None = None
+        self.dead_letters: steps.DeadLetters | None = None
+        #: The atomic step; a fault test may wrap it (tests/faults/faulty_worker.py).
+        self.commit: steps.Commit | None = None
+
+    @property
+    def owned(self) -> dict[TopicPartition, Owned]:
+        """The partitions this worker owns now (see :mod:`kpistream.streams.ownership`)."""
+        return self._ownership.owned if self._ownership is not None else {}
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -172,6 +163,12 @@ class BatchConsumer:
             session_timeout_ms=max(6000, 2 * rebalance_ms),
             heartbeat_interval_ms=1000,
         )
+        self.admission = LabelAdmission(s, self.logic, self.store, self.clock_ms)
+        self._ownership = Ownership(s, self.logic, self.store, self.consumer, self.admission)
+        self.forward = steps.Forward(self.producer, self.logic.ownership_key)
+        self.enrich = steps.Enrich(self.logic, self.admission, self.store)
+        self.dead_letters = steps.DeadLetters(self.producer, self.redact, s.deadletter_topic)
+        self.commit = steps.Commit(self.store)
         self.consumer.subscribe([self.topic], listener=_Listener(self))
         await self.consumer.start()
         self._live_task = asyncio.create_task(self._live())
@@ -203,20 +200,20 @@ class BatchConsumer:
             # stop() ended a getmany() that was waiting for a rebalance: a clean end.
 
     async def _loop(self) -> None:
-        delay = RETRY_FIRST_S
+        backoff = Backoff()
         while not self._stopping.is_set():
             try:
                 await self.poll_once(timeout_ms=200)
-                delay = RETRY_FIRST_S
+                backoff.reset()
+                continue
             except KafkaError as exc:  # the broker went away: aiokafka reconnects, we wait
+                delay = backoff.next()
                 log.warning("Kafka at %s: %s; retrying in %.1fs", self.settings.kafka, exc, delay)
             except Exception as exc:  # a bug must not end the stream; tests fail on self.errors
+                delay = backoff.next()
                 log.exception("consume loop failed; retrying in %.1fs", delay)
                 self.errors.append(exc)
-            else:
-                continue
             await asyncio.sleep(delay)
-            delay = min(delay * 2, RETRY_MAX_S)
 
     async def poll_once(self, *, timeout_ms: int) -> int:
         """Fetch one batch and apply it; returns the number of records handled."""
@@ -359,82 +356,16 @@ class BatchConsumer:
                 self.owned.pop(tp, None)
 
     async def _claim(self, tp: TopicPartition) -> None:
-        """Take ownership from Redis (retrying through outages) and seek to its position.
-
-        A partition without an epoch in Redis, for which this worker or Kafka's committed
-        offset knows of progress, is a Redis that lost its data: the partition is rebuilt
-        from the earliest offset the topic retains, logged and counted."""
-        assert self.store is not None and self.consumer is not None
-        keys = self.store.keys(tp.topic, tp.partition)
-        before = self.owned.get(tp)
-        delay = RETRY_FIRST_S
-        while True:
-            try:
-                claim = await self.store.claim(keys)
-                if claim.fresh and await self._had_progress(tp, before):
-                    log.warning(
-                        "partition %s: Redis has no state for it (it came back empty); "
-                        "rebuilding from the earliest offset the topic retains",
-                        keys.tag,
-                    )
-                    await self._readmit()
-                    await self.store.count_state_reset()
-                processor = self.logic.new_partition()
-                # Ending a loaded session labels it: learn labels other workers admitted.
-                await self._admit_all(processor.load(claim.state, claim.watermark_ms))
-                break
-            except REDIS_UNAVAILABLE as exc:
-                log.warning(
-                    "Redis unreachable at %s (%s); retrying partition %s in %.1fs",
-                    redacted(self.settings.redis),
-                    exc,
-                    keys.tag,
-                    delay,
-                )
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, RETRY_MAX_S)
-        self.owned[tp] = Owned(keys, claim.epoch, claim.next_offset, processor, time.monotonic())
-        # It may have been paused here: an older epoch fenced, or a stalled batch.
-        self.consumer.resume(tp)
-        await self._seek(tp, claim.next_offset)
-        log.info(
-            "partition %s: epoch %d, resuming at offset %s",
-            keys.tag,
-            claim.epoch,
-            claim.next_offset if claim.next_offset is not None else "earliest",
-        )
-
-    async def _readmit(self) -> None:
-        """Put back the label values this worker admitted into a Redis that lost them, so
-        the budgets go on where they were (their values label open sessions here)."""
-        for dimension, budget in self.logic.budgets().items():
-            if budget.admitted and not budget.allowlist:
-                await self._ask(dimension, budget, budget.admitted, replace=False)
-
-    async def _had_progress(self, tp: TopicPartition, before: Owned | None) -> bool:
-        if before is not None and before.next_offset is not None:
-            return True
-        assert self.consumer is not None
-        try:
-            return await self.consumer.committed(tp) is not None
-        except KafkaError:
-            return False
+        assert self._ownership is not None
+        await self._ownership.claim(tp)
 
     async def _fence(self, tp: TopicPartition) -> None:
-        """Stop touching a partition another worker owns (until a rebalance gives it back),
-        and count the rejected write where every worker's count is summed."""
-        self.owned.pop(tp, None)
-        assert self.consumer is not None and self.store is not None
-        self.consumer.pause(tp)
-        with contextlib.suppress(*REDIS_UNAVAILABLE):
-            await self.store.count_fenced()
+        assert self._ownership is not None
+        await self._ownership.fence(tp)
 
     async def _seek(self, tp: TopicPartition, offset: int | None) -> None:
-        assert self.consumer is not None
-        if offset is None:
-            await self.consumer.seek_to_beginning(tp)
-        else:
-            self.consumer.seek(tp, offset)
+        assert self._ownership is not None
+        await self._ownership.seek(tp, offset)
 
     # -- the batch ---------------------------------------------------------------------------
 
@@ -485,16 +416,15 @@ class BatchConsumer:
             if await self._recover(tp, owned, exc):
                 return 0
             # A bug must not kill the worker; tests fail on self.errors.
-            delay = self._failure_delay_s.get(tp, RETRY_FIRST_S)
+            delay = self._failures.setdefault(tp, Backoff()).next()
             log.exception(
                 "partition %s: batch failed; reloading its state in %.1fs", owned.keys.tag, delay
             )
             self.errors.append(exc)
-            self._failure_delay_s[tp] = min(delay * 2, RETRY_MAX_S)
             await asyncio.sleep(delay)
             await self._claim(tp)
             return 0
-        self._failure_delay_s.pop(tp, None)
+        self._failures.pop(tp, None)
         return len(records)
 
     async def _recover(self, tp: TopicPartition, owned: Owned, exc: Exception) -> bool:
@@ -519,76 +449,26 @@ class BatchConsumer:
         records: list[ConsumerRecord[bytes, bytes]],
         skipped: int = 0,
     ) -> None:
-        assert self.store is not None and self.producer is not None and self.consumer is not None
+        """The batch's steps, in order (:mod:`kpistream.streams.steps`)."""
+        assert self.consumer is not None and self.forward is not None
+        assert self.enrich is not None and self.dead_letters is not None
         started = time.perf_counter()
         now_ms = self.clock_ms()
-        decoded: list[Any] = self.decoder.decode_batch(
-            [r.value for r in records], clock_ms=lambda: now_ms
-        )
-        sends = await self._forward(tp, records, decoded)
+        decoded = steps.decode(self.decoder, records, now_ms)
+        partitions = len(self.consumer.partitions_for_topic(tp.topic) or ())
+        sends = await self.forward(tp, partitions, records, decoded)
         events = valid(decoded)
-        await self._admit_all(self.logic.dimension_values(events))
-        await self.logic.prepare(owned.processor, events, self.store, owned.keys)
-        delta = owned.processor.process(decoded, now_ms=now_ms)
-        rejected = [(i, item) for i, item in enumerate(decoded) if isinstance(item, Rejection)]
-        for index, rejection in [*rejected, *delta.rejections]:
-            record = records[index]
-            payload = self.redact.dead_letter(
-                rejection,
-                value=record.value,
-                topic=tp.topic,
-                partition=tp.partition,
-                offset=record.offset,
-            )
-            sends.append(await self.producer.send(self.settings.deadletter_topic, payload))
+        await self.enrich(owned, events)
+        delta = steps.fold(owned, decoded, now_ms)
+        sends += await self.dead_letters(tp, records, decoded, delta)
         if sends:  # forwarded and dead-lettered before the offset moves past them
             await asyncio.gather(*sends)
-        elapsed_s = time.perf_counter() - started
-        totals = delta.totals
-        for le in H.BATCH_BUCKETS_S:
-            if elapsed_s <= le:
-                totals[fields.field(H.BATCH_BUCKET, repr(le))] += 1
-        totals[H.BATCH_SUM_US] += int(elapsed_s * 1_000_000)
-        totals[H.BATCH_COUNT] += 1
-        if skipped:
-            totals[H.SKIPPED] += skipped
+        delta.health.update(steps.batch_health(time.perf_counter() - started, skipped))
         await self._commit(
             owned, delta, records[-1].offset + 1, first_offset=records[0].offset, skipped=skipped
         )
         owned.gap_seen = None
         owned.last_records_s = time.monotonic()
-
-    async def _forward(
-        self, tp: TopicPartition, records: list[ConsumerRecord[bytes, bytes]], decoded: list[Any]
-    ) -> list[Awaitable[Any]]:
-        """Send the batch's events that another partition owns to their owner, and mark
-        them re-routed in ``decoded``. The sends are awaited before the commit."""
-        assert self.consumer is not None and self.producer is not None
-        partitions = len(self.consumer.partitions_for_topic(tp.topic) or ())
-        if partitions < 2:
-            return []
-        moved = misplaced(
-            decoded,
-            [is_forwarded(r.headers) for r in records],
-            partition=tp.partition,
-            partitions=partitions,
-            key=self.logic.ownership_key,
-        )
-        sends: list[Awaitable[Any]] = []
-        for index, target in moved:  # in offset order, so the owner sees them in that order
-            record = records[index]
-            origin = f"{tp.topic}/{tp.partition}/{record.offset}".encode()
-            sends.append(
-                await self.producer.send(
-                    tp.topic,
-                    record.value,
-                    key=record.key,
-                    partition=target,
-                    headers=[(FORWARDED_HEADER, origin)],
-                )
-            )
-            decoded[index] = REROUTED
-        return sends
 
     async def _commit(
         self,
@@ -599,21 +479,8 @@ class BatchConsumer:
         first_offset: int | None = None,
         skipped: int = 0,
     ) -> None:
-        assert self.store is not None
-        await self.store.commit(
-            owned.keys,
-            epoch=owned.epoch,
-            expected_offset=owned.next_offset,
-            next_offset=next_offset,
-            delta=delta,
-            first_offset=first_offset,
-            skipped=skipped,
-        )
-        owned.next_offset = next_offset
-        if owned.stalled_offset is not None and next_offset > owned.stalled_offset:
-            log.info("partition %s flows again from offset %d", owned.keys.tag, next_offset)
-            owned.stalled_offset = None
-        owned.processor.committed()
+        assert self.commit is not None
+        await self.commit(owned, delta, next_offset, first_offset=first_offset, skipped=skipped)
 
     async def _advance_idle(self) -> None:
         """Time keeps moving when traffic stops: an idle partition's watermark follows the
@@ -638,56 +505,6 @@ class BatchConsumer:
                 except Exception as exc:
                     if not await self._recover(tp, owned, exc):
                         raise
-
-    async def _admit_all(self, values: dict[str, set[str]]) -> None:
-        for dimension, found in values.items():
-            await self._admit(dimension, self.logic.budget(dimension), found)
-
-    async def _admit(self, dimension: str, budget: LabelBudget, values: set[str]) -> None:
-        """Decide the labels of values this worker has not seen yet, and every
-        ``labels.SYNC_S`` refresh the values in use, retry the folded ones and reload the
-        budget (one Redis call each)."""
-        unknown = budget.unknown(values)
-        sync = budget.due()
-        if not unknown and not sync:
-            return
-        await self._ask(
-            dimension, budget, unknown | budget.sync_values() if sync else unknown, replace=sync
-        )
-
-    async def _ask(
-        self, dimension: str, budget: LabelBudget, values: set[str], *, replace: bool
-    ) -> None:
-        """One admission call for ``values``, its result learned (``replace``: a sync, the
-        whole admitted set comes back), and a line when slots were freed or the budget
-        filled up."""
-        assert self.store is not None
-        result = await self.store.admit(
-            dimension,
-            values,
-            max_values=budget.max_values,
-            now_ms=self.clock_ms(),
-            idle_ms=self.settings.label_idle_days * 86_400_000,
-        )
-        was_full = budget.full
-        budget.learn(result.members, full=len(result.members) >= budget.max_values, replace=replace)
-        if result.freed:
-            log.info(
-                "labels of %s: %d values unseen for %d days gave up their slots",
-                dimension,
-                result.freed,
-                self.settings.label_idle_days,
-            )
-        if budget.full and not was_full:
-            log.warning(
-                "labels of %s: the budget of %d values is full; new values fold into 'other' "
-                "until a value is unseen for %d days (KPISTREAM_LABEL_IDLE_DAYS), the budget "
-                "grows (KPISTREAM_MAX_*), or `kpistream labels reset %s`",
-                dimension,
-                budget.max_values,
-                self.settings.label_idle_days,
-                dimension,
-            )
 
     async def _commit_hint(self, *, force: bool = False) -> None:
         now = time.monotonic()

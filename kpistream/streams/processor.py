@@ -131,17 +131,17 @@ class PartitionProcessor(WatermarkedProcessor):
     ) -> BatchDelta:
         delta = BatchDelta()
         touched: set[SessionKey] = set()
-        totals = delta.totals
+        health = delta.health
         sessionizer = self.sessionizer
         watermark = self.watermark_ms
         erased: list[tuple[SessionKey, Session]] = []
         for index, event in enumerate(decoded):
             if isinstance(event, Forget):  # never late: an erasure is always carried out
-                totals[H.PROCESSED] += 1
+                health[H.PROCESSED] += 1
                 erased += self.sessionizer.remove_visitor(event.site, event.visitor_id)
                 self.visitors.erase((event.site, event.visitor_id))
                 continue
-            if not self.screen(event, watermark, totals):
+            if not self.screen(event, watermark, health):
                 continue
             ts = event.ts
             key = (event.site, event.visitor_id, event.session_id or "")
@@ -154,7 +154,7 @@ class PartitionProcessor(WatermarkedProcessor):
                 continue
             if ts > watermark:
                 watermark = ts if ts <= now_ms else max(watermark, now_ms)
-            totals[H.PROCESSED] += 1
+            health[H.PROCESSED] += 1
             site = self.dims.site.label(event.site)
             if found is None:
                 session = sessionizer.open(key, ts, event.event_id, content)

@@ -103,11 +103,11 @@ class SocialProcessor(WatermarkedProcessor):
         self, decoded: Iterable[SocialEvent | Rejection | Rerouted], *, now_ms: int
     ) -> BatchDelta:
         delta = BatchDelta()
-        totals = delta.totals
+        health = delta.health
         touched: set[AccountKey] = set()
         watermark = self.watermark_ms
         for index, event in enumerate(decoded):
-            if not self.screen(event, watermark, totals):
+            if not self.screen(event, watermark, health):
                 continue
             ts = event.ts
             key = (event.network, event.account)
@@ -120,7 +120,7 @@ class SocialProcessor(WatermarkedProcessor):
             account.recent_ids[event.event_id] = (ts, content)
             if ts > watermark:
                 watermark = ts if ts <= now_ms else max(watermark, now_ms)
-            totals[H.PROCESSED] += 1
+            health[H.PROCESSED] += 1
             touched.add(key)
             self._apply(delta, key, account, event)
         self.watermark_ms = watermark

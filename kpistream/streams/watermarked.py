@@ -28,19 +28,19 @@ class WatermarkedProcessor:
         self.watermark_ms = 0
 
     def screen(
-        self, event: E | Rejection | Rerouted, watermark_ms: int, totals: Counter[str]
+        self, event: E | Rejection | Rerouted, watermark_ms: int, health: Counter[str]
     ) -> TypeGuard[E]:
         """Count a rejection, a re-routed event or an event later than the allowed lateness;
         True when the event goes on to be processed."""
         if isinstance(event, Rejection):
-            totals[fields.field(H.REJECTED, event.reason)] += 1
+            health[fields.field(H.REJECTED, event.reason)] += 1
             return False
         if isinstance(event, Rerouted):
-            totals[H.REROUTED] += 1
+            health[H.REROUTED] += 1
             return False
         ts: int = getattr(event, "ts")  # noqa: B009 - every event struct has `ts`
         if ts < watermark_ms - self.allowed_lateness_ms:
-            totals[H.LATE] += 1
+            health[H.LATE] += 1
             return False
         return True
 
@@ -49,10 +49,10 @@ class WatermarkedProcessor:
         """An event whose ``event_id`` was counted before: a retry with the same content
         counts as a duplicate; other content is rejected (dead-lettered by the caller)."""
         if same_content:
-            delta.totals[H.DUPLICATE] += 1
+            delta.health[H.DUPLICATE] += 1
             return
         rejection = conflicting(event_id)
-        delta.totals[fields.field(H.REJECTED, rejection.reason)] += 1
+        delta.health[fields.field(H.REJECTED, rejection.reason)] += 1
         delta.rejections.append((index, rejection))
 
     def advance(self, watermark_ms: int) -> BatchDelta:

@@ -10,7 +10,8 @@ clickstream consumer's (or with ``:social``, the social consumer's) n-th atomic 
 - ``stop-before``: SIGSTOP just before the step: a zombie holding a batch ready to commit,
   until the test sends SIGCONT.
 
-Only the test harness patches the class; the production worker has no fault hooks.
+The harness wraps the consumer's public commit step (``BatchConsumer.commit``); the
+production worker has no fault hooks.
 """
 
 from __future__ import annotations
@@ -20,33 +21,56 @@ import signal
 import sys
 from typing import Any
 
+from kpistream import worker
 from kpistream.cli import main
+from kpistream.contract.delta import BatchDelta
 from kpistream.streams.batch_consumer import BatchConsumer
+from kpistream.streams.ownership import Owned
+from kpistream.streams.steps import Commit
 
 ACTIONS = {"kill-before", "kill-after", "stop-before"}
 
 
-def install(action: str, at: int, stream: str) -> None:
-    assert action in ACTIONS and at >= 1 and stream in ("clickstream", "social"), (action, at)
-    original = BatchConsumer._commit
-    steps = 0
+class Faulty:
+    """The consumer's commit step, wrapped: the fault strikes at its ``at``-th call."""
 
-    async def commit(
-        self: BatchConsumer, owned: Any, delta: Any, next_offset: int, **kwargs: Any
+    def __init__(self, commit: Commit, action: str, at: int) -> None:
+        self.commit, self.action, self.at = commit, action, at
+        self.steps = 0
+
+    async def __call__(
+        self, owned: Owned, delta: BatchDelta, next_offset: int, **kwargs: Any
     ) -> None:
-        nonlocal steps
-        if self.topic != getattr(self.settings, f"{stream}_topic"):
-            return await original(self, owned, delta, next_offset, **kwargs)
-        steps += 1
-        if steps == at and action == "kill-before":
+        self.steps += 1
+        strike = self.steps == self.at
+        if strike and self.action == "kill-before":
             os.kill(os.getpid(), signal.SIGKILL)
-        if steps == at and action == "stop-before":
+        if strike and self.action == "stop-before":
             os.kill(os.getpid(), signal.SIGSTOP)
-        await original(self, owned, delta, next_offset, **kwargs)
-        if steps == at and action == "kill-after":
+        await self.commit(owned, delta, next_offset, **kwargs)
+        if strike and self.action == "kill-after":
             os.kill(os.getpid(), signal.SIGKILL)
 
-    BatchConsumer._commit = commit  # type: ignore[method-assign]
+
+def install(action: str, at: int, stream: str) -> None:
+    """Make the worker's consumers of ``stream`` wrap their commit step at start."""
+    assert action in ACTIONS and at >= 1 and stream in ("clickstream", "social"), (action, at)
+    build = worker.batch_consumer
+
+    def faulty(*args: Any, **options: Any) -> BatchConsumer:
+        consumer = build(*args, **options)
+        if consumer.topic == getattr(consumer.settings, f"{stream}_topic"):
+            start = consumer.start
+
+            async def start_wrapped() -> None:
+                await start()
+                assert consumer.commit is not None
+                consumer.commit = Faulty(consumer.commit, action, at)  # type: ignore[assignment]
+
+            consumer.start = start_wrapped  # type: ignore[method-assign]
+        return consumer
+
+    worker.batch_consumer = faulty
 
 
 if __name__ == "__main__":

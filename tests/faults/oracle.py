@@ -228,6 +228,7 @@ def expected(settings: Settings, log: dict[Part, list[bytes | None]], *, now_ms:
         for decoded in decoded_log.values():
             delta = logic.new_partition().process(decoded, now_ms=now_ms)
             state.totals.update(delta.totals)
+            state.totals.update(delta.health)  # stored beside the KPI totals
             state.minutes.update(delta.buckets)
             state.days.update(delta.days)
             state.gauges.update(delta.gauges)  # one partition's latest values, summed

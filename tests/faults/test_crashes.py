@@ -92,7 +92,7 @@ async def test_the_fence_rejects_a_stale_owner_and_a_stale_position(settings_fac
 
     def delta(n: int) -> BatchDelta:
         d = BatchDelta(watermark_ms=START_MS)
-        d.totals[H.PROCESSED] = n
+        d.health[H.PROCESSED] = n
         return d
 
     old = await store.claim(keys)

@@ -84,13 +84,21 @@ def imp(ts: int, visitor: str = "v1", campaign: str | None = "bf") -> Impression
     return _item(Impression, ts, visitor, campaign)
 
 
+class Totals(Counter[str]):
+    """The KPI totals of several batches, and (``.health``) their service-health counts."""
+
+    health: Counter[str]
+
+
 def run(p: PartitionProcessor, *batches: Iterable[ClickstreamEvent | Rejection]):  # type: ignore[no-untyped-def]
     buckets: Counter[tuple[int, str]] = Counter()
-    totals: Counter[str] = Counter()
+    totals = Totals()
+    totals.health = Counter()
     for batch in batches:
         delta = p.process(batch, now_ms=NOW_MS)
         buckets.update(delta.buckets)
         totals.update(delta.totals)
+        totals.health.update(delta.health)
     return +buckets, totals  # unary + drops zero entries
 
 
@@ -104,7 +112,7 @@ S, B, NB = (
 def test_single_page_view_is_a_bounce_in_its_start_minute() -> None:
     buckets, totals = run(processor(), [pv(T0 + 10_000)])
     assert pick(buckets, S, B) == {(M0, S): 1, (M0, B): 1}
-    assert totals[S] == 1 and totals[NB] == 0 and totals[H.PROCESSED] == 1
+    assert totals[S] == 1 and totals[NB] == 0 and totals.health[H.PROCESSED] == 1
 
 
 def test_second_page_view_corrects_the_bounce_in_the_start_bucket() -> None:
@@ -189,7 +197,7 @@ def test_event_older_than_allowed_lateness_is_counted_late_and_dropped() -> None
     buckets, totals = run(
         p, [pv(T0 + 20 * MIN, "a")], [pv(T0 + 10 * MIN - 1, "b"), pv(T0 + 10 * MIN, "c")]
     )
-    assert totals[H.LATE] == 1 and totals[H.PROCESSED] == 2
+    assert totals.health[H.LATE] == 1 and totals.health[H.PROCESSED] == 2
     assert buckets[(M0 + 10, S)] == 1  # "c" is exactly at the lateness bound: accepted
 
 
@@ -202,9 +210,9 @@ def test_rejections_are_counted_by_reason() -> None:
             Rejection("too_large", "z"),
         ],
     )
-    assert totals[fields.field(H.REJECTED, "too_large")] == 2
-    assert totals[fields.field(H.REJECTED, "malformed_json")] == 1
-    assert totals[H.PROCESSED] == 0
+    assert totals.health[fields.field(H.REJECTED, "too_large")] == 2
+    assert totals.health[fields.field(H.REJECTED, "malformed_json")] == 1
+    assert totals.health[H.PROCESSED] == 0
 
 
 def test_sessions_are_evicted_after_gap_plus_lateness_and_counted_once() -> None:
@@ -235,7 +243,7 @@ def test_late_event_does_not_merge_two_sessions() -> None:
 def test_a_retried_event_is_counted_once_in_the_same_batch() -> None:
     first = click(T0 + 5_000)
     buckets, totals = run(processor(), [pv(T0), first, first])
-    assert totals[H.DUPLICATE] == 1 and totals[H.PROCESSED] == 2
+    assert totals.health[H.DUPLICATE] == 1 and totals.health[H.PROCESSED] == 2
     assert buckets[(M0, fields.field(K.CLICKS.code, "shop", "ad", "bf"))] == 1
 
 
@@ -243,7 +251,7 @@ def test_a_retried_event_is_counted_once_across_batches_and_sessions_of_the_visi
     view = pv(T0)
     later = pv(T0 + GAP + MIN)  # a second session of the same visitor
     _, totals = run(processor(lateness_ms=2 * GAP), [view, later], [view], [later, view])
-    assert totals[H.DUPLICATE] == 3 and totals[H.PROCESSED] == 2 and totals[S] == 2
+    assert totals.health[H.DUPLICATE] == 3 and totals.health[H.PROCESSED] == 2 and totals[S] == 2
 
 
 def test_a_retry_older_than_the_lateness_is_late_not_recounted() -> None:
@@ -251,7 +259,7 @@ def test_a_retry_older_than_the_lateness_is_late_not_recounted() -> None:
     view = pv(T0, "a")
     _, totals = run(p, [view], [pv(T0 + GAP + 10 * MIN + 1, "b")], [view])
     assert ("shop", "a", "") not in p.sessionizer.sessions
-    assert totals[H.LATE] == 1 and totals[H.DUPLICATE] == 0 and totals[S] == 2
+    assert totals.health[H.LATE] == 1 and totals.health[H.DUPLICATE] == 0 and totals[S] == 2
 
 
 def test_a_retry_is_a_duplicate_and_a_reused_id_with_other_content_is_rejected() -> None:
@@ -263,9 +271,9 @@ def test_a_retry_is_a_duplicate_and_a_reused_id_with_other_content_is_rejected()
     retry = PageView(event_id=first.event_id, ts=T0, site="shop", visitor_id="v1", path="/")
     other = PageView(event_id=first.event_id, ts=T0, site="shop", visitor_id="v1", path="/x")
     delta = p.process([first, retry, other], now_ms=NOW_MS)
-    assert delta.totals[H.PROCESSED] == 1
-    assert delta.totals[H.DUPLICATE] == 1
-    assert delta.totals[fields.field(H.REJECTED, "conflicting_duplicate")] == 1
+    assert delta.health[H.PROCESSED] == 1
+    assert delta.health[H.DUPLICATE] == 1
+    assert delta.health[fields.field(H.REJECTED, "conflicting_duplicate")] == 1
     assert [(i, r.reason) for i, r in delta.rejections] == [(2, "conflicting_duplicate")]
 
 
@@ -278,7 +286,7 @@ def test_a_fast_client_clock_does_not_make_honest_events_late() -> None:
     ahead = pv(now + 290_000, "fast")
     honest = [pv(now - 1000 + i, f"h{i}") for i in range(20)]
     delta = p.process([ahead, *honest], now_ms=now)
-    assert delta.totals[H.PROCESSED] == 21 and delta.totals[H.LATE] == 0
+    assert delta.health[H.PROCESSED] == 21 and delta.health[H.LATE] == 0
     assert p.watermark_ms == now
     # A replay of old data (the wall clock long past) never meets the cap.
     q = processor(lateness_ms=2 * MIN)
@@ -290,7 +298,7 @@ def test_rerouted_events_are_counted_once_as_rerouted() -> None:
     from kpistream.contract.routing import REROUTED
 
     delta = processor().process([pv(T0), REROUTED, REROUTED], now_ms=NOW_MS)
-    assert delta.totals[H.PROCESSED] == 1 and delta.totals[H.REROUTED] == 2
+    assert delta.health[H.PROCESSED] == 1 and delta.health[H.REROUTED] == 2
 
 
 def forget(ts: int, visitor: str = "v1") -> Forget:

@@ -95,8 +95,8 @@ def test_retries_late_events_and_rejections_are_counted_apart() -> None:
     d = p.process(
         [like, like, ev(Like, T, post_id="p"), Rejection("unknown_type", "x")], now_ms=NOW_MS
     )
-    assert d.totals[H.PROCESSED] == 1 and d.totals[H.DUPLICATE] == 1
-    assert d.totals[H.LATE] == 1 and d.totals[fields.field(H.REJECTED, "unknown_type")] == 1
+    assert d.health[H.PROCESSED] == 1 and d.health[H.DUPLICATE] == 1
+    assert d.health[H.LATE] == 1 and d.health[fields.field(H.REJECTED, "unknown_type")] == 1
 
 
 def test_state_survives_a_reload() -> None:
@@ -155,5 +155,5 @@ def test_social_retry_is_a_duplicate_and_a_reused_id_is_rejected() -> None:
     retry = Like(event_id=like.event_id, ts=T, network="instagram", account="acme", post_id="p")
     other = Like(event_id=like.event_id, ts=T, network="instagram", account="acme", post_id="q")
     d = p.process([like, retry, other], now_ms=NOW_MS)
-    assert d.totals[H.DUPLICATE] == 1 and d.totals[H.PROCESSED] == 1
+    assert d.health[H.DUPLICATE] == 1 and d.health[H.PROCESSED] == 1
     assert [(i, r.reason) for i, r in d.rejections] == [(2, "conflicting_duplicate")]
