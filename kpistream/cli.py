@@ -393,7 +393,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         settings = running.settings
         reader = WindowReader(redis.Redis.from_url(settings.redis), prefix=settings.redis_prefix)
         windows = settings.window_minutes()
-        long_windows = settings.long_windows_days
+        long_windows = settings.long_windows
         # The shortest window reacts fastest: that is what a live view is for.
         shown = args.window or min(windows, key=lambda name: windows[name])
         if shown not in windows:

@@ -78,7 +78,7 @@ async def forget(settings: Settings, site: str, visitor_id: str, *, wait_s: floa
             await asyncio.sleep(0.2)
         left = [
             k
-            for k in await client.hkeys(keys.key("sessions"))
+            for k in await client.hkeys(keys.state)
             if decode_key(k if isinstance(k, bytes) else k.encode())[:2] == (site, visitor_id)
         ]
         record = bool(await client.exists(keys.visitor((site, visitor_id))))

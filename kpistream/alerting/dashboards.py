@@ -86,7 +86,7 @@ class Query:
 
 def kpi_queries(settings: Settings) -> Iterator[tuple[str, Gauge, Query]]:
     """(tier, gauge, query) of every KPI panel, in dashboard order."""
-    long_window = next(iter(settings.long_windows_days))
+    long_window = next(iter(settings.long_windows))
     for tier, gauges in tiers().items():
         for gauge in gauges:
             metric = gauge.metric

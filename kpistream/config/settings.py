@@ -7,6 +7,7 @@ settings table is generated from :data:`HELP`; a test keeps both in step.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping
 from typing import Any
@@ -15,6 +16,8 @@ import msgspec
 
 from kpistream.kpis.windows import parse_window
 from kpistream.schemas.events import ACTIVITY_TYPES, type_name
+
+log = logging.getLogger(__name__)
 
 CLICKSTREAM_TYPE_NAMES = frozenset(type_name(t) for t in ACTIVITY_TYPES)
 
@@ -56,7 +59,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     max_networks: int = 10
     max_accounts: int = 50
     label_idle_days: int = 30
-    goals: str = "lead,purchase"
+    conversion_goals: str = "lead,purchase"
     idle_after_s: int = 5
     max_event_bytes: int = 65536
     batch_max_records: int = 5000
@@ -103,11 +106,12 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
             path = getattr(self, name)
             if path and not os.path.isfile(path):
                 raise SettingsError(f"{env_name(name)}: no such file: {path}")
-        unknown_goals = set(self.goal_types) - CLICKSTREAM_TYPE_NAMES
-        if unknown_goals or not self.goal_types:
+        unknown_goals = set(self.conversion_goal_types) - CLICKSTREAM_TYPE_NAMES
+        if unknown_goals or not self.conversion_goal_types:
             raise SettingsError(
-                f"{env_name('goals')}: goals are clickstream event types, one or more of "
-                f"{', '.join(sorted(CLICKSTREAM_TYPE_NAMES))}; got {self.goals!r}"
+                f"{env_name('conversion_goals')}: conversion goals are clickstream event types, "
+                f"one or more of "
+                f"{', '.join(sorted(CLICKSTREAM_TYPE_NAMES))}; got {self.conversion_goals!r}"
             )
         for name in (
             "partitions",
@@ -182,8 +186,8 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
         return _csv(self.campaigns)
 
     @property
-    def goal_types(self) -> list[str]:
-        return _csv(self.goals)
+    def conversion_goal_types(self) -> list[str]:
+        return _csv(self.conversion_goals)
 
     def label_budgets(self) -> dict[str, int]:
         """The budgeted dimensions (not those with an allowlist) and their sizes."""
@@ -204,7 +208,8 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
         return max(self.window_minutes().values()) * 60 + self.allowed_lateness_s + 3600
 
     @property
-    def long_windows_days(self) -> dict[str, int]:
+    def long_windows(self) -> dict[str, int]:
+        """The long window by name (``30d``), in days."""
         return {f"{self.long_window_days}d": self.long_window_days}
 
     @property
@@ -257,7 +262,8 @@ HELP: dict[str, str] = {
     "max_networks": "label budget for social networks",
     "max_accounts": "label budget for social accounts",
     "label_idle_days": "a label value unseen this long gives its budget slot up (0: never)",
-    "goals": "conversion goals: clickstream event types, comma-separated",
+    "conversion_goals": "conversion goals (not SMART goals): clickstream event types, "
+    "comma-separated; KPISTREAM_GOALS is its deprecated name",
     "idle_after_s": "seconds without records after which a partition's watermark follows the clock",
     "max_event_bytes": "largest accepted event",
     "batch_max_records": "most records fetched per batch",
@@ -320,6 +326,10 @@ def _csv(text: str) -> list[str]:
     return [part.strip() for part in text.split(",") if part.strip()]
 
 
+#: Environment variables renamed, by old name: still read (the new name wins), with a line.
+DEPRECATED_ENV: dict[str, str] = {"KPISTREAM_GOALS": "conversion_goals"}
+
+
 def load(
     overrides: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None
 ) -> Settings:
@@ -330,6 +340,11 @@ def load(
         value = env.get(env_name(name))
         if value is not None and value != "":
             raw[name] = value
+    for old_name, name in DEPRECATED_ENV.items():
+        value = env.get(old_name)
+        if value:
+            log.warning("%s is deprecated: set %s instead", old_name, env_name(name))
+            raw.setdefault(name, value)
     raw.update({k: v for k, v in (overrides or {}).items() if v is not None})
     try:
         return msgspec.convert(raw, Settings, strict=False)

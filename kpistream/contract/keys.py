@@ -26,6 +26,12 @@ class PartitionKeys:
     def key(self, name: str) -> str:
         return f"{self.prefix}:{{{self.tag}}}:{name}"
 
+    @property
+    def state(self) -> str:
+        """The processor's keyed state: open sessions with their event ids (clickstream),
+        accounts (social)."""
+        return self.key("state")
+
     def minute(self, minute: int) -> str:
         return self.key(f"m:{minute}")
 

@@ -1,9 +1,9 @@
 -- Take ownership of a partition: bump its epoch (fencing the previous owner) and return the
--- state to resume from. KEYS: 1 epoch, 2 meta, 3 sessions.
+-- state to resume from. KEYS: 1 epoch, 2 meta, 3 state (open sessions or accounts).
 -- A missing epoch (a new partition, or a Redis that lost its data) starts at the server's
 -- clock in milliseconds, not at 1: every epoch handed out before the loss is smaller, so an
 -- owner from before still cannot write.
--- Returns {epoch, stored next offset or '', watermark or '', {session field, value, ...},
+-- Returns {epoch, stored next offset or '', watermark or '', {state field, value, ...},
 -- 1 if the epoch was missing else 0}.
 local fresh = 0
 if redis.call('EXISTS', KEYS[1]) == 0 then

@@ -9,7 +9,7 @@
 --       then per bucket: ttl s, n_fields, n x (field, delta);
 --       then per HyperLogLog: ttl s, n_members, members;
 --       then per visitor key: value ('' deletes it: the visitor was erased);
---       then: n_set, n x (session field, value); then: n_del, n x session field.
+--       then: n_set, n x (state field, value); then: n_del, n x state field.
 -- Returns {1} on success, {-1, stored epoch} when fenced, {-2, stored offset} on offset
 -- mismatch, {-3, ''} when the partition has no epoch (Redis lost its data), {-4, stored
 -- offset} when the batch does not start where the stored offset says (records skipped).

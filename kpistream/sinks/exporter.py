@@ -22,7 +22,7 @@ def build_registry(settings: Settings, client: redis.Redis | None = None) -> Col
     )
     reader = WindowReader(client, prefix=settings.redis_prefix)
     windows = settings.window_minutes()
-    long_windows = settings.long_windows_days
+    long_windows = settings.long_windows
     budgets = settings.label_budgets()
     registry = CollectorRegistry(auto_describe=False)
     registry.register(

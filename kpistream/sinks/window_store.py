@@ -13,7 +13,7 @@ key                            type    holds
                                        ``end`` (log end offset; lag = end - ``offset``),
                                        ``stalled`` (1: a record batch cannot be read),
                                        ``stalled_offset``, ``at_ms`` (when written)
-``P:{t:n}:sessions``           hash    keyed state of the partition's processor: open
+``P:{t:n}:state``              hash    keyed state of the partition's processor: open
                                        sessions, msgpack (site, visitor, sid) -> list; for
                                        the social topic, accounts
 ``P:{t:n}:gauges``             hash    current values that can go down (followers)
@@ -158,7 +158,7 @@ class WindowStore:
     async def claim(self, keys: PartitionKeys) -> Claim:
         await self.client.sadd(f"{self.prefix}:partitions", keys.tag)
         epoch, offset, watermark, flat, fresh = await self._claim(
-            keys=[keys.key("epoch"), keys.key("meta"), keys.key("sessions")]
+            keys=[keys.key("epoch"), keys.key("meta"), keys.state]
         )
         return Claim(
             fresh=bool(int(fresh)),
@@ -290,7 +290,7 @@ class WindowStore:
             keys=[
                 keys.key("epoch"),
                 keys.key("meta"),
-                keys.key("sessions"),
+                keys.state,
                 keys.key("totals"),
                 keys.key("gauges"),
                 *bucket_keys,
@@ -345,7 +345,7 @@ class WindowReader:
     def snapshot(
         self,
         windows_min: dict[str, int],
-        long_windows_days: dict[str, int] | None = None,
+        long_windows: dict[str, int] | None = None,
         label_budgets: dict[str, int] | None = None,
     ) -> StoreSnapshot:
         """Totals, each rolling window (minute precision) and each long window (day
@@ -395,9 +395,9 @@ class WindowReader:
                 labels=labels,
             )
 
-        long_windows_days = long_windows_days or {}
+        long_windows = long_windows or {}
         windows: dict[str, Counter[str]] = {
-            name: Counter() for name in [*windows_min, *long_windows_days]
+            name: Counter() for name in [*windows_min, *long_windows]
         }
         uniques: dict[str, Counter[str]] = {name: Counter() for name in windows_min}
         if watermark is None or not parts:
@@ -409,7 +409,7 @@ class WindowReader:
         last_day = day_of(watermark)
         day_ranges = {
             name: range(last_day - days + 1, last_day + 1)
-            for name, days in long_windows_days.items()
+            for name, days in long_windows.items()
         }
         sites = sorted(
             {fields.split(name)[1] for name in totals if fields.split(name)[0] == K.SESSIONS.code}

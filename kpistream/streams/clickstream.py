@@ -43,7 +43,7 @@ class ClickstreamLogic:
             session_gap_ms=s.session_gap_s * 1000,
             allowed_lateness_ms=s.allowed_lateness_s * 1000,
             dimensions=self.dims,
-            goals=s.goal_types,
+            conversion_goals=s.conversion_goal_types,
             max_cached_visitors=s.visitor_cache,
         )
 

@@ -84,13 +84,13 @@ class PartitionProcessor(WatermarkedProcessor):
         session_gap_ms: int,
         allowed_lateness_ms: int,
         dimensions: Dimensions,
-        goals: Iterable[str] = ("lead", "purchase"),
+        conversion_goals: Iterable[str] = ("lead", "purchase"),
         max_cached_visitors: int = 20_000,
     ) -> None:
         super().__init__(allowed_lateness_ms=allowed_lateness_ms)
         self.sessionizer = Sessionizer(session_gap_ms=session_gap_ms)
         self.dims = dimensions
-        self.goals = frozenset(goals)
+        self.conversion_goals = frozenset(conversion_goals)
         self.visitors = VisitorBook(max_cached=max_cached_visitors)
 
     def committed(self) -> None:
@@ -202,7 +202,7 @@ class PartitionProcessor(WatermarkedProcessor):
                 SK.completed_at(session.cart_ms, session.purchases_ms),
                 SK.completed_at(session.checkout_ms, session.purchases_ms),
             )
-        new_goal = SK.apply(session, event, self.goals)
+        new_goal = SK.apply(session, event, self.conversion_goals)
         after = SK.signature(session)
         if after != counted:
             landing, channel = self.dims.landing_page.label, self.dims.channel.label

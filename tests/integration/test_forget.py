@@ -34,7 +34,7 @@ async def _state(settings: Settings, visitor: str) -> tuple[int, bool]:
     keys = PartitionKeys(settings.redis_prefix, settings.clickstream_topic, partition)
     client = aioredis.Redis.from_url(settings.redis)
     try:
-        fields = await client.hkeys(keys.key("sessions"))
+        fields = await client.hkeys(keys.state)
         sessions = sum(decode_key(f)[:2] == (SITE, visitor) for f in fields if isinstance(f, bytes))
         return sessions, bool(await client.exists(keys.visitor((SITE, visitor))))
     finally:

@@ -39,7 +39,7 @@ def processor(
     dims.channel.learn({"direct", "google/cpc"}, full=True)
     dims.currency.learn({"EUR"}, full=True)
     return PartitionProcessor(
-        session_gap_ms=GAP, allowed_lateness_ms=lateness_ms, dimensions=dims, goals=goals
+        session_gap_ms=GAP, allowed_lateness_ms=lateness_ms, dimensions=dims, conversion_goals=goals
     )
 
 

@@ -4,9 +4,13 @@ from kpistream.config.settings import SettingsError, load
 
 
 def test_goals_must_be_clickstream_event_types() -> None:
-    assert load(env={"KPISTREAM_GOALS": "lead, add_to_cart"}).goal_types == ["lead", "add_to_cart"]
-    with pytest.raises(SettingsError, match=r"KPISTREAM_GOALS: goals are clickstream event types"):
-        load(env={"KPISTREAM_GOALS": "signup"})
+    both = load(env={"KPISTREAM_CONVERSION_GOALS": "lead, add_to_cart"})
+    assert both.conversion_goal_types == ["lead", "add_to_cart"]
+    with pytest.raises(
+        SettingsError,
+        match=r"KPISTREAM_CONVERSION_GOALS: conversion goals are clickstream event types",
+    ):
+        load(env={"KPISTREAM_CONVERSION_GOALS": "signup"})
 
 
 @pytest.mark.parametrize(
@@ -27,4 +31,13 @@ def test_derived_retention() -> None:
     s = load(env={"KPISTREAM_WINDOWS": "5m,1h", "KPISTREAM_ALLOWED_LATENESS_S": "60"})
     assert s.window_minutes() == {"5m": 5, "1h": 60}
     assert s.bucket_ttl_s == 3600 + 60 + 3600
-    assert s.long_windows_days == {"30d": 30}
+    assert s.long_windows == {"30d": 30}
+
+
+def test_the_old_name_of_conversion_goals_still_works_with_a_line(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    assert load(env={"KPISTREAM_GOALS": "lead"}).conversion_goal_types == ["lead"]
+    assert "KPISTREAM_GOALS is deprecated: set KPISTREAM_CONVERSION_GOALS instead" in caplog.text
+    both = {"KPISTREAM_GOALS": "lead", "KPISTREAM_CONVERSION_GOALS": "purchase"}
+    assert load(env=both).conversion_goal_types == ["purchase"]
