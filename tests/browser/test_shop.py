@@ -19,10 +19,10 @@ from kpistream.collector.app import create_app
 from kpistream.collector.sender import Sender
 from kpistream.collector.shop import HERE, create_shop, vendor_installed
 from kpistream.config.settings import Settings
-from tests.conftest import require_binary
-from tests.integration.collector_server import read_topic, running_collector, serving
-from tests.integration.known_events import samples
-from tests.integration.waits import scrape_text, wait_until
+from tests.support.collector_server import read_topic, running_collector, serving
+from tests.support.known_events import samples
+from tests.support.stack import require_binary
+from tests.support.waits import scrape_text, wait_until
 
 pytestmark = pytest.mark.slow
 

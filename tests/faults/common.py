@@ -18,7 +18,7 @@ from kpistream.contract import health as H
 from kpistream.produce import encode, produce
 from kpistream.runtime import spawn
 from kpistream.simulator import Account, sessions, social
-from tests.integration.waits import wait_for_totals
+from tests.support.waits import wait_for_totals
 
 START_MS = (time.time_ns() // 1_000_000) - 6 * 3_600_000
 

@@ -29,7 +29,7 @@ from kpistream.contract.routing import REROUTED, is_forwarded, misplaced
 from kpistream.streams.clickstream import ClickstreamLogic
 from kpistream.streams.logic import StreamLogic, valid
 from kpistream.streams.social import SocialLogic
-from tests.integration.waits import counted
+from tests.support.waits import counted
 
 #: Totals and gauges that depend on how records were batched and fetched, not on what they
 #: say: the batch-time histogram and the consumer lag.

@@ -27,7 +27,7 @@ from tests.faults.common import (
     spawn_worker,
     website_only,
 )
-from tests.integration.waits import wait_for_totals, wait_until
+from tests.support.waits import wait_for_totals, wait_until
 
 #: (action, n-th atomic step of that worker's stream): either side of the step, at a
 #: worker's very first step after its claim and deeper into its run, in either stream.

@@ -15,10 +15,10 @@ from kpistream.kpis import catalogue as K
 from kpistream.kpis import fields
 from kpistream.produce import encode, produce
 from kpistream.runtime import ensure_topics
-from tests.conftest import start_streams
 from tests.faults import oracle
 from tests.faults.common import LINES, START_MS, now_ms, settings_for
-from tests.integration.waits import read_dead_letters
+from tests.support.stack import start_streams
+from tests.support.waits import read_dead_letters
 
 decode = msgspec.json.Decoder(dict[str, Any]).decode
 

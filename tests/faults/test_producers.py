@@ -20,11 +20,11 @@ from kpistream.kpis import catalogue as K
 from kpistream.kpis import fields
 from kpistream.produce import produce, route
 from kpistream.runtime import ensure_topics, spawn, stop
-from tests.conftest import start_streams
 from tests.faults import oracle
 from tests.faults.common import LINES, WORKER, now_ms, settings_for, website_only, worker_env
-from tests.integration.known_events import Samples, samples
-from tests.integration.waits import counted, scrape_text, wait_for_totals, wait_until
+from tests.support.known_events import Samples, samples
+from tests.support.stack import start_streams
+from tests.support.waits import counted, scrape_text, wait_for_totals, wait_until
 
 CODECS = ("none", "gzip", "snappy", "lz4", "zstd")
 #: How librdkafka places records: keyed by visitor_id with its default partitioner (CRC32 of

@@ -7,10 +7,10 @@ import asyncio
 from kpistream.produce import produce
 from kpistream.runtime import ensure_topics
 from kpistream.streams.batch_consumer import BatchConsumer
-from tests.conftest import start_streams
 from tests.faults import oracle
 from tests.faults.common import many_lines, now_ms, settings_for
-from tests.integration.waits import wait_until
+from tests.support.stack import start_streams
+from tests.support.waits import wait_until
 
 #: Slices produced one after another with a pause, so that events keep arriving while the
 #: group grows and shrinks (each rebalance takes a few seconds on the embedded broker).

@@ -14,10 +14,10 @@ import redis
 from kpistream.produce import produce
 from kpistream.runtime import EmbeddedServer, ensure_topics, free_port, start_redis
 from kpistream.streams.batch_consumer import BatchConsumer
-from tests.conftest import start_streams
 from tests.faults import oracle
 from tests.faults.common import LINES, flowing, now_ms, processed, settings_for
-from tests.integration.waits import wait_until
+from tests.support.stack import start_streams
+from tests.support.waits import wait_until
 
 
 def kill(server: EmbeddedServer) -> None:

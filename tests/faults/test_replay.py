@@ -12,11 +12,11 @@ from kpistream.kpis import fields
 from kpistream.produce import produce
 from kpistream.runtime import ensure_topics, free_port
 from kpistream.sinks.exporter import serve
-from tests.conftest import start_streams
 from tests.faults import oracle
 from tests.faults.common import LINES, accounts, now_ms, settings_for
-from tests.integration.known_events import samples
-from tests.integration.waits import get, wait_until
+from tests.support.known_events import samples
+from tests.support.stack import start_streams
+from tests.support.waits import get, wait_until
 
 
 @pytest.mark.slow

@@ -10,8 +10,8 @@ from kpistream.produce import produce
 from kpistream.runtime import free_port, start_broker, stop
 from tests.faults import oracle
 from tests.faults.common import now_ms, settings_for, spawn_worker
-from tests.integration import known_events as K
-from tests.integration.waits import wait_until
+from tests.support import known_events as K
+from tests.support.waits import wait_until
 
 
 @pytest.mark.slow

@@ -13,7 +13,7 @@ import yaml
 from kpistream.alerting import dashboards, rules
 from kpistream.alerting.goals import Goal, load_checked
 from kpistream.config.settings import load
-from tests.conftest import require_binary
+from tests.support.stack import require_binary
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"

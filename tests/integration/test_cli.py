@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from kpistream.runtime import free_port
-from tests.integration import known_events as K
+from tests.support import known_events as K
 
 KPISTREAM = [sys.executable, "-m", "kpistream"]
 

@@ -19,17 +19,16 @@ from kpistream.config.settings import Settings
 from kpistream.contract.routing import owner, ownership_key
 from kpistream.kpis import catalogue as K
 from kpistream.kpis import fields
-from tests.integration.collector_server import read_topic, running_collector
-from tests.integration.waits import wait_for_totals
-
-CHROME = (
-    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
-    "Chrome/130.0.0.0 Safari/537.36"
+from tests.support.collector_server import (
+    CHROME,
+    FIREFOX,
+    SECRET,
+    VISITOR_IP,
+    read_topic,
+    running_collector,
 )
-FIREFOX = "Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0"
-#: A documentation address (RFC 5737) as the visitor's: it must never be stored.
-VISITOR_IP = "203.0.113.77"
-SECRET = "a-test-secret-of-32-bytes-length"
+from tests.support.collector_server import headers as _headers
+from tests.support.waits import wait_for_totals
 
 
 def _settings(settings_factory: Any, **extra: Any) -> Settings:
@@ -41,10 +40,6 @@ def _settings(settings_factory: Any, **extra: Any) -> Settings:
     base.update(extra)
     settings: Settings = settings_factory(**base)
     return settings
-
-
-def _headers(ua: str = CHROME, **extra: str) -> dict[str, str]:
-    return {"User-Agent": ua, "X-Forwarded-For": VISITOR_IP, "Content-Type": "text/plain", **extra}
 
 
 def _pv(path: str, **extra: Any) -> dict[str, Any]:

@@ -1,6 +1,6 @@
 """Redis with users, passwords and TLS, for real: the worker, the exporter and the CLI reach
 it from the URL alone, and a wrong password is one line that does not show it (issue 9).
-Kafka SASL and TLS are tested by configuration only (tests/unit/test_connections.py): the
+Kafka SASL and TLS are tested by configuration only (tests/unit/config/test_connections.py): the
 embedded broker speaks neither."""
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ import trustme
 
 from kpistream.produce import produce
 from kpistream.runtime import UserError, check_redis, ensure_topics, free_port, start_redis
-from tests.conftest import require_binary
-from tests.integration import known_events as K
-from tests.integration.waits import scrape_samples, wait_for_events
+from tests.support import known_events as K
+from tests.support.stack import require_binary
+from tests.support.waits import scrape_samples, wait_for_events
 
 
 async def counts_known_events(settings_factory, workers, redis_url: str) -> None:  # type: ignore[no-untyped-def]

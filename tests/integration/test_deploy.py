@@ -15,8 +15,8 @@ import yaml
 from kpistream.cli import parser
 from kpistream.config.settings import Settings, env_name
 from kpistream.runtime import free_port, spawn, stop
-from tests.conftest import require_binary
-from tests.integration import known_events as K
+from tests.support import known_events as K
+from tests.support.stack import require_binary
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"

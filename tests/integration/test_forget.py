@@ -21,9 +21,9 @@ from kpistream.forget import forget
 from kpistream.kpis import catalogue as K
 from kpistream.kpis import fields
 from kpistream.streams.sessionizer import decode_key
-from tests.integration.collector_server import running_collector
-from tests.integration.test_collector import SECRET, _headers
-from tests.integration.waits import wait_for_totals
+from tests.support.collector_server import SECRET, running_collector
+from tests.support.collector_server import headers as _headers
+from tests.support.waits import wait_for_totals
 
 SITE = "shop.test"
 

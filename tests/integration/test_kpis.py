@@ -12,10 +12,10 @@ from kpistream.produce import produce
 from kpistream.runtime import ensure_topics
 from kpistream.streams.social import SocialLogic
 from kpistream.worker import social_group
-from tests.conftest import require_binary
-from tests.integration import known_events as K
-from tests.integration import kpi_events as KE
-from tests.integration.waits import scrape_samples, scrape_text, wait_for_totals
+from tests.support import known_events as K
+from tests.support import kpi_events as KE
+from tests.support.stack import require_binary
+from tests.support.waits import scrape_samples, scrape_text, wait_for_totals
 
 
 async def test_every_web_kpi_is_exact_and_carts_are_decided_without_later_events(  # type: ignore[no-untyped-def]

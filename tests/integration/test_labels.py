@@ -14,8 +14,8 @@ from kpistream.produce import produce
 from kpistream.runtime import ensure_topics
 from kpistream.streams import labels
 from tests.faults.common import now_ms
-from tests.integration.known_events import samples
-from tests.integration.waits import scrape_text, wait_for_events, wait_until
+from tests.support.known_events import samples
+from tests.support.waits import scrape_text, wait_for_events, wait_until
 
 DAY_MS = 86_400_000
 

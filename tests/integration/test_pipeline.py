@@ -8,9 +8,9 @@ import subprocess
 
 from kpistream.produce import produce
 from kpistream.runtime import ensure_topics, free_port, start_redis
-from tests.conftest import require_binary
-from tests.integration import known_events as K
-from tests.integration.waits import (
+from tests.support import known_events as K
+from tests.support.stack import require_binary
+from tests.support.waits import (
     read_dead_letters,
     scrape_samples,
     scrape_text,

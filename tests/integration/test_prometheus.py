@@ -34,8 +34,8 @@ from kpistream.produce import encode, produce
 from kpistream.runtime import ensure_topics, free_port, spawn, stop, wait_port
 from kpistream.simulator import follower_snapshots, sessions, social_events
 from kpistream.sinks.exporter import serve
-from tests.conftest import require_binary, start_streams
-from tests.integration.waits import get, wait_for_events, wait_until
+from tests.support.stack import require_binary, start_streams
+from tests.support.waits import get, wait_for_events, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 RULES = ROOT / "deploy" / "prometheus" / "rules" / "kpistream.rules.yml"

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from kpistream.contract import health as H
 from kpistream.kpis import catalogue as K
 from kpistream.kpis import fields
@@ -19,18 +17,13 @@ from kpistream.schemas.events import (
 )
 from kpistream.streams.labels import LabelBudget
 from kpistream.streams.social import SocialProcessor
+from tests.support.factories import social
 
 #: The wall clock of every batch: after every event here (the watermark cap never bites).
 NOW_MS = 4_000_000_000_000
 T = 1_700_000_000_000
 S = 1000
-_n = 0
-
-
-def ev(cls: Any, ts: int, account: str = "acme", **fields: Any) -> Any:
-    global _n
-    _n += 1
-    return cls(event_id=f"s{_n}", ts=ts, network="instagram", account=account, **fields)
+ev = social
 
 
 def processor(max_accounts: int = 10) -> SocialProcessor:

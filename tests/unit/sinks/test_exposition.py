@@ -3,7 +3,7 @@
 The snapshot is written by hand; the values below are computed by hand from it, and the full
 text is compared with ``exposition.txt`` so that any change to a name, a help text, a label
 or a sample shows in review. Regenerate that file only for an intended change:
-``python -m tests.unit.test_exposition > tests/unit/exposition.txt``.
+``python -m tests.unit.sinks.test_exposition > tests/unit/sinks/exposition.txt``.
 """
 
 from __future__ import annotations

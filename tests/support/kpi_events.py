@@ -28,7 +28,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from tests.integration.known_events import T
+from tests.support.known_events import T
 
 S = 1000
 _events: list[dict[str, Any]] = []

@@ -16,7 +16,7 @@ from kpistream.cli import main
 from kpistream.kpis import catalogue as K
 
 TODAY = datetime.date(2026, 11, 23)
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 EXAMPLE = ROOT / "deploy" / "goals.example.yml"
 
 GOOD: dict[str, Any] = {

@@ -17,7 +17,7 @@ from kpistream.contract import health as H
 from kpistream.runtime import free_port
 from kpistream.sinks.exporter import serve
 from kpistream.sinks.window_store import WindowReader
-from tests.integration.known_events import Samples, samples
+from tests.support.known_events import Samples, samples
 
 
 async def wait_for_totals(

@@ -7,8 +7,7 @@ from kpistream.kpis import catalogue as K
 from kpistream.kpis import fields
 from kpistream.kpis.windows import day_of
 from kpistream.schemas.events import Lead, Purchase
-from tests.unit.test_processor import GAP, M0, MIN, NOW_MS, T0, pick, processor, pv, run
-from tests.unit.test_session_kpis import ev
+from tests.support.factories import GAP, M0, MIN, NOW_MS, T0, ev, pick, processor, pv, run
 
 NV = fields.field(K.NEW_VISITORS.code, "shop")
 LEADS = fields.field(K.LEADS.code, "shop")

@@ -15,16 +15,7 @@ from kpistream.schemas.events import (
     Purchase,
     SurveyResponse,
 )
-from tests.unit.test_processor import GAP, M0, MIN, T0, imp, pick, processor, pv, run
-
-_n = 0
-
-
-def ev(cls: Any, ts: int, visitor: str = "v1", **fields: Any) -> Any:
-    global _n
-    _n += 1
-    return cls(event_id=f"k{_n}", ts=ts, site="shop", visitor_id=visitor, **fields)
-
+from tests.support.factories import GAP, M0, MIN, T0, ev, imp, pick, processor, pv, run
 
 E = fields.field(K.ENGAGED.code, "shop")
 LATENESS = 10 * MIN

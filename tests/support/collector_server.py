@@ -13,7 +13,22 @@ import uvicorn
 from kpistream.collector.app import create_app
 from kpistream.config.settings import Settings
 from kpistream.runtime import ensure_topics, free_port
-from tests.integration.waits import read_records
+from tests.support.waits import read_records
+
+CHROME = (
+    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/130.0.0.0 Safari/537.36"
+)
+FIREFOX = "Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0"
+#: A documentation address (RFC 5737) as the visitor's: it must never be stored.
+VISITOR_IP = "203.0.113.77"
+#: The customer-zone key of the collector tests.
+SECRET = "a-test-secret-of-32-bytes-length"
+
+
+def headers(ua: str = CHROME, **extra: str) -> dict[str, str]:
+    """A browser's request headers, from the visitor's address behind a trusted proxy."""
+    return {"User-Agent": ua, "X-Forwarded-For": VISITOR_IP, "Content-Type": "text/plain", **extra}
 
 
 @contextlib.asynccontextmanager
@@ -57,7 +72,7 @@ async def read_topic(
     settings: Settings, expected: int, *, timeout_s: float = 30
 ) -> list[tuple[int, bytes, dict[str, Any]]]:
     """(partition, key, decoded value) of the clickstream topic's records (see
-    :func:`tests.integration.waits.read_records`)."""
+    :func:`tests.support.waits.read_records`)."""
     records = await read_records(settings, settings.clickstream_topic, expected,
                                  timeout_s=timeout_s)
     return [(r.partition, r.key, msgspec.json.decode(r.value)) for r in records]
