@@ -35,7 +35,7 @@ from kpistream.runtime import ensure_topics, free_port, spawn, stop, wait_port
 from kpistream.simulator import follower_snapshots, sessions, social_events
 from kpistream.sinks.exporter import serve
 from tests.support.stack import require_binary, start_streams
-from tests.support.waits import get, wait_for_events, wait_until
+from tests.support.waits import get, wait_for_events, wait_until, wait_until_sync
 
 ROOT = Path(__file__).resolve().parents[2]
 RULES = ROOT / "deploy" / "prometheus" / "rules" / "kpistream.rules.yml"
@@ -69,14 +69,15 @@ def traffic(seed: int, start_ms: int) -> list[bytes]:
 def wait_ready(url: str, log: Path, timeout_s: float = 30) -> None:
     """The port opens before the server is ready (Prometheus answers 503 while its TSDB
     starts): wait for the readiness endpoint to say 200."""
-    deadline = time.monotonic() + timeout_s
-    while True:
+
+    def ready() -> bool:
         try:
             get(url)
-            return
-        except (urllib.error.URLError, ConnectionError) as exc:
-            assert time.monotonic() < deadline, f"{url}: {exc}; see {log}"
-            time.sleep(0.1)
+        except (urllib.error.URLError, ConnectionError):
+            return False
+        return True
+
+    wait_until_sync(f"{url} is ready (see {log})", ready, timeout_s=timeout_s, every_s=0.1)
 
 
 class Prometheus:

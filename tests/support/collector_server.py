@@ -13,7 +13,7 @@ import uvicorn
 from kpistream.collector.app import create_app
 from kpistream.config.settings import Settings
 from kpistream.runtime import ensure_topics, free_port
-from tests.support.waits import read_records
+from tests.support.waits import read_records, wait_until
 
 CHROME = (
     "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
@@ -41,12 +41,12 @@ async def serving(app: Any, what: str, **options: Any) -> AsyncIterator[int]:
     )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + 30
-    while not server.started:
+
+    def started() -> bool:
         assert not task.done(), f"the {what} did not start: {task.exception()!r}"
-        assert loop.time() < deadline, f"the {what} did not start in 30 s"
-        await asyncio.sleep(0.05)
+        return bool(server.started)
+
+    await wait_until(f"the {what} starts", started, timeout_s=30)
     try:
         yield port
     finally:

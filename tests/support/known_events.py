@@ -138,20 +138,25 @@ def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
 
 def assert_served(url: str, *, timeout_s: float = 90) -> None:
     """Poll ``url`` until every valid event is processed, then compare with EXPECTED."""
-    import time
     import urllib.request
 
+    from tests.support.waits import wait_until_sync
+
     got: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
+
+    def processed_all() -> bool:
+        nonlocal got
         try:
             with urllib.request.urlopen(url, timeout=5) as response:
                 got = samples(response.read().decode())
         except OSError:
-            pass
-        if got.get(("kpistream_events_processed_total", ())) == len(EVENTS):
-            break
-        time.sleep(0.5)
+            return False
+        return got.get(("kpistream_events_processed_total", ())) == len(EVENTS)
+
+    try:
+        wait_until_sync("every valid event is processed", processed_all, timeout_s=timeout_s)
+    except AssertionError:
+        pass  # assert_matches says what differs
     assert_matches(got)
 
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import redis
@@ -26,16 +27,20 @@ async def wait_for_totals(
     """Wait until the summed totals in Redis reach the expected values."""
     reader = WindowReader(redis.Redis.from_url(settings.redis), prefix=settings.redis_prefix)
     windows = settings.window_minutes()
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout_s
     totals: dict[str, int] = {}
-    while loop.time() < deadline:
+
+    async def reached() -> bool:
+        nonlocal totals
         totals = (await asyncio.to_thread(reader.snapshot, windows)).totals
-        if all(totals.get(k, 0) >= v for k, v in expected.items()):
-            return reader
-        await asyncio.sleep(0.2)
-    got = {k: totals.get(k, 0) for k in expected}
-    raise AssertionError(f"totals {got} never reached {expected} in {timeout_s}s")
+        return all(totals.get(k, 0) >= v for k, v in expected.items())
+
+    await wait_until(
+        f"the totals reach {expected}",
+        reached,
+        timeout_s=timeout_s,
+        detail=lambda: f"got {({k: totals.get(k, 0) for k in expected})}",
+    )
+    return reader
 
 
 def counted(totals: Mapping[str, int]) -> int:
@@ -49,18 +54,20 @@ def counted(totals: Mapping[str, int]) -> int:
 
 
 async def wait_for_events(settings: Settings, expected: int, timeout_s: float = 30) -> WindowReader:
+    """Wait until Redis has counted ``expected`` records (see :func:`counted`)."""
     reader = WindowReader(redis.Redis.from_url(settings.redis), prefix=settings.redis_prefix)
     windows = settings.window_minutes()
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout_s
     seen = -1
-    while loop.time() < deadline:
-        totals = (await asyncio.to_thread(reader.snapshot, windows)).totals
-        seen = counted(totals)
-        if seen >= expected:
-            return reader
-        await asyncio.sleep(0.2)
-    raise AssertionError(f"only {seen} of {expected} events reached Redis in {timeout_s}s")
+
+    async def reached() -> bool:
+        nonlocal seen
+        seen = counted((await asyncio.to_thread(reader.snapshot, windows)).totals)
+        return seen >= expected
+
+    await wait_until(
+        f"{expected} events reach Redis", reached, timeout_s=timeout_s, detail=lambda: f"{seen}"
+    )
+    return reader
 
 
 async def scrape_samples(settings: Settings) -> Samples:
@@ -83,8 +90,18 @@ def get(url: str) -> str:
         return str(response.read().decode())
 
 
-async def wait_until(what: str, check: Any, *, timeout_s: float = 60) -> None:
-    """Poll ``check()`` (sync or async) until it is true."""
+async def wait_until(
+    what: str,
+    check: Any,
+    *,
+    timeout_s: float = 60,
+    every_s: float = 0.05,
+    detail: Callable[[], str] | None = None,
+) -> None:
+    """Poll ``check()`` (sync or async) until it is true; fail after ``timeout_s`` naming
+    ``what`` (and ``detail()``, what was seen last). Every wait of the tests is this one (or
+    :func:`wait_until_sync` outside an event loop): a condition with a deadline, never a
+    sleep."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout_s
     while True:
@@ -93,8 +110,21 @@ async def wait_until(what: str, check: Any, *, timeout_s: float = 60) -> None:
             result = await result
         if result:
             return
-        assert loop.time() < deadline, f"timed out waiting until {what}"
-        await asyncio.sleep(0.05)
+        if loop.time() >= deadline:
+            seen = f"; last seen: {detail()}" if detail is not None else ""
+            raise AssertionError(f"timed out after {timeout_s:g}s waiting until {what}{seen}")
+        await asyncio.sleep(every_s)
+
+
+def wait_until_sync(
+    what: str, check: Callable[[], Any], *, timeout_s: float = 60, every_s: float = 0.2
+) -> None:
+    """:func:`wait_until` for code without an event loop."""
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout_s:g}s waiting until {what}")
+        time.sleep(every_s)
 
 
 async def read_records(
