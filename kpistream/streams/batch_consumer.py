@@ -49,7 +49,6 @@ from aiokafka.structs import ConsumerRecord
 
 from kpistream.config.connections import kafka_options
 from kpistream.config.settings import Settings
-from kpistream.contract.delta import BatchDelta
 from kpistream.contract.keys import PartitionKeys
 from kpistream.contract.store import (
     Fenced,
@@ -464,23 +463,12 @@ class BatchConsumer:
         if sends:  # forwarded and dead-lettered before the offset moves past them
             await asyncio.gather(*sends)
         delta.health.update(steps.batch_health(time.perf_counter() - started, skipped))
-        await self._commit(
+        assert self.commit is not None
+        await self.commit(
             owned, delta, records[-1].offset + 1, first_offset=records[0].offset, skipped=skipped
         )
         owned.gap_seen = None
         owned.last_records_s = time.monotonic()
-
-    async def _commit(
-        self,
-        owned: Owned,
-        delta: BatchDelta,
-        next_offset: int,
-        *,
-        first_offset: int | None = None,
-        skipped: int = 0,
-    ) -> None:
-        assert self.commit is not None
-        await self.commit(owned, delta, next_offset, first_offset=first_offset, skipped=skipped)
 
     async def _advance_idle(self) -> None:
         """Time keeps moving when traffic stops: an idle partition's watermark follows the
@@ -501,7 +489,8 @@ class BatchConsumer:
             delta = owned.processor.advance(self.clock_ms() - lateness_ms)
             if delta.watermark_ms:
                 try:
-                    await self._commit(owned, delta, owned.next_offset)
+                    assert self.commit is not None
+                    await self.commit(owned, delta, owned.next_offset)
                 except Exception as exc:
                     if not await self._recover(tp, owned, exc):
                         raise

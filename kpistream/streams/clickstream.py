@@ -7,13 +7,10 @@ from collections.abc import Iterable
 from typing import Any
 
 from kpistream.config.settings import Settings
-from kpistream.contract.keys import PartitionKeys
 from kpistream.contract.routing import clickstream_key
-from kpistream.contract.store import PartitionStore
 from kpistream.schemas.decoder import EventDecoder
-from kpistream.schemas.events import Clickstream, ClickstreamEvent
+from kpistream.schemas.events import Clickstream
 from kpistream.streams.labels import Dimensions, LabelBudget
-from kpistream.streams.logic import PartitionLogic
 from kpistream.streams.processor import PartitionProcessor, dimension_values
 
 
@@ -58,15 +55,3 @@ class ClickstreamLogic:
 
     def dimension_values(self, events: Iterable[Any]) -> dict[str, set[str]]:
         return dimension_values(events)
-
-    async def prepare(
-        self,
-        partition: PartitionLogic,
-        events: list[ClickstreamEvent],
-        store: PartitionStore,
-        keys: PartitionKeys,
-    ) -> None:
-        assert isinstance(partition, PartitionProcessor)
-        book = partition.visitors
-        needed = book.missing((e.site, e.visitor_id) for e in events)
-        book.fill(await store.load_visitors(keys, needed))

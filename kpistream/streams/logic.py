@@ -35,6 +35,9 @@ class PartitionLogic(Protocol):
     def advance(self, watermark_ms: int) -> BatchDelta:
         """Move the watermark of an idle partition forward (no-op if not forward)."""
 
+    async def prepare(self, events: list[Any], store: PartitionStore, keys: PartitionKeys) -> None:
+        """Load from the store what processing these events needs (may do nothing)."""
+
     def committed(self) -> None:
         """The last delta is in Redis."""
 
@@ -62,14 +65,6 @@ class StreamLogic(Protocol):
     def dimension_values(self, events: Iterable[Any]) -> dict[str, set[str]]:
         """Raw values of each bounded dimension in a batch, admitted before processing."""
 
-    async def prepare(
-        self,
-        partition: PartitionLogic,
-        events: list[Any],
-        store: PartitionStore,
-        keys: PartitionKeys,
-    ) -> None:
-        """Load from Redis what processing these events needs (may do nothing)."""
 
 
 def valid(decoded: Iterable[Any]) -> list[Any]:

@@ -21,7 +21,9 @@ from collections.abc import Iterable
 
 from kpistream.contract import health as H
 from kpistream.contract.delta import BatchDelta
+from kpistream.contract.keys import PartitionKeys
 from kpistream.contract.routing import Rerouted
+from kpistream.contract.store import PartitionStore
 from kpistream.contract.visitor import Visitor
 from kpistream.kpis import catalogue as K
 from kpistream.kpis import fields
@@ -92,6 +94,14 @@ class PartitionProcessor(WatermarkedProcessor):
         self.dims = dimensions
         self.conversion_goals = frozenset(conversion_goals)
         self.visitors = VisitorBook(max_cached=max_cached_visitors)
+
+    async def prepare(
+        self, events: list[ClickstreamEvent], store: PartitionStore, keys: PartitionKeys
+    ) -> None:
+        """Load the visitors of these events the cache lacks (one MGET)."""
+        book = self.visitors
+        needed = book.missing((e.site, e.visitor_id) for e in events)
+        book.fill(await store.load_visitors(keys, needed))
 
     def committed(self) -> None:
         """The last delta is in Redis."""

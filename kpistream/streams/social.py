@@ -40,7 +40,6 @@ from kpistream.schemas.events import (
     fingerprint,
 )
 from kpistream.streams.labels import OTHER, LabelBudget
-from kpistream.streams.logic import PartitionLogic
 from kpistream.streams.watermarked import WatermarkedProcessor
 
 AccountKey = tuple[str, str]  # (network, account)
@@ -127,6 +126,11 @@ class SocialProcessor(WatermarkedProcessor):
         self._settle(delta, touched)
         return delta
 
+    async def prepare(
+        self, events: list[SocialEvent], store: PartitionStore, keys: PartitionKeys
+    ) -> None:
+        """Nothing to load: an account's state is the partition's own."""
+
     def held(self) -> int:
         return len(self.accounts)
 
@@ -212,12 +216,3 @@ class SocialLogic:
             values["network"].add(event.network)
             values["account"].add(event.account)
         return values
-
-    async def prepare(
-        self,
-        partition: PartitionLogic,
-        events: list[Any],
-        store: PartitionStore,
-        keys: PartitionKeys,
-    ) -> None:
-        pass

@@ -93,7 +93,7 @@ class Enrich:
 
     async def __call__(self, owned: Owned, events: list[Any]) -> None:
         await self.admission.admit_all(self.logic.dimension_values(events))
-        await self.logic.prepare(owned.processor, events, self.store, owned.keys)
+        await owned.processor.prepare(events, self.store, owned.keys)
 
 
 def fold(owned: Owned, decoded: list[Any], now_ms: int) -> BatchDelta:
