@@ -163,7 +163,9 @@ class BatchConsumer:
             heartbeat_interval_ms=1000,
         )
         self.admission = LabelAdmission(s, self.logic, self.store, self.clock_ms)
-        self._ownership = Ownership(s, self.logic, self.store, self.consumer, self.admission)
+        self._ownership = Ownership(
+            s, self.logic, self.store, self.consumer, self.admission, self._stopping
+        )
         self.forward = steps.Forward(self.producer, self.logic.ownership_key)
         self.enrich = steps.Enrich(self.logic, self.admission, self.store)
         self.dead_letters = steps.DeadLetters(self.producer, self.redact, s.deadletter_topic)

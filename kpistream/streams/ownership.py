@@ -61,12 +61,16 @@ class Ownership:
         store: PartitionStore,
         consumer: AIOKafkaConsumer,
         admission: LabelAdmission,
+        stopping: asyncio.Event,
     ) -> None:
         self.settings = settings
         self.logic = logic
         self.store = store
         self.consumer = consumer
         self.admission = admission
+        #: Set when the worker stops: a claim waiting for Redis gives up instead of holding
+        #: the worker (and its shutdown) forever.
+        self.stopping = stopping
         self.owned: dict[TopicPartition, Owned] = {}
 
     async def claim(self, tp: TopicPartition) -> None:
@@ -99,7 +103,10 @@ class Ownership:
                     keys.tag,
                     delay,
                 )
-                await asyncio.sleep(delay)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.stopping.wait(), delay)
+                if self.stopping.is_set():  # the worker stops: this task ends here
+                    raise asyncio.CancelledError(f"stopping while claiming {keys.tag}") from exc
         self.owned[tp] = Owned(keys, claim.epoch, claim.next_offset, processor, time.monotonic())
         # It may have been paused here: an older epoch fenced, or a stalled batch.
         self.consumer.resume(tp)

@@ -89,13 +89,17 @@ async def processed(settings: Settings) -> int:
     return int(reader.snapshot({}).totals[H.PROCESSED])
 
 
-def flowing(settings: Settings, slices: int) -> asyncio.Task[None]:
-    """LINES produced in ``slices`` slices 0.2 s apart, in the background: events still
-    flow while a test injects its faults."""
+def flowing(settings: Settings, slices: int, gate: asyncio.Event) -> asyncio.Task[None]:
+    """LINES produced in ``slices`` slices 0.2 s apart, in the background, the last quarter
+    only once ``gate`` is set: events still flow after a test has injected its faults, by
+    construction and not by how fast this machine is."""
     size = len(LINES) // slices + 1
+    held = len(LINES) - len(LINES) // 4
 
     async def flow() -> None:
         for start in range(0, len(LINES), size):
+            if start >= held:
+                await gate.wait()
             await produce(settings, LINES[start : start + size])
             await asyncio.sleep(0.2)
 

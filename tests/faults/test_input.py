@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import random
 from collections import Counter
@@ -111,10 +112,21 @@ async def test_poison_mixed_in_is_dead_lettered_and_leaves_the_state_untouched( 
     letters = await read_dead_letters(settings, len(POISON))
     assert len(letters) == len(POISON)
     found = {}
+    letter_of = {}
     for letter in letters:
         source = log[letter["topic"], letter["partition"]][letter["offset"]]
         found[source] = letter["reason"]
+        letter_of[source] = letter
     assert found == dict(POISON)
+    # What a letter carries: text when the payload was UTF-8 (with the failing field's
+    # path), base64 when not, and at most 64 KiB of it.
+    binary = letter_of[bytes(range(256))]
+    assert base64.b64decode(binary["payload_base64"]) == bytes(range(256))
+    as_text = POISON[6][0]
+    assert letter_of[as_text]["payload"] == as_text.decode()
+    assert letter_of[as_text]["field"] == "$.ts"
+    big = letter_of[POISON[2][0]]
+    assert big["payload_truncated"] is True and len(big["payload"]) == 64 * 1024
     poison = {p for p, _ in POISON}
     # The valid events alone give exactly the state of a run without poison.
     clean = {part: [v for v in values if v not in poison] for part, values in log.items()}

@@ -14,6 +14,7 @@ import redis
 from kpistream.produce import produce
 from kpistream.runtime import EmbeddedServer, ensure_topics, free_port, start_redis
 from kpistream.streams.batch_consumer import BatchConsumer
+from kpistream.worker import batch_consumer
 from tests.faults import oracle
 from tests.faults.common import LINES, flowing, now_ms, processed, settings_for
 from tests.support.stack import start_streams
@@ -35,7 +36,8 @@ async def test_redis_killed_twice_mid_stream_restarts_from_its_aof_and_ends_exac
     server = start_redis(tmp_path, port, persist=True)
     settings = settings_for(settings_factory, redis=server.address, batch_max_records=50)
     await ensure_topics(settings)
-    flow = flowing(settings, 60)  # still flowing after both crashes
+    faults_done = asyncio.Event()
+    flow = flowing(settings, 60, faults_done)  # still flowing after both crashes
     try:
         await start_streams(workers, settings)
         for mark in (len(LINES) // 4, len(LINES) // 2):
@@ -48,6 +50,7 @@ async def test_redis_killed_twice_mid_stream_restarts_from_its_aof_and_ends_exac
             await asyncio.sleep(1.0)  # the worker meets a dead Redis meanwhile
             server = start_redis(tmp_path, port, persist=True, password=server.password)
         assert not flow.done(), "the events stopped flowing before the last Redis crash"
+        faults_done.set()
         await flow
         await oracle.assert_exact(settings, now_ms=now_ms())
     finally:
@@ -130,7 +133,8 @@ async def test_redis_back_empty_is_recognised_and_rebuilt_from_the_log(  # type:
     server = start_redis(tmp_path, port)  # no AOF: a restart is empty
     settings = settings_for(settings_factory, redis=server.address, batch_max_records=50)
     await ensure_topics(settings)
-    flow = flowing(settings, 40)
+    faults_done = asyncio.Event()
+    flow = flowing(settings, 40, faults_done)
     try:
         await start_streams(workers, settings)
 
@@ -141,6 +145,7 @@ async def test_redis_back_empty_is_recognised_and_rebuilt_from_the_log(  # type:
         kill(server)
         server = start_redis(tmp_path, port, password=server.password)
         assert not flow.done(), "the events stopped flowing before Redis came back empty"
+        faults_done.set()
         await flow
         await oracle.assert_exact(settings, now_ms=now_ms())
         resets = int(
@@ -152,4 +157,32 @@ async def test_redis_back_empty_is_recognised_and_rebuilt_from_the_log(  # type:
         assert fenced is None, "a worker alone fenced itself"
     finally:
         flow.cancel()
+        server.stop()
+
+
+async def test_a_worker_waiting_for_a_dead_redis_still_stops(  # type: ignore[no-untyped-def]
+    settings_factory, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Redis dies for good while the worker claims its partitions again: the claim retries
+    with backoff, and a stop (SIGTERM, a rebalance) still ends the worker promptly instead
+    of waiting for a Redis that never comes back."""
+    port = free_port()
+    server = start_redis(tmp_path, port)
+    settings = settings_for(settings_factory, redis=server.address)
+    await ensure_topics(settings)
+    worker = batch_consumer(settings)
+    await worker.start()
+    task = asyncio.create_task(worker.run())
+    try:
+        await produce(settings, LINES[:50])
+        await wait_until("the first events were processed", lambda: processed(settings))
+        kill(server)
+        await produce(settings, LINES[50:100])
+        await wait_until(
+            "the worker retries its claim", lambda: "retrying partition" in caplog.text
+        )
+        await asyncio.wait_for(worker.stop(), 30)
+        await asyncio.wait_for(task, 10)
+    finally:
+        task.cancel()
         server.stop()
