@@ -35,8 +35,3 @@ BATCH_BUCKETS_S: tuple[float, ...] = (
     2.5,
     5.0,
 )
-
-
-def is_health(name: str) -> bool:
-    """Whether a totals field is a health field (health fields start with ``_``)."""
-    return name.startswith("_")

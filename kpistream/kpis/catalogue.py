@@ -520,9 +520,7 @@ FAMILIES: tuple[Family, ...] = (
     Family(FOLLOWERS.metric, "gauge", SOCIAL, FOLLOWERS.help, FOLLOWERS.tier, windowed=False),
 )
 
-BY_STEM: dict[str, Quotient] = {q.stem: q for q in QUOTIENTS}
 STORED: tuple[Count | Level, ...] = (*COUNTS, *LEVELS)
-BY_CODE: dict[str, Count | Level] = {c.code: c for c in STORED}
 Entry = Count | Level | Quotient | Family
 
 
@@ -542,6 +540,8 @@ def problems() -> list[str]:
             out.append(f"{q.stem}: denominator parts with different labels")
         if q.labels[: len(q.denominator[0].labels)] != q.denominator[0].labels:
             out.append(f"{q.stem}: the denominator's labels must lead the quotient's")
+        if q.extra_labels and len(q.denominator) > 1:
+            out.append(f"{q.stem}: extra numerator labels need a single denominator part")
         if not set(q.required) <= set(q.labels):
             out.append(f"{q.stem}: requires a label it does not have")
         for c in q.numerator + q.subtract:

@@ -266,9 +266,7 @@ class WindowStore:
             first_offset,
             skipped,
         ]
-        totals = Counter(delta.totals)
-        totals.update(delta.health)  # stored beside the KPI counters
-        _pairs(args, totals)
+        _pairs(args, delta.totals, delta.health)  # health is stored beside the KPI counters
         args.append(len(delta.gauges))
         for gauge, current in delta.gauges.items():
             args += (gauge, current)
@@ -314,8 +312,9 @@ class WindowStore:
             )
 
 
-def _pairs(args: list[Any], counts: Counter[str]) -> None:
-    items = [(k, v) for k, v in counts.items() if v]
+def _pairs(args: list[Any], *counters: Counter[str]) -> None:
+    """The non-zero counts of ``counters`` (whose names never overlap) as ``n, name, count ...``."""
+    items = [(k, v) for counts in counters for k, v in counts.items() if v]
     args.append(len(items))
     for name, delta in items:
         args += (name, delta)
