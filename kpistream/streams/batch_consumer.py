@@ -65,7 +65,7 @@ from kpistream.streams.deadletter import Redactor
 from kpistream.streams.logic import StreamLogic, valid
 from kpistream.streams.memory import Reclaimer
 from kpistream.streams.ownership import REDIS_UNAVAILABLE, Owned, Ownership
-from kpistream.streams.retry import Backoff
+from kpistream.streams.retry import Backoff, pause
 
 log = logging.getLogger(__name__)
 
@@ -214,7 +214,7 @@ class BatchConsumer:
                 delay = backoff.next()
                 log.exception("consume loop failed; retrying in %.1fs", delay)
                 self.errors.append(exc)
-            await asyncio.sleep(delay)
+            await pause(delay, self._stopping)
 
     async def poll_once(self, *, timeout_ms: int) -> int:
         """Fetch one batch and apply it; returns the number of records handled."""
@@ -316,8 +316,7 @@ class BatchConsumer:
             except Exception as exc:  # a bug must not end the reports; tests fail on errors
                 log.exception("live report failed")
                 self.errors.append(exc)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), LIVE_EVERY_S)
+            await pause(LIVE_EVERY_S, self._stopping)
 
     async def _report_live(self) -> None:
         """Write each owned partition's log end, lag and stall to Redis, paused and stalled
@@ -422,8 +421,8 @@ class BatchConsumer:
                 "partition %s: batch failed; reloading its state in %.1fs", owned.keys.tag, delay
             )
             self.errors.append(exc)
-            await asyncio.sleep(delay)
-            await self._claim(tp)
+            if not await pause(delay, self._stopping):
+                await self._claim(tp)
             return 0
         self._failures.pop(tp, None)
         return len(records)

@@ -26,7 +26,7 @@ from kpistream.contract.keys import PartitionKeys
 from kpistream.contract.store import PartitionStore
 from kpistream.streams.admission import LabelAdmission
 from kpistream.streams.logic import PartitionLogic, StreamLogic
-from kpistream.streams.retry import Backoff
+from kpistream.streams.retry import Backoff, pause
 
 log = logging.getLogger(__name__)
 
@@ -103,9 +103,7 @@ class Ownership:
                     keys.tag,
                     delay,
                 )
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.stopping.wait(), delay)
-                if self.stopping.is_set():  # the worker stops: this task ends here
+                if await pause(delay, self.stopping):  # the worker stops: this task ends here
                     raise asyncio.CancelledError(f"stopping while claiming {keys.tag}") from exc
         self.owned[tp] = Owned(keys, claim.epoch, claim.next_offset, processor, time.monotonic())
         # It may have been paused here: an older epoch fenced, or a stalled batch.
