@@ -100,11 +100,11 @@ def flood(visitors: int, now_ms: int) -> list[bytes]:
 async def wait_ended(reader: WindowReader, key: str, want: int, timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        if reader.snapshot({}).totals.get(key, 0) >= want:
+        snapshot = reader.snapshot({})
+        if {**snapshot.totals, **snapshot.health}.get(key, 0) >= want:
             return
         await asyncio.sleep(0.5)
-    totals = {k: v for k, v in reader.snapshot({}).totals.items() if k.startswith("_")}
-    raise SystemExit(f"{key} never reached {want}: {totals}")
+    raise SystemExit(f"{key} never reached {want}: {dict(reader.snapshot({}).health)}")
 
 
 async def measure(

@@ -90,7 +90,7 @@ def kpi_table(snapshot: StoreSnapshot, window: str) -> Group:
             _fmt("{:.1%}", site_value(K.CONVERSION_RATE.metric, site, goal="purchase")),
             ", ".join(revenue) or "-",
         )
-    t = snapshot.totals
+    t = snapshot.health
     rejected = sum(v for k, v in t.items() if k.startswith(H.REJECTED))
     results.caption = (
         f"events processed {t[H.PROCESSED]:,}  rejected {rejected:,}  late {t[H.LATE]:,}  "

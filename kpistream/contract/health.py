@@ -1,4 +1,5 @@
-"""Service-health fields, kept in the totals hash beside the KPI counters (never in buckets).
+"""Service-health fields, kept in a hash of their own (``P:{t:n}:health``), apart from the
+KPI counters.
 
 They describe the pipeline, not the traffic: events processed, late, duplicate, rejected by
 reason, forwarded, skipped offsets, and the batch-processing-time histogram.

@@ -1,11 +1,13 @@
 -- Apply one partition batch atomically: fence check, offset check, gap check, counters,
 -- sessions, visitor state, HyperLogLogs, offset.
--- KEYS: 1 epoch, 2 meta, 3 state, 4 totals, 5 gauges, then ARGV[7] counter hashes (buckets),
+-- KEYS: 1 epoch, 2 meta, 3 state, 4 totals, 5 gauges, 6 health, then ARGV[7] counter hashes
+--       (buckets),
 --       then ARGV[8] HyperLogLogs, then ARGV[9] visitor keys.
 -- ARGV: 1 epoch, 2 expected offset ('' when none is stored yet), 3 next offset,
 --       4 watermark ms, 5 sessions ttl s, 6 visitor ttl s, 7 n buckets, 8 n hlls, 9 n visitors,
 --       10 first offset of the batch, 11 offsets before it the worker confirmed are empty,
---       then: n_totals, n x (field, delta); then: n_gauges, n x (field, value);
+--       then: n_totals, n x (field, delta); then: n_health, n x (field, delta);
+--       then: n_gauges, n x (field, value);
 --       then per bucket: ttl s, n_fields, n x (field, delta);
 --       then per HyperLogLog: ttl s, n_members, members;
 --       then per visitor key: value ('' deletes it: the visitor was erased);
@@ -30,9 +32,13 @@ for _ = 1, n do
 end
 n = tonumber(ARGV[i]); i = i + 1
 for _ = 1, n do
+  redis.call('HINCRBY', KEYS[6], ARGV[i], ARGV[i + 1]); i = i + 2
+end
+n = tonumber(ARGV[i]); i = i + 1
+for _ = 1, n do
   redis.call('HSET', KEYS[5], ARGV[i], ARGV[i + 1]); i = i + 2
 end
-local k = 6
+local k = 7
 for _ = 1, n_buckets do
   local ttl = ARGV[i]; n = tonumber(ARGV[i + 1]); i = i + 2
   for _ = 1, n do

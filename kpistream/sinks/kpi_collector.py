@@ -169,22 +169,22 @@ def level_families(snapshot: StoreSnapshot) -> Iterator[Metric]:
 
 
 def health_families(snapshot: StoreSnapshot) -> Iterator[Metric]:
-    totals = snapshot.totals
+    health = snapshot.health
     processed = CounterMetricFamily(
         "kpistream_events_processed", "Valid events applied to the KPI state"
     )
-    processed.add_metric([], totals[H.PROCESSED])
+    processed.add_metric([], health[H.PROCESSED])
     yield processed
     late = CounterMetricFamily(
         "kpistream_events_late", "Events dropped for arriving later than the allowed lateness"
     )
-    late.add_metric([], totals[H.LATE])
+    late.add_metric([], health[H.LATE])
     yield late
     duplicate = CounterMetricFamily(
         "kpistream_events_duplicate",
         "Events dropped as a retry of an event already counted (same event_id)",
     )
-    duplicate.add_metric([], totals[H.DUPLICATE])
+    duplicate.add_metric([], health[H.DUPLICATE])
     yield duplicate
     rejected = CounterMetricFamily(
         "kpistream_events_rejected",
@@ -192,18 +192,18 @@ def health_families(snapshot: StoreSnapshot) -> Iterator[Metric]:
         labels=["reason"],
     )
     for reason in REASONS:
-        rejected.add_metric([reason], totals[fields.field(H.REJECTED, reason)])
+        rejected.add_metric([reason], health[fields.field(H.REJECTED, reason)])
     yield rejected
     batch = HistogramMetricFamily(
         "kpistream_batch_processing_seconds",
         "Time to decode, process and dead-letter one partition batch (before its Redis commit)",
     )
     buckets = [
-        (repr(le), float(totals[fields.field(H.BATCH_BUCKET, repr(le))]))
+        (repr(le), float(health[fields.field(H.BATCH_BUCKET, repr(le))]))
         for le in H.BATCH_BUCKETS_S
     ]
-    buckets.append(("+Inf", float(totals[H.BATCH_COUNT])))
-    batch.add_metric([], buckets, sum_value=totals[H.BATCH_SUM_US] / 1_000_000)
+    buckets.append(("+Inf", float(health[H.BATCH_COUNT])))
+    batch.add_metric([], buckets, sum_value=health[H.BATCH_SUM_US] / 1_000_000)
     yield batch
     fenced = CounterMetricFamily(
         "kpistream_fenced_writes",
@@ -222,13 +222,13 @@ def health_families(snapshot: StoreSnapshot) -> Iterator[Metric]:
             "kpistream_events_rerouted",
             "Events that arrived on a partition that does not own their visitor or account "
             "and were forwarded to the owner (counted again there)",
-            totals[H.REROUTED],
+            health[H.REROUTED],
         ),
         (
             "kpistream_offsets_skipped",
             "Offsets the log had no record for (transaction markers, compaction, retention), "
             "confirmed by a second read",
-            totals[H.SKIPPED],
+            health[H.SKIPPED],
         ),
     ):
         family = CounterMetricFamily(name, text)

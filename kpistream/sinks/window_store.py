@@ -17,8 +17,10 @@ key                            type    holds
                                        sessions, msgpack (site, visitor, sid) -> list; for
                                        the social topic, accounts
 ``P:{t:n}:gauges``             hash    current values that can go down (followers)
-``P:{t:n}:totals``             hash    monotonic counters (KPI numerators/denominators,
-                                       events processed/late/rejected, batch histogram)
+``P:{t:n}:totals``             hash    monotonic KPI counters (numerators, denominators)
+``P:{t:n}:health``             hash    the service's own counters: events processed, late,
+                                       duplicate, rejected by reason, forwarded, skipped
+                                       offsets, the batch-time histogram
 ``P:{t:n}:m:<minute>``         hash    window counters of one event-time minute
 ``P:{t:n}:h:<hour>``           hash    the same counters per event-time hour
 ``P:{t:n}:d:<day>``            hash    long-window counters (leads, lead customers) per day
@@ -116,6 +118,8 @@ class StoreSnapshot:
     #: per partition tag: its stored offset, watermark and the owner's live view
     partition_status: dict[str, PartitionStatus] = field(default_factory=dict)
     labels: dict[str, LabelUse] = field(default_factory=dict)
+    #: the service's own counters (:mod:`kpistream.contract.health`)
+    health: Counter[str] = field(default_factory=Counter)
 
 
 class WindowStore:
@@ -266,7 +270,8 @@ class WindowStore:
             first_offset,
             skipped,
         ]
-        _pairs(args, delta.totals, delta.health)  # health is stored beside the KPI counters
+        _pairs(args, delta.totals)
+        _pairs(args, delta.health)
         args.append(len(delta.gauges))
         for gauge, current in delta.gauges.items():
             args += (gauge, current)
@@ -291,6 +296,7 @@ class WindowStore:
                 keys.state,
                 keys.key("totals"),
                 keys.key("gauges"),
+                keys.key("health"),
                 *bucket_keys,
                 *hlls,
                 *(keys.visitor(v) for v in visitor_keys),
@@ -312,9 +318,9 @@ class WindowStore:
             )
 
 
-def _pairs(args: list[Any], *counters: Counter[str]) -> None:
-    """The non-zero counts of ``counters`` (whose names never overlap) as ``n, name, count ...``."""
-    items = [(k, v) for counts in counters for k, v in counts.items() if v]
+def _pairs(args: list[Any], counts: Counter[str]) -> None:
+    """The non-zero counts as ``n, name, count ...``."""
+    items = [(k, v) for k, v in counts.items() if v]
     args.append(len(items))
     for name, delta in items:
         args += (name, delta)
@@ -360,16 +366,19 @@ class WindowReader:
             pipe.hmget(p.key("meta"), "watermark", "offset")
             pipe.hgetall(p.key("gauges"))
             pipe.hmget(p.key("live"), "end", "stalled")
+            pipe.hgetall(p.key("health"))
         replies = pipe.execute()
         totals: Counter[str] = Counter()
         gauges: Counter[str] = Counter()
+        health: Counter[str] = Counter()
         watermark: int | None = None
         status: dict[str, PartitionStatus] = {}
         for i, p in enumerate(parts):
-            _add(totals, replies[4 * i])
-            _add(gauges, replies[4 * i + 2])
-            wm, offset = replies[4 * i + 1]
-            end, stalled = replies[4 * i + 3]
+            _add(totals, replies[5 * i])
+            _add(gauges, replies[5 * i + 2])
+            _add(health, replies[5 * i + 4])
+            wm, offset = replies[5 * i + 1]
+            end, stalled = replies[5 * i + 3]
             status[p.tag] = PartitionStatus(
                 offset=_int(offset),
                 watermark_ms=_int(wm),
@@ -392,6 +401,7 @@ class WindowReader:
                 state_resets=int(resets or 0),
                 partition_status=status,
                 labels=labels,
+                health=health,
             )
 
         long_windows = long_windows or {}

@@ -86,7 +86,7 @@ def spawn_worker(settings: Settings, log_path: Path, *, fault: str | None = None
 
 async def processed(settings: Settings) -> int:
     reader = await wait_for_totals(settings, {}, timeout_s=1)
-    return int(reader.snapshot({}).totals[H.PROCESSED])
+    return int(reader.snapshot({}).health[H.PROCESSED])
 
 
 def flowing(settings: Settings, slices: int, gate: asyncio.Event) -> asyncio.Task[None]:

@@ -31,8 +31,8 @@ from kpistream.streams.logic import StreamLogic, valid
 from kpistream.streams.social import SocialLogic
 from tests.support.waits import counted
 
-#: Totals and gauges that depend on how records were batched and fetched, not on what they
-#: say: the batch-time histogram and the consumer lag.
+#: Health counters that depend on how records were batched and fetched, not on what they
+#: say: the batch-time histogram.
 BATCHING = (H.BATCH_BUCKET, H.BATCH_SUM_US, H.BATCH_COUNT)
 
 
@@ -51,6 +51,8 @@ class State:
     minutes: Counter[tuple[int, str]] = field(default_factory=Counter)
     days: Counter[tuple[int, str]] = field(default_factory=Counter)
     gauges: Counter[str] = field(default_factory=Counter)  # summed over partitions
+    #: the service's own counters, without the batch-time histogram
+    health: Counter[str] = field(default_factory=Counter)
 
     def digest(self) -> str:
         dump = json.dumps(
@@ -59,15 +61,14 @@ class State:
                 sorted(self.minutes.items()),
                 sorted(self.days.items()),
                 sorted(self.gauges.items()),
+                sorted(self.health.items()),
             ]
         )
         return hashlib.sha256(dump.encode()).hexdigest()
 
     def cleaned(self) -> State:
-        def clean(values: Counter[str]) -> Counter[str]:
-            return Counter({k: v for k, v in values.items() if not k.startswith(BATCHING)})
-
-        return State(+clean(self.totals), +self.minutes, +self.days, clean(self.gauges))
+        timeless = Counter({k: v for k, v in self.health.items() if not k.startswith(BATCHING)})
+        return State(+self.totals, +self.minutes, +self.days, self.gauges, +timeless)
 
 
 def logics(settings: Settings) -> dict[str, StreamLogic]:
@@ -117,7 +118,7 @@ async def wait_consumed(settings: Settings, *, timeout_s: float = 90) -> Log:
 
 def accounted(state: State) -> int:
     """Events the state has counted: processed, duplicate, late or rejected."""
-    return counted(state.totals)
+    return counted(state.health)
 
 
 async def assert_exact(settings: Settings, *, now_ms: int) -> State:
@@ -128,16 +129,17 @@ async def assert_exact(settings: Settings, *, now_ms: int) -> State:
     log = await wait_consumed(settings)
     got = stored(settings)
     produced = sum(len(values) for values in log.values())
-    assert accounted(got) == produced, (accounted(got), produced, got.totals)
+    assert accounted(got) == produced, (accounted(got), produced, got.health)
     # And partition by partition: produced = processed + duplicate + late + rejected +
     # forwarded, so no partition's offset moved past a record it did not count.
     client = redis.Redis.from_url(settings.redis)
     for keys in _partition_keys(settings):
-        totals = {text(k): int(v) for k, v in client.hgetall(keys.key("totals")).items()}
+        health = {text(k): int(v) for k, v in client.hgetall(keys.key("health")).items()}
         part = (keys.topic, keys.partition)
-        assert counted(totals) == len(log[part]), (part, counted(totals), len(log[part]))
+        assert counted(health) == len(log[part]), (part, counted(health), len(log[part]))
     want = expected(settings, log, now_ms=now_ms)
     assert got.totals == want.totals, _diff(got.totals, want.totals)
+    assert got.health == want.health, _diff(got.health, want.health)
     assert got.minutes == want.minutes and got.days == want.days
     assert got.gauges == want.gauges, _diff(got.gauges, want.gauges)
     return got
@@ -228,7 +230,7 @@ def expected(settings: Settings, log: dict[Part, list[bytes | None]], *, now_ms:
         for decoded in decoded_log.values():
             delta = logic.new_partition().process(decoded, now_ms=now_ms)
             state.totals.update(delta.totals)
-            state.totals.update(delta.health)  # stored beside the KPI totals
+            state.health.update(delta.health)
             state.minutes.update(delta.buckets)
             state.days.update(delta.days)
             state.gauges.update(delta.gauges)  # one partition's latest values, summed
@@ -240,7 +242,11 @@ def stored(settings: Settings) -> State:
     client = redis.Redis.from_url(settings.redis)
     state = State()
     for keys in _partition_keys(settings):
-        for name, target in (("totals", state.totals), ("gauges", state.gauges)):
+        for name, target in (
+            ("totals", state.totals),
+            ("gauges", state.gauges),
+            ("health", state.health),
+        ):
             target.update({text(k): int(v) for k, v in client.hgetall(keys.key(name)).items()})
         for kind, buckets in (("m", state.minutes), ("d", state.days)):
             for key in client.scan_iter(match=keys.key(f"{kind}:*"), count=1000):

@@ -104,7 +104,7 @@ async def test_the_fence_rejects_a_stale_owner_and_a_stale_position(settings_fac
     await store.commit(keys, epoch=new.epoch, expected_offset=5, next_offset=7, delta=delta(2))
     with pytest.raises(OffsetMismatch):  # a replayed step at an old position
         await store.commit(keys, epoch=new.epoch, expected_offset=5, next_offset=7, delta=delta(2))
-    assert await client.hget(keys.key("totals"), H.PROCESSED) == b"7"
+    assert await client.hget(keys.key("health"), H.PROCESSED) == b"7"
     assert await client.hget(keys.key("meta"), "offset") == b"7"
     await client.aclose()
 
@@ -166,5 +166,5 @@ async def test_a_worker_whose_partition_was_claimed_is_fenced_and_counted(  # ty
     reader = await wait_for_totals(settings, {}, timeout_s=1)
     await wait_until("the stale write was counted", lambda: reader.snapshot({}).fenced_writes)
     assert tp not in worker.owned
-    assert reader.snapshot({}).totals[H.PROCESSED] == 10  # nothing of the fenced batch landed
+    assert reader.snapshot({}).health[H.PROCESSED] == 10  # nothing of the fenced batch landed
     await client.aclose()

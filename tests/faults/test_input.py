@@ -49,8 +49,8 @@ async def test_every_event_delivered_twice_is_counted_once(settings_factory, wor
     want = oracle.expected(settings, dedupe(log), now_ms=now_ms())
     got = oracle.stored(settings)
     assert oracle.accounted(got) == 2 * len(LINES)
-    assert got.totals.pop(H.DUPLICATE) == len(LINES)
-    assert want.totals[H.PROCESSED] == len(LINES)
+    assert got.health.pop(H.DUPLICATE) == len(LINES)
+    assert want.health[H.PROCESSED] == len(LINES)
     assert got == want
 
 
@@ -104,7 +104,7 @@ async def test_poison_mixed_in_is_dead_lettered_and_leaves_the_state_untouched( 
     got = oracle.stored(settings)
     assert oracle.accounted(got) == len(mixed)
     rejected = {
-        k.split(fields.SEP)[1]: v for k, v in got.totals.items() if k.startswith(H.REJECTED)
+        k.split(fields.SEP)[1]: v for k, v in got.health.items() if k.startswith(H.REJECTED)
     }
     assert rejected == Counter(reason for _, reason in POISON)
     # Each poison record is on the dead-letter topic once, with its reason, pointing back to
@@ -131,7 +131,7 @@ async def test_poison_mixed_in_is_dead_lettered_and_leaves_the_state_untouched( 
     # The valid events alone give exactly the state of a run without poison.
     clean = {part: [v for v in values if v not in poison] for part, values in log.items()}
     want = oracle.expected(settings, clean, now_ms=now_ms())
-    got.totals = +Counter({k: v for k, v in got.totals.items() if not k.startswith(H.REJECTED)})
+    got.health = +Counter({k: v for k, v in got.health.items() if not k.startswith(H.REJECTED)})
     assert got == want
 
 
@@ -177,8 +177,8 @@ async def test_shuffled_within_the_lateness_equals_in_order_and_extremes_are_cou
     await oracle.wait_consumed(settings)
     got = oracle.stored(settings)
     assert oracle.accounted(got) == len(LINES) + 2
-    assert got.totals.pop(H.LATE) == 1
-    assert got.totals.pop(fields.field(H.REJECTED, "ts_in_future")) == 1
+    assert got.health.pop(H.LATE) == 1
+    assert got.health.pop(fields.field(H.REJECTED, "ts_in_future")) == 1
     assert got == want
 
 
@@ -211,7 +211,7 @@ async def test_session_gap_edges_and_a_bridging_late_event(settings_factory, wor
     await produce(settings, events)
     got = await oracle.assert_exact(settings, now_ms=now_ms())
     site = "shop.example"
-    assert got.totals[H.PROCESSED] == 9
+    assert got.health[H.PROCESSED] == 9
     assert got.totals[fields.field(K.PAGE_VIEWS.code, site)] == 9
     assert got.totals[fields.field(K.SESSIONS.code, site)] == 6  # a 1, b 1, c 2, d 2
     # non-bounced: a, b, and d's first session (d1 + d3); bounces: both of c, d2's session
@@ -233,9 +233,9 @@ async def test_a_fast_client_clock_does_not_make_honest_events_late(  # type: ig
     events.append(page_view("beyond", "v-far", now + 400_000))
     await produce(settings, events)
     got = await oracle.assert_exact(settings, now_ms=now_ms())
-    assert got.totals[H.PROCESSED] == 21
-    assert got.totals[H.LATE] == 0
-    assert got.totals[fields.field(H.REJECTED, "ts_in_future")] == 1
+    assert got.health[H.PROCESSED] == 21
+    assert got.health[H.LATE] == 0
+    assert got.health[fields.field(H.REJECTED, "ts_in_future")] == 1
 
 
 async def test_personal_data_is_rejected_and_never_stored(settings_factory, workers) -> None:  # type: ignore[no-untyped-def]
@@ -254,7 +254,7 @@ async def test_personal_data_is_rejected_and_never_stored(settings_factory, work
     note = {**decode(page_view("p4", "v2", t)), "type": "teleport", "note": "jane.doe@example.com"}
     await produce(settings, [encode(e) for e in (email_id, ip_id, no_site, note)])
     got = await oracle.assert_exact(settings, now_ms=now_ms())
-    assert got.totals[fields.field(H.REJECTED, "pii_id")] == 2
+    assert got.health[fields.field(H.REJECTED, "pii_id")] == 2
     letters = await read_dead_letters(settings, 4)
     assert sorted(letter["reason"] for letter in letters) == [
         "missing_field",

@@ -160,12 +160,12 @@ async def test_librdkafka_with_every_codec_and_partitioner_gives_exact_kpis(  # 
             assert got.get(key) == value, (key, got.get(key), value)
     # Every record of the log counted once: each original processed or forwarded, each
     # forwarded copy processed; none late, duplicate or rejected.
-    totals = oracle.stored(settings).totals
+    health = oracle.stored(settings).health
     produced = 13 * len(sites) + settings.partitions
     forwarded = sum(sum(flags) for flags in log.forwarded.values())
-    assert totals[H.PROCESSED] == produced
-    assert totals[H.REROUTED] == forwarded > produced // 2  # most land on a foreign partition
-    assert counted(totals) == sum(len(values) for values in log.values()) == produced + forwarded
+    assert health[H.PROCESSED] == produced
+    assert health[H.REROUTED] == forwarded > produced // 2  # most land on a foreign partition
+    assert counted(health) == sum(len(values) for values in log.values()) == produced + forwarded
     assert got[("kpistream_events_rerouted_total", ())] == forwarded
 
 
@@ -216,8 +216,9 @@ async def test_a_batch_the_worker_cannot_read_stalls_only_its_own_partition(  # 
         await wait_until("partitions 1 and 2 are counted to their end", others_done)
         for partition, end in ends.items():
             keys = PartitionKeys(settings.redis_prefix, topic, partition)
-            totals = {oracle.text(k): int(v) for k, v in client.hgetall(keys.key("totals")).items()}
-            assert counted(totals) == end, (partition, totals)
+            stored = client.hgetall(keys.key("health"))
+            counters = {oracle.text(k): int(v) for k, v in stored.items()}
+            assert counted(counters) == end, (partition, counters)
         assert (topic, 0) not in oracle.stored_offsets(settings)
 
         async def health() -> Samples:

@@ -6,6 +6,7 @@ import asyncio
 import json
 import subprocess
 
+from kpistream.contract import health as H
 from kpistream.produce import produce
 from kpistream.runtime import ensure_topics
 from tests.support import known_events as K
@@ -69,8 +70,9 @@ async def test_a_restarted_worker_resumes_sessions_from_redis(settings_factory, 
     }
     await produce(settings, [json.dumps(later).encode()])  # site "a" is not in this batch
     reader = await wait_for_events(settings, 2)
-    totals = reader.snapshot(settings.window_minutes()).totals
-    assert totals["_processed"] == 2
+    snapshot = reader.snapshot(settings.window_minutes())
+    totals = snapshot.totals
+    assert snapshot.health[H.PROCESSED] == 2
     assert totals["s\x1fa"] == 1 and totals["s\x1fb"] == 1
     # the impression-only session of "a" ended without a page view: never a bounce
     assert totals["nb\x1fa"] == 1

@@ -24,14 +24,16 @@ from tests.support.known_events import Samples, samples
 async def wait_for_totals(
     settings: Settings, expected: dict[str, int], timeout_s: float = 30
 ) -> WindowReader:
-    """Wait until the summed totals in Redis reach the expected values."""
+    """Wait until the summed totals (KPI and health counters) in Redis reach the expected
+    values."""
     reader = WindowReader(redis.Redis.from_url(settings.redis), prefix=settings.redis_prefix)
     windows = settings.window_minutes()
     totals: dict[str, int] = {}
 
     async def reached() -> bool:
         nonlocal totals
-        totals = (await asyncio.to_thread(reader.snapshot, windows)).totals
+        snapshot = await asyncio.to_thread(reader.snapshot, windows)
+        totals = {**snapshot.totals, **snapshot.health}
         return all(totals.get(k, 0) >= v for k, v in expected.items())
 
     await wait_until(
@@ -43,12 +45,12 @@ async def wait_for_totals(
     return reader
 
 
-def counted(totals: Mapping[str, int]) -> int:
-    """Records the totals have counted: processed, duplicate, late, rejected, or forwarded
-    to the partition that owns them (their forwarded copy is a record of its own)."""
+def counted(health: Mapping[str, int]) -> int:
+    """Records the health counters have counted: processed, duplicate, late, rejected, or
+    forwarded to the partition that owns them (their forwarded copy is a record of its own)."""
     return sum(
         v
-        for k, v in totals.items()
+        for k, v in health.items()
         if k in (H.PROCESSED, H.DUPLICATE, H.LATE, H.REROUTED) or k.startswith(H.REJECTED)
     )
 
@@ -61,7 +63,7 @@ async def wait_for_events(settings: Settings, expected: int, timeout_s: float = 
 
     async def reached() -> bool:
         nonlocal seen
-        seen = counted((await asyncio.to_thread(reader.snapshot, windows)).totals)
+        seen = counted((await asyncio.to_thread(reader.snapshot, windows)).health)
         return seen >= expected
 
     await wait_until(

@@ -14,6 +14,7 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from kpistream.contract import health as H
 from kpistream.kpis import catalogue as K
 from kpistream.kpis.fields import field
 from kpistream.sinks.kpi_collector import KpiCollector
@@ -57,9 +58,8 @@ def pinned() -> StoreSnapshot:
         (field(K.IMPRESSIONS.code, shop, *item), 200),
         (field(K.REVENUE.code, shop, "EUR"), 49_500_000),
         (field(K.ORDERS.code, shop, "EUR"), 1),
-        ("_processed", 21),
-        (field("_rej", "malformed_json"), 1),
     )
+    health = _counts((H.PROCESSED, 21), (field(H.REJECTED, "malformed_json"), 1))
     return StoreSnapshot(
         watermark_ms=1_763_800_200_000,
         totals=totals,
@@ -71,6 +71,7 @@ def pinned() -> StoreSnapshot:
         state_resets=0,
         partition_status={"clickstream:0": PartitionStatus(25, None, 30, False)},
         labels={"campaign": LabelUse(budget=100, admitted=1, refused=0)},
+        health=health,
     )
 
 
@@ -108,6 +109,8 @@ def test_the_pinned_values_are_the_hand_computed_ones() -> None:
     assert site("kpi_visitors", kind="returning") == 2.0  # 3 unique, 1 new
     social = (("account", "acme"), ("network", "x"), ("window", "1h"))
     assert got["kpi_social_engagement_rate", social] == 0.03  # 30 likes / 1000 followers
+    assert got["kpistream_events_processed_total", ()] == 21  # from the health hash
+    assert got["kpistream_events_rejected_total", (("reason", "malformed_json"),)] == 1
     assert got["kpi_revenue_total", (("currency", "EUR"), ("site", "shop.example"))] == 49.5
     # Paired counters start at 0 where their pair exists; a bounce rate is never a counter.
     assert got["kpi_orders_total", (("currency", "EUR"), ("site", "shop.example"))] == 1.0
