@@ -51,9 +51,22 @@ def wrk_script(body: str, path: Path) -> Path:
 
 def run_wrk(url: str, script: Path, seconds: int, connections: int = 32) -> dict[str, float]:
     out = subprocess.run(
-        ["taskset", "-c", "1", "wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s",
-         str(script), url],
-        capture_output=True, text=True, check=True,
+        [
+            "taskset",
+            "-c",
+            "1",
+            "wrk",
+            "-t1",
+            f"-c{connections}",
+            f"-d{seconds}s",
+            "--latency",
+            "-s",
+            str(script),
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
 
     def ms(label: str) -> float:
@@ -64,8 +77,12 @@ def run_wrk(url: str, script: Path, seconds: int, connections: int = 32) -> dict
 
     rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    return {"rps": rate, "p50": ms("50%"), "p99": ms("99%"),
-            "errors": float(non2xx.group(1)) if non2xx else 0.0}
+    return {
+        "rps": rate,
+        "p50": ms("50%"),
+        "p99": ms("99%"),
+        "errors": float(non2xx.group(1)) if non2xx else 0.0,
+    }
 
 
 def measure(seconds: int = 10) -> str:
@@ -77,29 +94,70 @@ def measure(seconds: int = 10) -> str:
     redis_server = runtime.start_redis(work)
     # The broker and Redis share wrk's core: the collector's core is its own.
     for server in (broker, redis_server):
-        subprocess.run(["taskset", "-a", "-p", "-c", "1", str(server.process.pid)],
-                       check=True, stdout=subprocess.DEVNULL)
-    env = {**os.environ, "KPISTREAM_KAFKA": broker.address, "KPISTREAM_REDIS": redis_server.address,
-           "KPISTREAM_COLLECTOR_RATE": "1000000", "KPISTREAM_COLLECTOR_BURST": "1000000",
-           "KPISTREAM_COLLECTOR_MAX_EVENTS_PER_MINUTE": "100000000",
-           "KPISTREAM_COLLECTOR_QUEUE": "100000"}
+        subprocess.run(
+            ["taskset", "-a", "-p", "-c", "1", str(server.process.pid)],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+    env = {
+        **os.environ,
+        "KPISTREAM_KAFKA": broker.address,
+        "KPISTREAM_REDIS": redis_server.address,
+        "KPISTREAM_COLLECTOR_RATE": "1000000",
+        "KPISTREAM_COLLECTOR_BURST": "1000000",
+        "KPISTREAM_COLLECTOR_MAX_EVENTS_PER_MINUTE": "100000000",
+        "KPISTREAM_COLLECTOR_QUEUE": "100000",
+    }
     port, ceiling_port = runtime.free_port(), runtime.free_port()
     (work / "ceiling.py").write_text(CEILING_APP)
     logs = work / "collector.log"
     with logs.open("wb") as log:
         collector = subprocess.Popen(
-            ["taskset", "-c", "0", sys.executable, "-m", "kpistream", "collector", "--port",
-             str(port)], env=env, stdout=log, stderr=subprocess.STDOUT)
+            [
+                "taskset",
+                "-c",
+                "0",
+                sys.executable,
+                "-m",
+                "kpistream",
+                "collector",
+                "--port",
+                str(port),
+            ],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
     ceiling = subprocess.Popen(
-        ["taskset", "-c", "0", sys.executable, "-m", "uvicorn", "ceiling:app", "--port",
-         str(ceiling_port), "--http", "httptools", "--loop", "uvloop", "--no-access-log",
-         "--log-level", "warning"], cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        [
+            "taskset",
+            "-c",
+            "0",
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "ceiling:app",
+            "--port",
+            str(ceiling_port),
+            "--http",
+            "httptools",
+            "--loop",
+            "uvloop",
+            "--no-access-log",
+            "--log-level",
+            "warning",
+        ],
+        cwd=work,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         runtime.wait_port(port, collector, "collector", logs)
         runtime.wait_port(ceiling_port, ceiling, "ceiling", logs)
         one = json.dumps({"type": "page_view", "site": "bench.test", "path": "/"})
-        batch = json.dumps([{"type": "page_view", "site": "bench.test", "path": f"/{i}"}
-                            for i in range(BATCH)])
+        batch = json.dumps(
+            [{"type": "page_view", "site": "bench.test", "path": f"/{i}"} for i in range(BATCH)]
+        )
         runs = [
             ("ceiling: ASGI accept-and-drop, same server", ceiling_port, "/", one, 1, 32),
             ("collector, 1 event/request", port, "/v1/events", one, 1, 32),
@@ -112,8 +170,12 @@ def measure(seconds: int = 10) -> str:
             "| --- | --- | --- | --- | --- | --- | --- |",
         ]
         for name, target, path, body, events, connections in runs:
-            r = run_wrk(f"http://127.0.0.1:{target}{path}", wrk_script(body, work / "post.lua"),
-                        seconds, connections)
+            r = run_wrk(
+                f"http://127.0.0.1:{target}{path}",
+                wrk_script(body, work / "post.lua"),
+                seconds,
+                connections,
+            )
             rows.append(
                 f"| {name} | {connections} | {r['rps']:,.0f} | {r['rps'] * events:,.0f} | "
                 f"{r['p50']:.2f} | {r['p99']:.2f} | {r['errors']:.0f} |"

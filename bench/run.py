@@ -139,8 +139,10 @@ async def main(events: int, visitors: int) -> None:
         "commit of state + offset per partition batch, until every event is in Redis.\n"
         "all_misrouted = the same events, each produced to a partition that does not own it:\n"
         "the worker forwards every one to its owner and then counts the forwarded copies\n"
-        "(events/s of the original events until both are done).\n\n" + used.markdown()
-        + "\n" + collector_bench.measure()
+        "(events/s of the original events until both are done).\n\n"
+        + used.markdown()
+        + "\n"
+        + collector_bench.measure()
     )
     RESULTS.write_text(report)
     print(report)

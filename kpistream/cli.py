@@ -220,8 +220,13 @@ def cmd_shop(args: argparse.Namespace) -> int:
 
     from kpistream.collector.shop import create_shop
 
-    uvicorn.run(create_shop(args.collector), host=args.host, port=args.port,
-                access_log=False, log_level="warning")
+    uvicorn.run(
+        create_shop(args.collector),
+        host=args.host,
+        port=args.port,
+        access_log=False,
+        log_level="warning",
+    )
     return 0
 
 
@@ -332,8 +337,14 @@ def stack(
         if shop:
             shop_port = runtime.free_port()
             shop_child = runtime.spawn(
-                [*base, "shop", "--port", str(shop_port),
-                 "--collector", f"http://127.0.0.1:{collector_port}"],
+                [
+                    *base,
+                    "shop",
+                    "--port",
+                    str(shop_port),
+                    "--collector",
+                    f"http://127.0.0.1:{collector_port}",
+                ],
                 log_path=workdir / "shop.log",
                 env=env,
             )
@@ -352,13 +363,17 @@ def stack(
         console.print(f"[bold]kafka[/]    {info.kafka}")
         console.print(f"[bold]redis[/]    {info.redis}")
         console.print(f"[bold]metrics[/]  {info.metrics_url}")
-        console.print(f"[bold]collector[/] http://127.0.0.1:{collector_port} (kpistream.js, "
-                      "/v1/events, /api/event, Snowplow tp2)")
+        console.print(
+            f"[bold]collector[/] http://127.0.0.1:{collector_port} (kpistream.js, "
+            "/v1/events, /api/event, Snowplow tp2)"
+        )
         if shop:
             runtime.wait_port(shop_port, watched["shop"], "shop", workdir / "shop.log")
-            console.print(f"[bold]shop[/]     http://localhost:{shop_port}/ (kpistream.js), "
-                          f"http://plausible.localhost:{shop_port}/, "
-                          f"http://snowplow.localhost:{shop_port}/")
+            console.print(
+                f"[bold]shop[/]     http://localhost:{shop_port}/ (kpistream.js), "
+                f"http://plausible.localhost:{shop_port}/, "
+                f"http://snowplow.localhost:{shop_port}/"
+            )
         console.print(f"[dim]logs     {workdir}[/]")
         running = Stack(settings, info, workdir)
         running.watched = watched

@@ -50,8 +50,13 @@ def stored_id(settings: Settings, site: str, visitor: str) -> str:
 
 async def forget(settings: Settings, site: str, visitor_id: str, *, wait_s: float) -> Erasure:
     now_ms = int(time.time() * 1000)
-    event = {"type": "forget", "event_id": uuid.uuid4().hex, "ts": now_ms, "site": site,
-             "visitor_id": visitor_id}
+    event = {
+        "type": "forget",
+        "event_id": uuid.uuid4().hex,
+        "ts": now_ms,
+        "site": site,
+        "visitor_id": visitor_id,
+    }
     producer = AIOKafkaProducer(**kafka_options(settings), acks="all")
     await producer.start()
     try:

@@ -9,7 +9,7 @@ from rich.table import Table
 
 from kpistream.contract import health as H
 from kpistream.kpis import catalogue as K
-from kpistream.kpis import fields
+from kpistream.kpis.series import parse
 from kpistream.sinks.kpi_collector import kpi_families
 from kpistream.sinks.window_store import StoreSnapshot
 
@@ -73,10 +73,10 @@ def kpi_table(snapshot: StoreSnapshot, window: str) -> Group:
     for site in sites:
         impressions = clicks = 0
         for name, n in counts.items():
-            kind, *parts = fields.split(name)
-            if parts and parts[0] == site:
-                impressions += n if kind == K.IMPRESSIONS.code else 0
-                clicks += n if kind == K.CLICKS.code else 0
+            series = parse(name)
+            if series is not None and series.labels.get("site") == site:
+                impressions += n if series.kind is K.IMPRESSIONS else 0
+                clicks += n if series.kind is K.CLICKS else 0
         ctr = _fmt("{:.2%}", clicks / impressions if impressions else None)
         traffic.add_row(site, *[_fmt(t, site_value(m, site)) for _, m, t in REACH], ctr)
         revenue = [

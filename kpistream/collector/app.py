@@ -181,8 +181,9 @@ class Collector:
                 continue
             site = item.get("site")
             if not isinstance(site, str) or not site:
-                self._reject(protocol, outcome, index, "missing_field", "`site` is required",
-                             "$.site")
+                self._reject(
+                    protocol, outcome, index, "missing_field", "`site` is required", "$.site"
+                )
                 continue
             verdict = verdicts.get(site)
             if verdict is None:
@@ -192,27 +193,50 @@ class Collector:
                 self._reject(protocol, outcome, index, refused, detail)
                 continue
             if item.get("type") in NOT_FROM_TRACKERS:
-                self._reject(protocol, outcome, index, "unknown_type",
-                             "erasure is `kpistream forget`, not an event", "$.type")
+                self._reject(
+                    protocol,
+                    outcome,
+                    index,
+                    "unknown_type",
+                    "erasure is `kpistream forget`, not an event",
+                    "$.type",
+                )
                 continue
             given = item.pop("visitor_id", None)
             consent = consent_given(item.pop("consent", None)) or who.consent
             session = item.pop("session_id", None)
             if given is not None and not who.anonymous:
                 if not consent:
-                    self._reject(protocol, outcome, index, "consent_required",
-                                 "a visitor_id is accepted only with consent (`consent: true` or "
-                                 "the X-Kpistream-Consent header); leave it out to be counted "
-                                 "cookieless", "$.visitor_id")
+                    self._reject(
+                        protocol,
+                        outcome,
+                        index,
+                        "consent_required",
+                        "a visitor_id is accepted only with consent (`consent: true` or "
+                        "the X-Kpistream-Consent header); leave it out to be counted "
+                        "cookieless",
+                        "$.visitor_id",
+                    )
                     continue
                 if not self.settings.id_secret:
-                    self._reject(protocol, outcome, index, "customer_zone_off",
-                                 "this deployment has no KPISTREAM_ID_SECRET: send no visitor_id",
-                                 "$.visitor_id")
+                    self._reject(
+                        protocol,
+                        outcome,
+                        index,
+                        "customer_zone_off",
+                        "this deployment has no KPISTREAM_ID_SECRET: send no visitor_id",
+                        "$.visitor_id",
+                    )
                     continue
                 if not isinstance(given, str | int) or isinstance(given, bool) or not str(given):
-                    self._reject(protocol, outcome, index, "wrong_type",
-                                 "visitor_id must be a string", "$.visitor_id")
+                    self._reject(
+                        protocol,
+                        outcome,
+                        index,
+                        "wrong_type",
+                        "visitor_id must be a string",
+                        "$.visitor_id",
+                    )
                     continue
                 secret = self.settings.id_secret
                 item["visitor_id"] = customer_id(secret, site, str(given))
@@ -237,8 +261,9 @@ class Collector:
                 continue
             decoded = self.decoder.convert(item, now_ms=now_ms)
             if isinstance(decoded, Rejection):
-                self._reject(protocol, outcome, index, decoded.reason, decoded.detail,
-                             decoded.field)
+                self._reject(
+                    protocol, outcome, index, decoded.reason, decoded.detail, decoded.field
+                )
                 continue
             out.append((site, decoded.visitor_id, self._encode(decoded)))
         for reason, n in outcome.dropped.items():
@@ -289,8 +314,9 @@ class Collector:
         wait = self.rate_limited(who)
         if wait:
             self.metrics.dropped_of(protocol, "rate_limited").inc()
-            return self._json({"error": "rate_limited", "retry_after_s": round(wait, 3)}, 429,
-                              retry_after=wait)
+            return self._json(
+                {"error": "rate_limited", "retry_after_s": round(wait, 3)}, 429, retry_after=wait
+            )
         try:
             body = await read_body(request)
         except TooLarge:
@@ -315,12 +341,16 @@ class Collector:
             await self.sender.send(events)
         except Backlogged as exc:
             self.metrics.dropped_of(protocol, exc.reason).inc(len(events))
-            return self._json({"error": exc.reason, "retry_after_s": exc.retry_after_s}, 503,
-                              retry_after=exc.retry_after_s)
+            return self._json(
+                {"error": exc.reason, "retry_after_s": exc.retry_after_s},
+                503,
+                retry_after=exc.retry_after_s,
+            )
         except KafkaError as exc:
             self.metrics.dropped_of(protocol, "kafka_error").inc(len(events))
-            return self._json({"error": "kafka_error", "detail": type(exc).__name__}, 503,
-                              retry_after=5)
+            return self._json(
+                {"error": "kafka_error", "detail": type(exc).__name__}, 503, retry_after=5
+            )
         outcome.accepted = len(events)
         self.metrics.accepted_of(protocol).inc(len(events))
         if outcome.rejected:
@@ -330,13 +360,25 @@ class Collector:
     @staticmethod
     def _json(body: Any, status: int, *, retry_after: float | None = None) -> Response:
         headers = {"Retry-After": str(max(1, round(retry_after)))} if retry_after else None
-        return Response(_JSON(body), status_code=status, headers=headers,
-                        media_type="application/json")
+        return Response(
+            _JSON(body), status_code=status, headers=headers, media_type="application/json"
+        )
 
 
 #: The headers the collector reads; one pass over the request's instead of a scan per name.
-_WANTED = frozenset({b"authorization", b"x-kpistream-key", b"x-forwarded-for", b"user-agent",
-                     b"origin", b"x-kpistream-consent", b"sp-anonymous", b"sec-gpc", b"dnt"})
+_WANTED = frozenset(
+    {
+        b"authorization",
+        b"x-kpistream-key",
+        b"x-forwarded-for",
+        b"user-agent",
+        b"origin",
+        b"x-kpistream-consent",
+        b"sp-anonymous",
+        b"sec-gpc",
+        b"dnt",
+    }
+)
 _JSON = msgspec.json.Encoder().encode
 
 
@@ -410,8 +452,11 @@ def create_app(settings: Settings, *, redis: Any = None, sender: Sender | None =
 
     async def healthz(_: Request) -> Response:
         ready = c.sender.ready
-        body = {"status": "ok" if ready else "starting", "queue": c.sender.backlog,
-                "queue_capacity": c.sender.capacity}
+        body = {
+            "status": "ok" if ready else "starting",
+            "queue": c.sender.backlog,
+            "queue_capacity": c.sender.capacity,
+        }
         return JSONResponse(body, status_code=200 if ready else 503)
 
     async def metrics(_: Request) -> Response:
@@ -459,9 +504,19 @@ class _Edge:
     may send for some site; each event's site is checked again in :meth:`Collector.admit`),
     and the count of answers by endpoint and status (unknown paths as ``other``)."""
 
-    KNOWN = frozenset({"/v1/events", "/v1/p.gif", "/api/event", "/i", "/healthz", "/metrics",
-                       "/com.snowplowanalytics.snowplow/tp2", "/.well-known/gpc.json",
-                       "/kpistream.js"})
+    KNOWN = frozenset(
+        {
+            "/v1/events",
+            "/v1/p.gif",
+            "/api/event",
+            "/i",
+            "/healthz",
+            "/metrics",
+            "/com.snowplowanalytics.snowplow/tp2",
+            "/.well-known/gpc.json",
+            "/kpistream.js",
+        }
+    )
     PREFLIGHT = [
         (b"access-control-allow-methods", b"POST, GET, OPTIONS"),
         (b"access-control-allow-headers", ALLOWED_HEADERS.encode()),

@@ -177,8 +177,9 @@ def plausible(body: bytes) -> list[Candidate] | Skip:
     referrer = _plausible_field(raw, "r", "referrer")
     props = _object(_plausible_field(raw, "p", "props"))
     revenue = _object(_plausible_field(raw, "$", "revenue"))
-    event = plausible_event(name, url, referrer if isinstance(referrer, str) else None, props,
-                            revenue, raw)
+    event = plausible_event(
+        name, url, referrer if isinstance(referrer, str) else None, props, revenue, raw
+    )
     if isinstance(event, Skip):
         return [event]
     return [{**event, "site": d.strip()} for d in domains.split(",") if d.strip()]
@@ -428,8 +429,12 @@ def _self_describing(item: dict[str, Any]) -> dict[str, Any] | Skip:
         return {"type": "click", "item_kind": "cta", "item_id": str(target)[:128]}
     if schema.startswith("com.snowplowanalytics.snowplow/submit_form/"):
         return {"type": "lead", **({"form_id": data["formId"]} if data.get("formId") else {})}
-    if schema.startswith(("com.snowplowanalytics.snowplow/ad_impression/",
-                          "com.snowplowanalytics.snowplow/ad_click/")):
+    if schema.startswith(
+        (
+            "com.snowplowanalytics.snowplow/ad_impression/",
+            "com.snowplowanalytics.snowplow/ad_click/",
+        )
+    ):
         kind = "impression" if "/ad_impression/" in schema else "click"
         ad = data.get("bannerId") or data.get("advertiserId") or data.get("impressionId")
         event: dict[str, Any] = {"type": kind, "item_kind": "ad", "item_id": str(ad or "unknown")}
@@ -462,8 +467,11 @@ def _ecommerce(action: str, entities: dict[str, dict[str, Any]]) -> dict[str, An
         revenue = _money(transaction.get("revenue"))
         currency = transaction.get("currency")
         if revenue is None or not currency:
-            return reject("missing_field", "a transaction entity with revenue and currency",
-                          "$.co.transaction")
+            return reject(
+                "missing_field",
+                "a transaction entity with revenue and currency",
+                "$.co.transaction",
+            )
         event = {"type": "purchase", "value": revenue, "currency": currency}
         if transaction.get("transaction_id"):
             event["order_id"] = str(transaction["transaction_id"])

@@ -31,7 +31,7 @@ PAGES: dict[str, tuple[str, str]] = {
     "/": (
         "Spring shop",
         '<a id="banner" href="/product/1" data-kpi-impression="banner:spring-sale" '
-        'data-kpi-campaign="spring" onclick="shopTrack(\'click\', {kind: \'banner\', '
+        "data-kpi-campaign=\"spring\" onclick=\"shopTrack('click', {kind: 'banner', "
         "id: 'spring-sale', campaign: 'spring'})\">Spring sale: 20% off</a>"
         '<p><a id="product" href="/product/1">Garden chair</a></p>'
         '<p><a id="app" href="/app">Our app</a></p>'
@@ -39,7 +39,7 @@ PAGES: dict[str, tuple[str, str]] = {
     ),
     "/product/1": (
         "Garden chair",
-        '<button id="add" onclick="shopTrack(\'add_to_cart\', {item_id: \'chair-1\', '
+        "<button id=\"add\" onclick=\"shopTrack('add_to_cart', {item_id: 'chair-1', "
         "value: 49.5, currency: 'EUR'})\">Add to cart</button>"
         '<p><a id="cart" href="/cart">Cart</a></p>',
     ),
@@ -51,14 +51,14 @@ PAGES: dict[str, tuple[str, str]] = {
     ),
     "/checkout": (
         "Checkout",
-        '<button id="buy" onclick="shopTrack(\'purchase\', {value: 49.5, currency: \'EUR\', '
+        "<button id=\"buy\" onclick=\"shopTrack('purchase', {value: 49.5, currency: 'EUR', "
         "order_id: 'o-' + Date.now()})\">Buy</button>",
     ),
     "/app": (
         "Single-page app",
-        '<button id="tab-a" onclick="history.pushState({}, \'\', \'/app/a\'); '
-        "spaView()\">Tab A</button>"
-        '<button id="tab-b" onclick="history.pushState({}, \'\', \'/app/b\'); '
+        "<button id=\"tab-a\" onclick=\"history.pushState({}, '', '/app/a'); "
+        'spaView()">Tab A</button>'
+        "<button id=\"tab-b\" onclick=\"history.pushState({}, '', '/app/b'); "
         'spaView()">Tab B</button>',
     ),
 }

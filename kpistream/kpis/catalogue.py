@@ -550,6 +550,9 @@ def problems() -> list[str]:
         if q.complement is not None and q.complement.labels != q.labels:
             out.append(f"{q.stem}: complement {q.complement.stem} has other labels")
     shown: tuple[Count | Quotient | Family, ...] = (*(c for c in COUNTS if c.window), *QUOTIENTS)
-    out += [f"{e.metric}: a window gauge without a tier (dashboard row)" for e in shown
-            if e.tier is None]
+    out += [
+        f"{e.metric}: a window gauge without a tier (dashboard row)"
+        for e in shown
+        if e.tier is None
+    ]
     return out

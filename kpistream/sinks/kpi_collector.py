@@ -13,7 +13,7 @@ import logging
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -26,6 +26,7 @@ from prometheus_client.registry import Collector
 from kpistream.contract import health as H
 from kpistream.kpis import catalogue as K
 from kpistream.kpis import fields
+from kpistream.kpis.series import Grouped, by_labels, group
 from kpistream.schemas.decoder import REASONS
 from kpistream.sinks.window_store import StoreSnapshot
 
@@ -71,29 +72,17 @@ class KpiCollector(Collector):
             yield from health_families(snapshot)
 
 
-def _by(counter: Mapping[str, int], code: str) -> dict[tuple[str, ...], int]:
-    """Counter values of one field code, keyed by their label values."""
-    out: dict[tuple[str, ...], int] = {}
-    for name, value in counter.items():
-        parts = fields.split(name)
-        if parts[0] == code:
-            out[tuple(parts[1:])] = value
-    return out
-
-
-def _sum(
-    counter: Mapping[str, int], parts: tuple[K.Count | K.Level, ...]
-) -> dict[tuple[str, ...], float]:
+def _sum(counter: Grouped, parts: tuple[K.Count | K.Level, ...]) -> dict[tuple[str, ...], float]:
     """The parts' values summed by label set, each in its unit (``Count.scale``)."""
     raw: Counter[tuple[str, ...]] = Counter()
     for part in parts:
-        raw.update(_by(counter, part.code))
+        raw.update(counter.get(part, {}))
     scale = parts[0].scale if parts and isinstance(parts[0], K.Count) else 1.0
     return {labels: n * scale if scale != 1.0 else n for labels, n in raw.items()}
 
 
 def quotient_values(
-    q: K.Quotient, window: Mapping[str, int], levels: Mapping[str, int]
+    q: K.Quotient, window: Grouped, levels: Grouped
 ) -> Iterator[tuple[tuple[str, ...], float]]:
     """(labels, value) of a quotient over one window's counts, where its denominator is > 0;
     a :class:`~kpistream.kpis.catalogue.Level` denominator is read from ``levels``."""
@@ -109,36 +98,36 @@ def quotient_values(
 
 
 def kpi_families(snapshot: StoreSnapshot) -> Iterator[Metric]:
+    windows = {window: group(counter) for window, counter in snapshot.windows.items()}
+    gauges = group(snapshot.gauges)
     for count in K.COUNTS:
         if not count.window:
             continue
         family = GaugeMetricFamily(
             count.metric, f"{count.help}, in the window", labels=[*count.labels, "window"]
         )
-        for window, counter in snapshot.windows.items():
-            for labels, n in sorted(_by(counter, count.code).items()):
+        for window, grouped in windows.items():
+            for labels, n in sorted(grouped.get(count, {}).items()):
                 family.add_metric([*labels, window], n * count.scale)
         yield family
     for q in K.QUOTIENTS:
         family = GaugeMetricFamily(q.metric, q.help, labels=[*q.labels, "window"])
-        for window, counter in snapshot.windows.items():
-            for labels, value in quotient_values(q, counter, snapshot.gauges):
+        for window, grouped in windows.items():
+            for labels, value in quotient_values(q, grouped, gauges):
                 family.add_metric([*labels, window], value)
         yield family
     yield from visitor_families(snapshot)
     yield from level_families(snapshot)
-    totals = snapshot.totals
+    totals = group(snapshot.totals)
     for count in K.COUNTS:
         if not count.total:
             continue
         counter_family = CounterMetricFamily(count.metric, count.help, labels=list(count.labels))
-        values = _by(totals, count.code)
+        values = totals.get(count, {})
         label_sets = set(values)
         if count.paired_with is not None:
             width = len(count.labels)
-            label_sets |= {
-                k[:width] for k in _by(totals, count.paired_with.code) if len(k) >= width
-            }
+            label_sets |= {k[:width] for k in totals.get(count.paired_with, {}) if len(k) >= width}
         for labels in sorted(label_sets):
             counter_family.add_metric(list(labels), values.get(labels, 0) * count.scale)
         yield counter_family
@@ -149,7 +138,7 @@ def visitor_families(snapshot: StoreSnapshot) -> Iterator[Metric]:
         GaugeMetricFamily(f.metric, f.help, labels=[*f.labels, "window"]) for f in K.FAMILIES[:2]
     )
     for window, per_site in snapshot.uniques.items():
-        new = _by(snapshot.windows[window], K.NEW_VISITORS.code)
+        new = by_labels(snapshot.windows[window], K.NEW_VISITORS)
         for site, n in sorted(per_site.items()):
             unique.add_metric([site, window], n)
             first_time = new.get((site,), 0)
@@ -163,7 +152,7 @@ def visitor_families(snapshot: StoreSnapshot) -> Iterator[Metric]:
 def level_families(snapshot: StoreSnapshot) -> Iterator[Metric]:
     for level in K.LEVELS:
         family = GaugeMetricFamily(level.metric, level.help, labels=list(level.labels))
-        for labels, n in sorted(_by(snapshot.gauges, level.code).items()):
+        for labels, n in sorted(by_labels(snapshot.gauges, level).items()):
             family.add_metric(list(labels), n)
         yield family
 

@@ -65,7 +65,7 @@ from kpistream.contract.store import (
 )
 from kpistream.contract.visitor import Visitor, VisitorKey, decode_visitor, encode_visitor
 from kpistream.kpis import catalogue as K
-from kpistream.kpis import fields
+from kpistream.kpis.series import label_values
 from kpistream.kpis.windows import HOUR_MINUTES, day_of, window_cover, window_minutes
 
 
@@ -417,12 +417,9 @@ class WindowReader:
         }
         last_day = day_of(watermark)
         day_ranges = {
-            name: range(last_day - days + 1, last_day + 1)
-            for name, days in long_windows.items()
+            name: range(last_day - days + 1, last_day + 1) for name, days in long_windows.items()
         }
-        sites = sorted(
-            {fields.split(name)[1] for name in totals if fields.split(name)[0] == K.SESSIONS.code}
-        )
+        sites = sorted(label_values(totals, K.SESSIONS, "site"))
         wanted: dict[str, int] = {}
         for p in parts:
             for minutes, hours in covers.values():

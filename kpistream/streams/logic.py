@@ -66,7 +66,6 @@ class StreamLogic(Protocol):
         """Raw values of each bounded dimension in a batch, admitted before processing."""
 
 
-
 def valid(decoded: Iterable[Any]) -> list[Any]:
     """The events of a decoded batch this partition processes (not rejected, not
     forwarded to another partition)."""

@@ -22,6 +22,7 @@ from kpistream.contract.visitor import Visitor, VisitorKey
 #: first (correctness does not depend on it: a miss is one more key in the batch's MGET).
 DEFAULT_CACHED_VISITORS = 20_000
 
+
 class VisitorBook:
     """The visitors of one partition that the current batch touches, plus a cache."""
 

@@ -68,8 +68,9 @@ async def visits(
 
     async def step(page: Any, kind: str, n: int, action: Any) -> None:
         await action()
-        await wait_until(f"{n} {kind} of {site}", lambda: sender.count(site, kind) >= n,
-                         timeout_s=30)
+        await wait_until(
+            f"{n} {kind} of {site}", lambda: sender.count(site, kind) >= n, timeout_s=30
+        )
 
     async def visit(number: int, gpc: bool = False) -> Any:
         # A browser per visit, its User-Agent set for all its requests: the audience zone's
@@ -81,7 +82,8 @@ async def visits(
         context = await launched.new_context(extra_http_headers={"Sec-GPC": "1"} if gpc else None)
         if gpc:  # what a browser with GPC on shows its pages too
             await context.add_init_script(
-                "Object.defineProperty(navigator, 'globalPrivacyControl', {value: true})")
+                "Object.defineProperty(navigator, 'globalPrivacyControl', {value: true})"
+            )
         return launched, await context.new_page()
 
     # 1. a bounce: the home page (its banner is seen), nothing else
@@ -128,8 +130,11 @@ async def visits(
     browser, page = await visit(7, gpc=True)
     await page.goto(f"{shop}/product/1")
     await page.click("#add")
-    await wait_until("the GPC visit's events refused", lambda: dropped_gpc() >= 2 or (
-        site.startswith("kpistream")), timeout_s=30)
+    await wait_until(
+        "the GPC visit's events refused",
+        lambda: dropped_gpc() >= 2 or (site.startswith("kpistream")),
+        timeout_s=30,
+    )
     # Playwright's header does not reach requests sent while a page unloads (a GPC browser's
     # would carry it): leave offline.
     await page.context.set_offline(True)
@@ -142,10 +147,11 @@ def expected(site: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
         ("kpi_page_views_total", (("site", site),)): 13,
         ("kpi_sessions_total", (("site", site),)): 6,
         ("kpi_non_bounced_sessions_total", (("site", site),)): 5,
-        ("kpi_impressions_total", (("campaign", "spring"), ("item_kind", "banner"),
-                                   ("site", site))): 3,
-        ("kpi_clicks_total", (("campaign", "spring"), ("item_kind", "banner"),
-                              ("site", site))): 1,
+        (
+            "kpi_impressions_total",
+            (("campaign", "spring"), ("item_kind", "banner"), ("site", site)),
+        ): 3,
+        ("kpi_clicks_total", (("campaign", "spring"), ("item_kind", "banner"), ("site", site))): 1,
         ("kpi_orders_total", (("currency", "EUR"), ("site", site))): 1,
         ("kpi_revenue_total", (("currency", "EUR"), ("site", site))): 49.5,
         ("kpi_carts_abandoned_total", (("site", site),)): 1,
@@ -183,15 +189,20 @@ async def test_shop_visits_become_exact_kpis(
 
     def dropped_gpc() -> float:
         value = app.state.collector.metrics.registry.get_sample_value(
-            "kpistream_collector_events_dropped_total", {"protocol": tracker, "reason": "gpc"})
+            "kpistream_collector_events_dropped_total", {"protocol": tracker, "reason": "gpc"}
+        )
         return float(value or 0)
+
     async with running_collector(settings, app) as url:
         port = url.rsplit(":", 1)[1]
         await workers(settings)
-        async with serving_shop(f"http://collector.test:{port}") as shop_port, \
-                async_playwright() as pw:
-            await visits(pw.chromium, chromium, f"http://{site}:{shop_port}", sender, site,
-                         dropped_gpc)
+        async with (
+            serving_shop(f"http://collector.test:{port}") as shop_port,
+            async_playwright() as pw,
+        ):
+            await visits(
+                pw.chromium, chromium, f"http://{site}:{shop_port}", sender, site, dropped_gpc
+            )
         want = expected(site)
         got: dict[Any, float] = {}
 
@@ -240,8 +251,11 @@ async def assert_no_ip(settings: Settings, values: list[dict[str, Any]], logs: s
         await client.aclose()
     assert values, "no records to scan"
     stored = b"\n".join(x if isinstance(x, bytes) else str(x).encode() for x in dump)
-    for where, text in (("Kafka", msgspec.json.encode(values)), ("Redis", stored),
-                        ("the logs", logs.encode())):
+    for where, text in (
+        ("Kafka", msgspec.json.encode(values)),
+        ("Redis", stored),
+        ("the logs", logs.encode()),
+    ):
         assert b"127.0.0.1" not in text, f"an IP address in {where}"
 
 
@@ -252,17 +266,19 @@ async def test_our_script_sends_nothing_under_gpc_in_the_browser(settings_factor
     settings: Settings = settings_factory(collector_allow_headless=True)
     async with running_collector(settings) as url:
         port = url.rsplit(":", 1)[1]
-        async with serving_shop(f"http://collector.test:{port}") as shop_port, \
-                async_playwright() as pw:
+        async with (
+            serving_shop(f"http://collector.test:{port}") as shop_port,
+            async_playwright() as pw,
+        ):
             browser = await pw.chromium.launch(executable_path=chromium, args=ARGS)
             try:
                 context = await browser.new_context()
                 await context.add_init_script(
-                    "Object.defineProperty(navigator, 'globalPrivacyControl', {value: true})")
+                    "Object.defineProperty(navigator, 'globalPrivacyControl', {value: true})"
+                )
                 page = await context.new_page()
                 sent: list[str] = []
-                page.on("request", lambda r: sent.append(r.url) if "/v1/events" in r.url
-                        else None)
+                page.on("request", lambda r: sent.append(r.url) if "/v1/events" in r.url else None)
                 await page.goto(f"http://kpistream.shop.test:{shop_port}/product/1")
                 await page.click("#add")
                 script = await page.evaluate("typeof window.kpi")
@@ -291,15 +307,20 @@ async def test_our_script_retries_with_the_same_event_ids(settings_factory: Any)
 
     async with running_collector(settings, app) as url:
         port = url.rsplit(":", 1)[1]
-        async with serving_shop(f"http://collector.test:{port}") as shop_port, \
-                async_playwright() as pw:
+        async with (
+            serving_shop(f"http://collector.test:{port}") as shop_port,
+            async_playwright() as pw,
+        ):
             browser = await pw.chromium.launch(executable_path=chromium, args=ARGS)
             try:
                 page = await browser.new_page()
                 await page.route("**/v1/events", busy_once)
                 await page.goto(f"http://{site}:{shop_port}/product/1")
-                await wait_until("the page view, retried", lambda: sender.count(
-                    site, "page_view") >= 1, timeout_s=30)
+                await wait_until(
+                    "the page view, retried",
+                    lambda: sender.count(site, "page_view") >= 1,
+                    timeout_s=30,
+                )
             finally:
                 await browser.close()
     assert len(bodies) >= 2

@@ -57,12 +57,18 @@ async def _salt(settings: Settings) -> bytes:
 async def test_our_contract_single_array_ndjson_and_pixel(settings_factory: Any) -> None:
     settings = _settings(settings_factory)
     async with running_collector(settings) as url, httpx.AsyncClient(base_url=url) as http:
-        one = await http.post("/v1/events", content=json.dumps(_pv("/a", event_id="e1")),
-                              headers=_headers())
+        one = await http.post(
+            "/v1/events", content=json.dumps(_pv("/a", event_id="e1")), headers=_headers()
+        )
         many = await http.post(
             "/v1/events",
-            content=json.dumps([_pv("/b", event_id="e2"), {"type": "nope", "site": "shop.test"},
-                                _pv("/c", event_id="e3", ts="soon")]),
+            content=json.dumps(
+                [
+                    _pv("/b", event_id="e2"),
+                    {"type": "nope", "site": "shop.test"},
+                    _pv("/c", event_id="e3", ts="soon"),
+                ]
+            ),
             headers=_headers(FIREFOX),
         )
         nd = await http.post(
@@ -70,8 +76,11 @@ async def test_our_contract_single_array_ndjson_and_pixel(settings_factory: Any)
             content="\n".join(json.dumps(_pv(p, event_id=f"n{p}")) for p in ("/x", "/y")),
             headers=_headers(),
         )
-        gif = await http.get("/v1/p.gif", params={"site": "shop.test", "event_id": "g1"},
-                             headers={**_headers(), "Referer": "https://shop.test/p?utm_source=nl"})
+        gif = await http.get(
+            "/v1/p.gif",
+            params={"site": "shop.test", "event_id": "g1"},
+            headers={**_headers(), "Referer": "https://shop.test/p?utm_source=nl"},
+        )
         records = await read_topic(settings, 5)
         salt = await _salt(settings)
     assert (one.status_code, one.json()) == (202, {"accepted": 1, "rejected": [], "dropped": {}})
@@ -79,7 +88,9 @@ async def test_our_contract_single_array_ndjson_and_pixel(settings_factory: Any)
     body = many.json()
     assert body["accepted"] == 1
     assert [(r["index"], r["reason"]) for r in body["rejected"]] == [
-        (1, "unknown_type"), (2, "wrong_type")]
+        (1, "unknown_type"),
+        (2, "wrong_type"),
+    ]
     assert nd.status_code == 202 and nd.json()["accepted"] == 2
     assert gif.status_code == 200 and gif.headers["content-type"] == "image/gif"
     chrome = audience_id(salt, "shop.test", VISITOR_IP, CHROME)
@@ -101,37 +112,77 @@ async def test_plausible_and_snowplow_protocols_map_onto_the_contract(
     settings_factory: Any, workers: Any
 ) -> None:
     settings = _settings(settings_factory)
-    ue = {"schema": "iglu:com.snowplowanalytics.snowplow/unstruct_event/jsonschema/1-0-0",
-          "data": {"schema": "iglu:com.snowplowanalytics.snowplow/link_click/jsonschema/1-0-1",
-                   "data": {"targetUrl": "https://elsewhere.test/", "elementId": "promo"}}}
+    ue = {
+        "schema": "iglu:com.snowplowanalytics.snowplow/unstruct_event/jsonschema/1-0-0",
+        "data": {
+            "schema": "iglu:com.snowplowanalytics.snowplow/link_click/jsonschema/1-0-1",
+            "data": {"targetUrl": "https://elsewhere.test/", "elementId": "promo"},
+        },
+    }
     ue_px = base64.urlsafe_b64encode(json.dumps(ue).encode()).decode().rstrip("=")
     common = {"tv": "js-4.10.1", "p": "web", "aid": "sp.test", "duid": "cookie-id"}
     tp2 = {
         "schema": "iglu:com.snowplowanalytics.snowplow/payload_data/jsonschema/1-0-4",
         "data": [
             {**common, "e": "pv", "eid": "s1", "url": "https://sp.test/?utm_medium=email"},
-            {**common, "e": "se", "eid": "s2", "se_ca": "shop", "se_ac": "add_to_cart",
-             "se_la": "chair-1", "se_va": "49.5", "se_pr": "EUR"},
+            {
+                **common,
+                "e": "se",
+                "eid": "s2",
+                "se_ca": "shop",
+                "se_ac": "add_to_cart",
+                "se_la": "chair-1",
+                "se_va": "49.5",
+                "se_pr": "EUR",
+            },
             {**common, "e": "ue", "eid": "s3", "ue_px": ue_px},
-            {**common, "e": "se", "eid": "s4", "se_ca": "shop", "se_ac": "purchase",
-             "se_la": "o-1", "se_va": "49.5", "se_pr": "EUR"},
+            {
+                **common,
+                "e": "se",
+                "eid": "s4",
+                "se_ca": "shop",
+                "se_ac": "purchase",
+                "se_la": "o-1",
+                "se_va": "49.5",
+                "se_pr": "EUR",
+            },
             {**common, "e": "xx", "eid": "s5"},
         ],
     }
     async with running_collector(settings) as url, httpx.AsyncClient(base_url=url) as http:
-        pv = await http.post("/api/event", headers=_headers(),
-                             content=json.dumps({"n": "pageview", "u": "https://pl.test/",
-                                                 "d": "pl.test", "r": None}))
-        buy = await http.post("/api/event", headers=_headers(), content=json.dumps(
-            {"name": "Purchase", "url": "https://pl.test/thanks", "domain": "pl.test",
-             "revenue": {"amount": "12.50", "currency": "EUR"}}))
-        odd = await http.post("/api/event", headers=_headers(),
-                              content=json.dumps({"n": "Newsletter", "u": "https://pl.test/"}))
+        pv = await http.post(
+            "/api/event",
+            headers=_headers(),
+            content=json.dumps(
+                {"n": "pageview", "u": "https://pl.test/", "d": "pl.test", "r": None}
+            ),
+        )
+        buy = await http.post(
+            "/api/event",
+            headers=_headers(),
+            content=json.dumps(
+                {
+                    "name": "Purchase",
+                    "url": "https://pl.test/thanks",
+                    "domain": "pl.test",
+                    "revenue": {"amount": "12.50", "currency": "EUR"},
+                }
+            ),
+        )
+        odd = await http.post(
+            "/api/event",
+            headers=_headers(),
+            content=json.dumps({"n": "Newsletter", "u": "https://pl.test/"}),
+        )
         bad = await http.post("/api/event", headers=_headers(), content=json.dumps({"u": "x"}))
-        sp = await http.post("/com.snowplowanalytics.snowplow/tp2", headers=_headers(),
-                             content=json.dumps(tp2))
-        pixel = await http.get("/i", headers=_headers(), params={
-            **common, "e": "pp", "eid": "s6", "url": "https://sp.test/"})
+        sp = await http.post(
+            "/com.snowplowanalytics.snowplow/tp2", headers=_headers(), content=json.dumps(tp2)
+        )
+        pixel = await http.get(
+            "/i",
+            headers=_headers(),
+            params={**common, "e": "pp", "eid": "s6", "url": "https://sp.test/"},
+        )
         records = await read_topic(settings, 7)
     assert (pv.status_code, pv.text) == (202, "ok")
     assert (buy.status_code, buy.text) == (202, "ok")
@@ -143,50 +194,102 @@ async def test_plausible_and_snowplow_protocols_map_onto_the_contract(
     plausible = sorted((v["type"], v.get("value")) for _, _, v in records if v["site"] == "pl.test")
     assert plausible == [("page_view", None), ("purchase", 12.5)]
     assert {k: v["type"] for k, v in events.items()} == {
-        "s1": "page_view", "s2": "add_to_cart", "s3": "click", "s4": "purchase",
-        "s6": "engagement"}
+        "s1": "page_view",
+        "s2": "add_to_cart",
+        "s3": "click",
+        "s4": "purchase",
+        "s6": "engagement",
+    }
     assert events["s1"]["utm_medium"] == "email"
     assert (events["s2"]["item_id"], events["s2"]["value"], events["s2"]["currency"]) == (
-        "chair-1", 49.5, "EUR")
+        "chair-1",
+        49.5,
+        "EUR",
+    )
     assert (events["s3"]["item_kind"], events["s3"]["item_id"]) == ("cta", "promo")
     assert events["s4"]["order_id"] == "o-1"
     # Without a consent signal the tracker's cookie id is not used: audience zone.
     assert all(v["visitor_id"].startswith("a-") for v in events.values())
     # The workers count what the mapping promises.
     await workers(settings)
-    await wait_for_totals(settings, {fields.field(K.ORDERS.code, "pl.test", "EUR"): 1,
-                                     fields.field(K.ORDERS.code, "sp.test", "EUR"): 1,
-                                     fields.field(K.PAGE_VIEWS.code, "sp.test"): 1})
+    await wait_for_totals(
+        settings,
+        {
+            fields.field(K.ORDERS.code, "pl.test", "EUR"): 1,
+            fields.field(K.ORDERS.code, "sp.test", "EUR"): 1,
+            fields.field(K.PAGE_VIEWS.code, "sp.test"): 1,
+        },
+    )
 
 
 async def test_privacy_signals_bots_consent_and_origins(settings_factory: Any) -> None:
     settings = _settings(settings_factory, collector_origins="shop.test=https://cdn.test")
     async with running_collector(settings) as url, httpx.AsyncClient(base_url=url) as http:
-        gpc = await http.post("/v1/events", headers=_headers(**{"Sec-GPC": "1"}),
-                              content=json.dumps(_pv("/gpc", event_id="gpc")))
-        dnt = await http.post("/api/event", headers=_headers(DNT="1"),
-                              content=json.dumps({"n": "pageview", "u": "https://shop.test/dnt"}))
-        bot = await http.post("/v1/events", headers=_headers("curl/8.5.0"),
-                              content=json.dumps(_pv("/bot", event_id="bot")))
+        gpc = await http.post(
+            "/v1/events",
+            headers=_headers(**{"Sec-GPC": "1"}),
+            content=json.dumps(_pv("/gpc", event_id="gpc")),
+        )
+        dnt = await http.post(
+            "/api/event",
+            headers=_headers(DNT="1"),
+            content=json.dumps({"n": "pageview", "u": "https://shop.test/dnt"}),
+        )
+        bot = await http.post(
+            "/v1/events",
+            headers=_headers("curl/8.5.0"),
+            content=json.dumps(_pv("/bot", event_id="bot")),
+        )
         headless = await http.post(
-            "/v1/events", headers=_headers(CHROME.replace("Chrome/", "HeadlessChrome/")),
-            content=json.dumps(_pv("/headless", event_id="headless")))
-        no_consent = await http.post("/v1/events", headers=_headers(), content=json.dumps(
-            _pv("/c", event_id="nc", visitor_id="crm-42")))
-        consented = await http.post("/v1/events", headers=_headers(), content=json.dumps(
-            _pv("/c", event_id="yes", visitor_id="crm-42", consent=True, session_id="s-1")))
-        e_mail = await http.post("/v1/events", headers=_headers(), content=json.dumps(
-            _pv("/c", event_id="mail", visitor_id="ann@example.com", consent=True)))
-        foreign = await http.post("/v1/events", headers=_headers(Origin="https://evil.test"),
-                                  content=json.dumps(_pv("/o", event_id="evil")))
-        own = await http.post("/v1/events", headers=_headers(Origin="https://www.shop.test"),
-                              content=json.dumps(_pv("/o", event_id="own")))
-        cdn = await http.post("/v1/events", headers=_headers(Origin="https://cdn.test"),
-                              content=json.dumps(_pv("/o", event_id="cdn")))
-        preflight = await http.options("/com.snowplowanalytics.snowplow/tp2", headers={
-            "Origin": "https://cdn.test", "Access-Control-Request-Method": "POST"})
-        forgetting = await http.post("/v1/events", headers=_headers(), content=json.dumps(
-            {"type": "forget", "site": "shop.test", "visitor_id": "x", "consent": True}))
+            "/v1/events",
+            headers=_headers(CHROME.replace("Chrome/", "HeadlessChrome/")),
+            content=json.dumps(_pv("/headless", event_id="headless")),
+        )
+        no_consent = await http.post(
+            "/v1/events",
+            headers=_headers(),
+            content=json.dumps(_pv("/c", event_id="nc", visitor_id="crm-42")),
+        )
+        consented = await http.post(
+            "/v1/events",
+            headers=_headers(),
+            content=json.dumps(
+                _pv("/c", event_id="yes", visitor_id="crm-42", consent=True, session_id="s-1")
+            ),
+        )
+        e_mail = await http.post(
+            "/v1/events",
+            headers=_headers(),
+            content=json.dumps(
+                _pv("/c", event_id="mail", visitor_id="ann@example.com", consent=True)
+            ),
+        )
+        foreign = await http.post(
+            "/v1/events",
+            headers=_headers(Origin="https://evil.test"),
+            content=json.dumps(_pv("/o", event_id="evil")),
+        )
+        own = await http.post(
+            "/v1/events",
+            headers=_headers(Origin="https://www.shop.test"),
+            content=json.dumps(_pv("/o", event_id="own")),
+        )
+        cdn = await http.post(
+            "/v1/events",
+            headers=_headers(Origin="https://cdn.test"),
+            content=json.dumps(_pv("/o", event_id="cdn")),
+        )
+        preflight = await http.options(
+            "/com.snowplowanalytics.snowplow/tp2",
+            headers={"Origin": "https://cdn.test", "Access-Control-Request-Method": "POST"},
+        )
+        forgetting = await http.post(
+            "/v1/events",
+            headers=_headers(),
+            content=json.dumps(
+                {"type": "forget", "site": "shop.test", "visitor_id": "x", "consent": True}
+            ),
+        )
         gpc_json = await http.get("/.well-known/gpc.json")
         metrics = (await http.get("/metrics")).text
         records = await read_topic(settings, 4)
@@ -219,21 +322,36 @@ async def test_privacy_signals_bots_consent_and_origins(settings_factory: Any) -
 
 
 async def test_write_keys_limits_and_rate(settings_factory: Any) -> None:
-    settings = _settings(settings_factory, collector_write_keys="api.test=k-123",
-                         collector_burst=30, collector_rate=0.01, collector_max_events=3)
+    settings = _settings(
+        settings_factory,
+        collector_write_keys="api.test=k-123",
+        collector_burst=30,
+        collector_rate=0.01,
+        collector_max_events=3,
+    )
     old_ts = int(time.time() * 1000) - 3_600_000
     async with running_collector(settings) as url, httpx.AsyncClient(base_url=url) as http:
-        keyless = await http.post("/v1/events", headers=_headers(), content=json.dumps(
-            {**_pv("/k"), "site": "api.test"}))
-        wrong = await http.post("/v1/events", headers=_headers(Authorization="Bearer nope"),
-                                content=json.dumps({**_pv("/k"), "site": "api.test"}))
-        keyed = await http.post("/v1/events", headers=_headers(Authorization="Bearer k-123"),
-                                content=json.dumps({**_pv("/k"), "site": "api.test",
-                                                    "event_id": "old", "ts": old_ts}))
-        browser_old = await http.post("/v1/events", headers=_headers(), content=json.dumps(
-            _pv("/k", event_id="clamped", ts=old_ts)))
-        too_many = await http.post("/v1/events", headers=_headers(),
-                                   content=json.dumps([_pv("/m")] * 4))
+        keyless = await http.post(
+            "/v1/events", headers=_headers(), content=json.dumps({**_pv("/k"), "site": "api.test"})
+        )
+        wrong = await http.post(
+            "/v1/events",
+            headers=_headers(Authorization="Bearer nope"),
+            content=json.dumps({**_pv("/k"), "site": "api.test"}),
+        )
+        keyed = await http.post(
+            "/v1/events",
+            headers=_headers(Authorization="Bearer k-123"),
+            content=json.dumps({**_pv("/k"), "site": "api.test", "event_id": "old", "ts": old_ts}),
+        )
+        browser_old = await http.post(
+            "/v1/events",
+            headers=_headers(),
+            content=json.dumps(_pv("/k", event_id="clamped", ts=old_ts)),
+        )
+        too_many = await http.post(
+            "/v1/events", headers=_headers(), content=json.dumps([_pv("/m")] * 4)
+        )
         too_big = await http.post("/v1/events", headers=_headers(), content=b" " * (65 * 1024))
         records = await read_topic(settings, 2)
         statuses = [
@@ -248,7 +366,8 @@ async def test_write_keys_limits_and_rate(settings_factory: Any) -> None:
     assert ts["old"] == old_ts  # a keyed server may backfill
     assert ts["clamped"] > old_ts + 3_000_000  # a browser's clock is replaced
     assert too_many.status_code == 400 and too_many.json()["rejected"][0]["reason"] == (
-        "too_many_events")
+        "too_many_events"
+    )
     assert too_big.status_code == 413
     assert 429 in statuses and limited.status_code == 429
     assert int(limited.headers["retry-after"]) >= 1
@@ -257,10 +376,12 @@ async def test_write_keys_limits_and_rate(settings_factory: Any) -> None:
 async def test_backpressure_answers_503_and_loses_nothing(settings_factory: Any) -> None:
     settings = _settings(settings_factory, collector_queue=2)
     async with running_collector(settings) as url, httpx.AsyncClient(base_url=url) as http:
-        full = await http.post("/v1/events", headers=_headers(),
-                               content=json.dumps([_pv(f"/{i}") for i in range(3)]))
-        fits = await http.post("/v1/events", headers=_headers(),
-                               content=json.dumps([_pv(f"/{i}") for i in range(2)]))
+        full = await http.post(
+            "/v1/events", headers=_headers(), content=json.dumps([_pv(f"/{i}") for i in range(3)])
+        )
+        fits = await http.post(
+            "/v1/events", headers=_headers(), content=json.dumps([_pv(f"/{i}") for i in range(2)])
+        )
         health = (await http.get("/healthz")).json()
         metrics = (await http.get("/metrics")).text
     assert full.status_code == 503 and full.json()["error"] == "queue_full"
@@ -280,8 +401,12 @@ async def test_kafka_down_is_503_with_retry_after(settings_factory: Any, tmp_pat
             ok = await http.post("/v1/events", headers=_headers(), content=json.dumps(_pv("/")))
             broker.process.send_signal(19)  # SIGSTOP: the broker answers nothing
             try:
-                stalled = await http.post("/v1/events", headers=_headers(),
-                                          content=json.dumps(_pv("/", event_id="late")), timeout=10)
+                stalled = await http.post(
+                    "/v1/events",
+                    headers=_headers(),
+                    content=json.dumps(_pv("/", event_id="late")),
+                    timeout=10,
+                )
                 backlog = (await http.get("/healthz")).json()["queue"]
             finally:
                 broker.process.send_signal(18)  # SIGCONT
@@ -309,14 +434,12 @@ async def test_salts_rotate_daily_and_expire(settings_factory: Any) -> None:
     assert 0 < ttl <= SALT_LIFE_S and ttl > SALT_LIFE_S - 86_400 - 60
 
 
-
 async def test_redis_down_is_503_not_a_traceback(settings_factory: Any) -> None:
     from kpistream.runtime import free_port
 
     settings = _settings(settings_factory, redis=f"redis://127.0.0.1:{free_port()}/0")
     async with running_collector(settings) as url, httpx.AsyncClient(base_url=url) as http:
-        response = await http.post("/v1/events", headers=_headers(),
-                                   content=json.dumps(_pv("/")))
+        response = await http.post("/v1/events", headers=_headers(), content=json.dumps(_pv("/")))
         metrics = (await http.get("/metrics")).text
     assert response.status_code == 503 and response.json() == {"error": "redis_unavailable"}
     assert response.headers["retry-after"] == "5"

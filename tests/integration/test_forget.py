@@ -55,32 +55,57 @@ async def test_forget_erases_a_customer_everywhere_and_twice_is_harmless(
     mine = {"site": SITE, "visitor_id": "crm-7", "consent": True}
     async with running_collector(settings) as url:
         await workers(settings)
-        await _send(url, [
-            {"type": "page_view", "path": "/", "event_id": "p1", **mine},
-            {"type": "add_to_cart", "item_id": "chair", "event_id": "c1", **mine},
-            {"type": "lead", "event_id": "l1", **mine},
-            {"type": "page_view", "path": "/", "event_id": "o1", "site": SITE},  # audience zone
-        ])
-        await wait_for_totals(settings, {fields.field(K.PAGE_VIEWS.code, SITE): 2,
-                                         fields.field(K.NEW_VISITORS.code, SITE): 2})
+        await _send(
+            url,
+            [
+                {"type": "page_view", "path": "/", "event_id": "p1", **mine},
+                {"type": "add_to_cart", "item_id": "chair", "event_id": "c1", **mine},
+                {"type": "lead", "event_id": "l1", **mine},
+                {"type": "page_view", "path": "/", "event_id": "o1", "site": SITE},  # audience zone
+            ],
+        )
+        await wait_for_totals(
+            settings,
+            {fields.field(K.PAGE_VIEWS.code, SITE): 2, fields.field(K.NEW_VISITORS.code, SITE): 2},
+        )
         assert await _state(settings, visitor) == (1, True)
 
         first = await forget(settings, SITE, visitor, wait_s=30)
         assert (first.applied, first.sessions_left, first.record_left) == (True, 0, False)
         assert await _state(settings, visitor) == (0, False)
         # The erased session was ended, not dropped: the aggregates stay whole.
-        reader = await wait_for_totals(settings, {fields.field(K.ENDED.code, SITE): 1,
-                                                  fields.field(K.CART_ABANDONED.code, SITE): 1})
+        reader = await wait_for_totals(
+            settings,
+            {fields.field(K.ENDED.code, SITE): 1, fields.field(K.CART_ABANDONED.code, SITE): 1},
+        )
 
         # Through the CLI, a second time: nothing left to erase, nothing changes.
-        env = {**os.environ, env_name("id_secret"): SECRET,
-               env_name("clickstream_topic"): settings.clickstream_topic,
-               env_name("redis_prefix"): settings.redis_prefix,
-               env_name("partitions"): str(settings.partitions)}
+        env = {
+            **os.environ,
+            env_name("id_secret"): SECRET,
+            env_name("clickstream_topic"): settings.clickstream_topic,
+            env_name("redis_prefix"): settings.redis_prefix,
+            env_name("partitions"): str(settings.partitions),
+        }
         cli = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "kpistream", "forget", "--site", SITE, "--visitor", "crm-7",
-            "--kafka", settings.kafka, "--redis", settings.redis, "--wait", "30",
-            env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+            sys.executable,
+            "-m",
+            "kpistream",
+            "forget",
+            "--site",
+            SITE,
+            "--visitor",
+            "crm-7",
+            "--kafka",
+            settings.kafka,
+            "--redis",
+            settings.redis,
+            "--wait",
+            "30",
+            env=env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
         out, _ = await cli.communicate()
         assert cli.returncode == 0, out.decode()
         assert b"erased" in out and b"no session or record of the visitor remains" in out

@@ -73,6 +73,7 @@ async def read_topic(
 ) -> list[tuple[int, bytes, dict[str, Any]]]:
     """(partition, key, decoded value) of the clickstream topic's records (see
     :func:`tests.support.waits.read_records`)."""
-    records = await read_records(settings, settings.clickstream_topic, expected,
-                                 timeout_s=timeout_s)
+    records = await read_records(
+        settings, settings.clickstream_topic, expected, timeout_s=timeout_s
+    )
     return [(r.partition, r.key, msgspec.json.decode(r.value)) for r in records]

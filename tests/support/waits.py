@@ -40,7 +40,7 @@ async def wait_for_totals(
         f"the totals reach {expected}",
         reached,
         timeout_s=timeout_s,
-        detail=lambda: f"got {({k: totals.get(k, 0) for k in expected})}",
+        detail=lambda: f"got { ({k: totals.get(k, 0) for k in expected}) }",
     )
     return reader
 

@@ -39,8 +39,13 @@ def test_ours_accepts_one_an_array_and_ndjson() -> None:
 
 def test_pixel_query_types_numbers_and_takes_the_page_from_the_referer() -> None:
     event = P.ours_query([("site", "s"), ("ts", "1700000000000")], "https://s/x?utm_source=nl")
-    assert event == {"type": "page_view", "site": "s", "ts": 1_700_000_000_000,
-                     "url": "https://s/x?utm_source=nl", "utm_source": "nl"}
+    assert event == {
+        "type": "page_view",
+        "site": "s",
+        "ts": 1_700_000_000_000,
+        "url": "https://s/x?utm_source=nl",
+        "utm_source": "nl",
+    }
     bad = P.ours_query([("score", "ten")], None)
     assert isinstance(bad, P.Skip) and bad.field == "$.score"
 
@@ -48,23 +53,45 @@ def test_pixel_query_types_numbers_and_takes_the_page_from_the_referer() -> None
 @pytest.mark.parametrize(
     ("name", "extra", "expected"),
     [
-        ("pageview", {}, {"type": "page_view", "url": "https://d.test/?utm_campaign=bf",
-                          "utm_campaign": "bf"}),
-        ("Add to Cart", {"p": {"item_id": "sku", "quantity": "2"},
-                         "$": {"amount": "9.5", "currency": "EUR"}},
-         {"type": "add_to_cart", "item_id": "sku", "quantity": 2, "value": 9.5,
-          "currency": "EUR"}),
+        (
+            "pageview",
+            {},
+            {"type": "page_view", "url": "https://d.test/?utm_campaign=bf", "utm_campaign": "bf"},
+        ),
+        (
+            "Add to Cart",
+            {"p": {"item_id": "sku", "quantity": "2"}, "$": {"amount": "9.5", "currency": "EUR"}},
+            {
+                "type": "add_to_cart",
+                "item_id": "sku",
+                "quantity": 2,
+                "value": 9.5,
+                "currency": "EUR",
+            },
+        ),
         ("begin_checkout", {}, {"type": "checkout_start"}),
-        ("Purchase", {"revenue": {"amount": 15.99, "currency": "USD"}, "p": {"order_id": 7}},
-         {"type": "purchase", "value": 15.99, "currency": "USD", "order_id": "7"}),
+        (
+            "Purchase",
+            {"revenue": {"amount": 15.99, "currency": "USD"}, "p": {"order_id": 7}},
+            {"type": "purchase", "value": 15.99, "currency": "USD", "order_id": "7"},
+        ),
         ("Form: Submission", {}, {"type": "lead"}),
-        ("Outbound Link: Click", {"p": {"url": "https://out.test/a"}},
-         {"type": "click", "item_kind": "cta", "item_id": "outbound:out.test"}),
-        ("impression", {"p": {"kind": "banner", "id": "b1", "campaign": "bf"}},
-         {"type": "impression", "item_kind": "banner", "item_id": "b1", "campaign": "bf"}),
+        (
+            "Outbound Link: Click",
+            {"p": {"url": "https://out.test/a"}},
+            {"type": "click", "item_kind": "cta", "item_id": "outbound:out.test"},
+        ),
+        (
+            "impression",
+            {"p": {"kind": "banner", "id": "b1", "campaign": "bf"}},
+            {"type": "impression", "item_kind": "banner", "item_id": "b1", "campaign": "bf"},
+        ),
         ("nps", {"p": {"score": 9}}, {"type": "survey_response", "kind": "nps", "score": 9}),
-        ("engagement", {"e": 4200, "sd": 130},
-         {"type": "engagement", "engaged_ms": 4200, "scroll_depth": 100}),
+        (
+            "engagement",
+            {"e": 4200, "sd": 130},
+            {"type": "engagement", "engaged_ms": 4200, "scroll_depth": 100},
+        ),
     ],
 )
 def test_plausible_mapping_table(name: str, extra: dict[str, Any], expected: Any) -> None:
@@ -79,22 +106,27 @@ def test_plausible_refusals_and_drops() -> None:
     unpriced = _one(P.plausible(b'{"n": "Purchase", "u": "https://d.test/"}'))
     assert isinstance(unpriced, P.Skip) and unpriced.kind == "rejected"
     other = _one(P.plausible(b'{"n": "Newsletter", "u": "https://d.test/"}'))
-    assert isinstance(other, P.Skip) and (other.kind, other.reason) == (
-        "dropped", "unmapped_event")
+    assert isinstance(other, P.Skip) and (other.kind, other.reason) == ("dropped", "unmapped_event")
     two = P.plausible(b'{"n": "pageview", "u": "https://a.test/", "d": "a.test,b.test"}')
     assert isinstance(two, list)
     assert [e["site"] for e in two if isinstance(e, dict)] == ["a.test", "b.test"]
 
 
 def _ue(schema: str, data: dict[str, Any]) -> str:
-    envelope = {"schema": "iglu:com.snowplowanalytics.snowplow/unstruct_event/jsonschema/1-0-0",
-                "data": {"schema": schema, "data": data}}
+    envelope = {
+        "schema": "iglu:com.snowplowanalytics.snowplow/unstruct_event/jsonschema/1-0-0",
+        "data": {"schema": schema, "data": data},
+    }
     return base64.urlsafe_b64encode(json.dumps(envelope).encode()).decode().rstrip("=")
 
 
 def _co(*entities: tuple[str, dict[str, Any]]) -> str:
-    return json.dumps({"schema": "iglu:com.snowplowanalytics.snowplow/contexts/jsonschema/1-0-0",
-                       "data": [{"schema": s, "data": d} for s, d in entities]})
+    return json.dumps(
+        {
+            "schema": "iglu:com.snowplowanalytics.snowplow/contexts/jsonschema/1-0-0",
+            "data": [{"schema": s, "data": d} for s, d in entities],
+        }
+    )
 
 
 ECOM = "iglu:com.snowplowanalytics.snowplow.ecommerce/snowplow_ecommerce_action/jsonschema/1-0-2"
@@ -103,36 +135,89 @@ ECOM = "iglu:com.snowplowanalytics.snowplow.ecommerce/snowplow_ecommerce_action/
 @pytest.mark.parametrize(
     ("item", "expected"),
     [
-        ({"e": "pv", "url": "https://s.test/p", "refr": "https://r.test/"},
-         {"type": "page_view", "url": "https://s.test/p", "referrer": "https://r.test/"}),
+        (
+            {"e": "pv", "url": "https://s.test/p", "refr": "https://r.test/"},
+            {"type": "page_view", "url": "https://s.test/p", "referrer": "https://r.test/"},
+        ),
         ({"e": "pp"}, {"type": "engagement"}),
-        ({"e": "se", "se_ca": "banner", "se_ac": "click", "se_la": "b1", "se_pr": "bf"},
-         {"type": "click", "item_kind": "banner", "item_id": "b1", "campaign": "bf"}),
+        (
+            {"e": "se", "se_ca": "banner", "se_ac": "click", "se_la": "b1", "se_pr": "bf"},
+            {"type": "click", "item_kind": "banner", "item_id": "b1", "campaign": "bf"},
+        ),
         ({"e": "se", "se_ca": "shop", "se_ac": "checkout"}, {"type": "checkout_start"}),
-        ({"e": "se", "se_ac": "nps", "se_va": "8"},
-         {"type": "survey_response", "kind": "nps", "score": 8}),
-        ({"e": "tr", "tr_tt": "20.5", "tr_cu": "EUR", "tr_id": "o1"},
-         {"type": "purchase", "value": 20.5, "currency": "EUR", "order_id": "o1"}),
-        ({"e": "ue", "ue_px": _ue(
-            "iglu:com.snowplowanalytics.snowplow/submit_form/jsonschema/1-0-0", {"formId": "f1"})},
-         {"type": "lead", "form_id": "f1"}),
-        ({"e": "ue", "ue_px": _ue(
-            "iglu:com.snowplowanalytics.snowplow/ad_impression/jsonschema/1-0-0",
-            {"bannerId": "ad7", "campaignId": "bf"})},
-         {"type": "impression", "item_kind": "ad", "item_id": "ad7", "campaign": "bf"}),
-        ({"e": "ue", "ue_px": _ue(ECOM, {"type": "add_to_cart"}),
-          "co": _co(("iglu:com.snowplowanalytics.snowplow.ecommerce/product/jsonschema/1-0-0",
-                     {"id": "sku", "price": 9.5, "currency": "EUR", "quantity": 3}))},
-         {"type": "add_to_cart", "item_id": "sku", "quantity": 3, "value": 9.5,
-          "currency": "EUR"}),
-        ({"e": "ue", "ue_px": _ue(ECOM, {"type": "transaction"}),
-          "co": _co(("iglu:com.snowplowanalytics.snowplow.ecommerce/transaction/jsonschema/1-0-0",
-                     {"transaction_id": "t1", "revenue": 30, "currency": "USD"}))},
-         {"type": "purchase", "value": 30.0, "currency": "USD", "order_id": "t1"}),
-        ({"e": "ue", "ue_px": _ue(ECOM, {"type": "promo_view"}),
-          "co": _co(("iglu:com.snowplowanalytics.snowplow.ecommerce/promotion/jsonschema/1-0-0",
-                     {"id": "spring", "name": "bf"}))},
-         {"type": "impression", "item_kind": "banner", "item_id": "spring", "campaign": "bf"}),
+        (
+            {"e": "se", "se_ac": "nps", "se_va": "8"},
+            {"type": "survey_response", "kind": "nps", "score": 8},
+        ),
+        (
+            {"e": "tr", "tr_tt": "20.5", "tr_cu": "EUR", "tr_id": "o1"},
+            {"type": "purchase", "value": 20.5, "currency": "EUR", "order_id": "o1"},
+        ),
+        (
+            {
+                "e": "ue",
+                "ue_px": _ue(
+                    "iglu:com.snowplowanalytics.snowplow/submit_form/jsonschema/1-0-0",
+                    {"formId": "f1"},
+                ),
+            },
+            {"type": "lead", "form_id": "f1"},
+        ),
+        (
+            {
+                "e": "ue",
+                "ue_px": _ue(
+                    "iglu:com.snowplowanalytics.snowplow/ad_impression/jsonschema/1-0-0",
+                    {"bannerId": "ad7", "campaignId": "bf"},
+                ),
+            },
+            {"type": "impression", "item_kind": "ad", "item_id": "ad7", "campaign": "bf"},
+        ),
+        (
+            {
+                "e": "ue",
+                "ue_px": _ue(ECOM, {"type": "add_to_cart"}),
+                "co": _co(
+                    (
+                        "iglu:com.snowplowanalytics.snowplow.ecommerce/product/jsonschema/1-0-0",
+                        {"id": "sku", "price": 9.5, "currency": "EUR", "quantity": 3},
+                    )
+                ),
+            },
+            {
+                "type": "add_to_cart",
+                "item_id": "sku",
+                "quantity": 3,
+                "value": 9.5,
+                "currency": "EUR",
+            },
+        ),
+        (
+            {
+                "e": "ue",
+                "ue_px": _ue(ECOM, {"type": "transaction"}),
+                "co": _co(
+                    (
+                        "iglu:com.snowplowanalytics.snowplow.ecommerce/transaction/jsonschema/1-0-0",
+                        {"transaction_id": "t1", "revenue": 30, "currency": "USD"},
+                    )
+                ),
+            },
+            {"type": "purchase", "value": 30.0, "currency": "USD", "order_id": "t1"},
+        ),
+        (
+            {
+                "e": "ue",
+                "ue_px": _ue(ECOM, {"type": "promo_view"}),
+                "co": _co(
+                    (
+                        "iglu:com.snowplowanalytics.snowplow.ecommerce/promotion/jsonschema/1-0-0",
+                        {"id": "spring", "name": "bf"},
+                    )
+                ),
+            },
+            {"type": "impression", "item_kind": "banner", "item_id": "spring", "campaign": "bf"},
+        ),
     ],
 )
 def test_snowplow_mapping_table(item: dict[str, Any], expected: dict[str, Any]) -> None:
@@ -146,7 +231,10 @@ def test_snowplow_uses_its_ids_only_with_consent() -> None:
     consented = P.snowplow(item, True)
     assert isinstance(consented, dict)
     assert (consented["visitor_id"], consented["session_id"], consented["consent"]) == (
-        "u1", "s1", True)
+        "u1",
+        "s1",
+        True,
+    )
     broken = P.snowplow({"e": "ue", "ue_px": "%%%"}, False)
     assert isinstance(broken, P.Skip) and broken.kind == "rejected"
     unknown = P.snowplow({"e": "ti"}, False)
@@ -168,7 +256,14 @@ def test_signals_and_consent() -> None:
     assert refusal({"sec-gpc": "1"}) == "gpc" and refusal({"dnt": "1"}) == "dnt"
     assert refusal({"dnt": "0"}) is None
     assert [consent_given(v) for v in (True, 1, "granted", "yes", "0", False, None)] == [
-        True, True, True, True, False, False, False]
+        True,
+        True,
+        True,
+        True,
+        False,
+        False,
+        False,
+    ]
 
 
 def test_forwarded_for_is_believed_only_from_trusted_proxies() -> None:
@@ -213,7 +308,8 @@ def test_site_origins() -> None:
     assert sites.any_origin_allowed("https://www.shop.test")
     listed = Sites({}, {}, ["a.test"])
     assert listed.any_origin_allowed("https://a.test") and not listed.any_origin_allowed(
-        "https://b.test")
+        "https://b.test"
+    )
     assert Sites({}, {}).any_origin_allowed("https://anything.test")
     assert sites.key_matches("api.test", "k") and not sites.key_matches("api.test", "x")
     assert not sites.key_matches("shop.test", "k")
