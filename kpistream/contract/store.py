@@ -4,7 +4,7 @@ this, never on the store's module, so the two can change apart."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -43,6 +43,23 @@ class Admission:
     freed: int  # values removed for being unseen longer than the idle time
 
 
+@dataclass(frozen=True, slots=True)
+class AdmitRequest:
+    """Values to admit into (or refresh in) one dimension's label budget."""
+
+    dimension: str
+    values: set[str]
+    max_values: int
+
+
+@dataclass(slots=True)
+class Enrichment:
+    """What a batch needs from the store before it is folded, read in one round trip."""
+
+    admissions: list[Admission]  # one per request, in the requests' order
+    visitors: dict[VisitorKey, Visitor | None]
+
+
 @dataclass(slots=True)
 class Claim:
     epoch: int
@@ -54,7 +71,8 @@ class Claim:
 
 class PartitionStore(Protocol):
     """The state store as the worker uses it: claim a partition (fencing older owners),
-    admit label values, load visitors, commit a batch with its offset in one atomic step."""
+    admit label values and load visitors (one round trip), commit a batch with its offset
+    in one atomic step."""
 
     def keys(self, topic: str, partition: int) -> PartitionKeys: ...
 
@@ -78,9 +96,16 @@ class PartitionStore(Protocol):
         self, statuses: dict[PartitionKeys, LiveStatus], *, now_ms: int
     ) -> None: ...
 
-    async def load_visitors(
-        self, keys: PartitionKeys, visitors: list[VisitorKey]
-    ) -> dict[VisitorKey, Visitor | None]: ...
+    async def enrich(
+        self,
+        keys: PartitionKeys,
+        admissions: Sequence[AdmitRequest],
+        visitors: list[VisitorKey],
+        *,
+        now_ms: int,
+        idle_ms: int,
+    ) -> Enrichment:
+        """The label admissions and the visitors a batch needs, in one round trip."""
 
     async def commit(
         self,

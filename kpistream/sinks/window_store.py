@@ -43,7 +43,7 @@ expire (wall-clock TTL refreshed on write): no per-visitor state outlives the re
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
@@ -56,7 +56,9 @@ from kpistream.contract.delta import BatchDelta
 from kpistream.contract.keys import PartitionKeys, label_keys
 from kpistream.contract.store import (
     Admission,
+    AdmitRequest,
     Claim,
+    Enrichment,
     Fenced,
     LiveStatus,
     OffsetGap,
@@ -211,17 +213,38 @@ class WindowStore:
             )
         await pipe.execute()
 
-    async def load_visitors(
-        self, keys: PartitionKeys, visitors: list[VisitorKey]
-    ) -> dict[VisitorKey, Visitor | None]:
-        """One MGET for the visitors a batch needs (only the owner writes them: no race)."""
-        if not visitors:
-            return {}
-        raw = await self.client.mget([keys.visitor(v) for v in visitors])
+    async def enrich(
+        self,
+        keys: PartitionKeys,
+        admissions: Sequence[AdmitRequest],
+        visitors: list[VisitorKey],
+        *,
+        now_ms: int,
+        idle_ms: int,
+    ) -> Enrichment:
+        """One pipeline: an admission script call per dimension (each atomic on its own) and
+        one MGET for the visitors (only the partition's owner writes them: no race)."""
+        if not admissions and not visitors:
+            return Enrichment([], {})
+        pipe = self.client.pipeline(transaction=False)
+        for request in admissions:
+            await self._admit(
+                keys=list(label_keys(self.prefix, request.dimension)),
+                args=[request.max_values, now_ms, idle_ms, *sorted(request.values)],
+                client=pipe,
+            )
+        if visitors:
+            pipe.mget([keys.visitor(v) for v in visitors])
+        replies = await pipe.execute()
+        done = [
+            Admission({_text(m) for m in members}, int(freed))
+            for members, freed in replies[: len(admissions)]
+        ]
         loaded: dict[VisitorKey, Visitor | None] = {}
-        for visitor, value in zip(visitors, raw, strict=True):
-            loaded[visitor] = None if value is None else decode_visitor(_bytes(value))
-        return loaded
+        if visitors:
+            for visitor, value in zip(visitors, replies[-1], strict=True):
+                loaded[visitor] = None if value is None else decode_visitor(_bytes(value))
+        return Enrichment(done, loaded)
 
     async def commit(
         self,

@@ -6,13 +6,24 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from kpistream.config.settings import Settings
-from kpistream.contract.store import PartitionStore
+from kpistream.contract.store import Admission, AdmitRequest, PartitionStore
 from kpistream.streams.labels import LabelBudget
 from kpistream.streams.logic import StreamLogic
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Pending:
+    """An admission the store is asked for; ``replace``: a sync, the whole admitted set
+    comes back."""
+
+    budget: LabelBudget
+    request: AdmitRequest
+    replace: bool
 
 
 class LabelAdmission:
@@ -30,43 +41,59 @@ class LabelAdmission:
         self.store = store
         self.clock_ms = clock_ms
 
-    async def admit_all(self, values: dict[str, set[str]]) -> None:
-        """Admit every dimension's values of a batch (or of loaded sessions)."""
+    def pending(self, values: dict[str, set[str]]) -> list[Pending]:
+        """What to ask the store for a batch's (or loaded sessions') dimension values: the
+        values this worker has not decided yet, and every ``labels.SYNC_S`` the values in use
+        (refreshed), the folded ones (retried) and the whole budget (reloaded)."""
+        asks: list[Pending] = []
         for dimension, found in values.items():
-            await self.admit(dimension, self.logic.budget(dimension), found)
+            budget = self.logic.budget(dimension)
+            unknown = budget.unknown(found)
+            sync = budget.due()
+            if unknown or sync:
+                wanted = unknown | budget.sync_values() if sync else unknown
+                request = AdmitRequest(dimension, wanted, budget.max_values)
+                asks.append(Pending(budget, request, replace=sync))
+        return asks
 
-    async def admit(self, dimension: str, budget: LabelBudget, values: set[str]) -> None:
-        """Decide the labels of values this worker has not seen yet, and every
-        ``labels.SYNC_S`` refresh the values in use, retry the folded ones and reload the
-        budget (one store call each)."""
-        unknown = budget.unknown(values)
-        sync = budget.due()
-        if not unknown and not sync:
-            return
-        await self.ask(
-            dimension, budget, unknown | budget.sync_values() if sync else unknown, replace=sync
-        )
+    def learn(self, asked: list[Pending], answers: list[Admission]) -> None:
+        """Learn the store's answers: after this, every asked value has its label."""
+        for pending, answer in zip(asked, answers, strict=True):
+            self._learned(pending, answer)
+
+    @property
+    def idle_ms(self) -> int:
+        return self.settings.label_idle_days * 86_400_000
+
+    async def admit_all(self, values: dict[str, set[str]]) -> None:
+        """Admit every dimension's values of loaded sessions (a batch's values are admitted
+        with its visitors, in :class:`kpistream.streams.steps.Enrich`)."""
+        for pending in self.pending(values):
+            await self.ask(pending)
 
     async def readmit(self) -> None:
         """Put back the label values this worker admitted into a store that lost them, so
         the budgets go on where they were (their values label open sessions here)."""
         for dimension, budget in self.logic.budgets().items():
             if budget.admitted and not budget.allowlist:
-                await self.ask(dimension, budget, budget.admitted, replace=False)
+                request = AdmitRequest(dimension, set(budget.admitted), budget.max_values)
+                await self.ask(Pending(budget, request, replace=False))
 
-    async def ask(
-        self, dimension: str, budget: LabelBudget, values: set[str], *, replace: bool
-    ) -> None:
-        """One admission call for ``values``, its result learned (``replace``: a sync, the
-        whole admitted set comes back), and a line when slots were freed or the budget
-        filled up."""
+    async def ask(self, pending: Pending) -> None:
+        """One admission call, its result learned."""
+        request = pending.request
         result = await self.store.admit(
-            dimension,
-            values,
-            max_values=budget.max_values,
+            request.dimension,
+            request.values,
+            max_values=request.max_values,
             now_ms=self.clock_ms(),
-            idle_ms=self.settings.label_idle_days * 86_400_000,
+            idle_ms=self.idle_ms,
         )
+        self._learned(pending, result)
+
+    def _learned(self, pending: Pending, result: Admission) -> None:
+        """Learn one answer, with a line when slots were freed or the budget filled up."""
+        budget, replace, dimension = pending.budget, pending.replace, pending.request.dimension
         was_full = budget.full
         budget.learn(result.members, full=len(result.members) >= budget.max_values, replace=replace)
         if result.freed:

@@ -167,7 +167,7 @@ class BatchConsumer:
             s, self.logic, self.store, self.consumer, self.admission, self._stopping
         )
         self.forward = steps.Forward(self.producer, self.logic.ownership_key)
-        self.enrich = steps.Enrich(self.logic, self.admission, self.store)
+        self.enrich = steps.Enrich(self.logic, self.admission, self.store, self.clock_ms)
         self.dead_letters = steps.DeadLetters(self.producer, self.redact, s.deadletter_topic)
         self.commit = steps.Commit(self.store)
         self.consumer.subscribe([self.topic], listener=_Listener(self))

@@ -120,7 +120,7 @@ class LabelBudget:
         elif self.full or clean in self.retired:
             result = OTHER
         else:
-            raise KeyError(f"label {clean!r} was not admitted; call unknown()/learn() first")
+            raise KeyError(f"label {clean!r} not decided: the enrich step admits a batch's values")
         if len(self._cache) < 4 * self.max_values + 1024:
             self._cache[value] = result
         return result

@@ -1,8 +1,9 @@
 """The contract between the batch consumer and a topic's stream processor.
 
 The batch consumer owns Kafka, Redis and the atomic commit; a :class:`StreamLogic` says how
-one topic's records become counter deltas. Each implementation is pure apart from
-:meth:`StreamLogic.prepare`, which may read (never write) what a batch needs from Redis.
+one topic's records become counter deltas. Each implementation is pure: what a batch needs
+from the store (:meth:`PartitionLogic.needs`) is read for it and handed in
+(:meth:`PartitionLogic.fill`).
 """
 
 from __future__ import annotations
@@ -11,9 +12,8 @@ from collections.abc import Iterable
 from typing import Any, Protocol
 
 from kpistream.contract.delta import BatchDelta
-from kpistream.contract.keys import PartitionKeys
 from kpistream.contract.routing import Rerouted
-from kpistream.contract.store import PartitionStore
+from kpistream.contract.visitor import Visitor, VisitorKey
 from kpistream.schemas.decoder import EventDecoder, Rejection
 from kpistream.streams.labels import LabelBudget
 
@@ -35,8 +35,11 @@ class PartitionLogic(Protocol):
     def advance(self, watermark_ms: int) -> BatchDelta:
         """Move the watermark of an idle partition forward (no-op if not forward)."""
 
-    async def prepare(self, events: list[Any], store: PartitionStore, keys: PartitionKeys) -> None:
-        """Load from the store what processing these events needs (may do nothing)."""
+    def needs(self, events: list[Any]) -> list[VisitorKey]:
+        """The visitors processing these events needs from the store (may be none)."""
+
+    def fill(self, loaded: dict[VisitorKey, Visitor | None]) -> None:
+        """What the store answered for :meth:`needs`."""
 
     def committed(self) -> None:
         """The last delta is in Redis."""

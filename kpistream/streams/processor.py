@@ -21,10 +21,8 @@ from collections.abc import Iterable
 
 from kpistream.contract import health as H
 from kpistream.contract.delta import BatchDelta
-from kpistream.contract.keys import PartitionKeys
 from kpistream.contract.routing import Rerouted
-from kpistream.contract.store import PartitionStore
-from kpistream.contract.visitor import Visitor
+from kpistream.contract.visitor import Visitor, VisitorKey
 from kpistream.kpis import catalogue as K
 from kpistream.kpis import fields
 from kpistream.kpis.windows import day_of, minute_of
@@ -95,13 +93,12 @@ class PartitionProcessor(WatermarkedProcessor):
         self.conversion_goals = frozenset(conversion_goals)
         self.visitors = VisitorBook(max_cached=max_cached_visitors)
 
-    async def prepare(
-        self, events: list[ClickstreamEvent], store: PartitionStore, keys: PartitionKeys
-    ) -> None:
-        """Load the visitors of these events the cache lacks (one MGET)."""
-        book = self.visitors
-        needed = book.missing((e.site, e.visitor_id) for e in events)
-        book.fill(await store.load_visitors(keys, needed))
+    def needs(self, events: list[ClickstreamEvent]) -> list[VisitorKey]:
+        """The visitors of these events the cache lacks."""
+        return self.visitors.missing((e.site, e.visitor_id) for e in events)
+
+    def fill(self, loaded: dict[VisitorKey, Visitor | None]) -> None:
+        self.visitors.fill(loaded)
 
     def committed(self) -> None:
         """The last delta is in Redis."""

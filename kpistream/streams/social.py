@@ -20,9 +20,8 @@ import msgspec
 from kpistream.config.settings import Settings
 from kpistream.contract import health as H
 from kpistream.contract.delta import BatchDelta
-from kpistream.contract.keys import PartitionKeys
 from kpistream.contract.routing import Rerouted, social_key
-from kpistream.contract.store import PartitionStore
+from kpistream.contract.visitor import Visitor, VisitorKey
 from kpistream.kpis import catalogue as K
 from kpistream.kpis import fields
 from kpistream.kpis.windows import minute_of
@@ -126,10 +125,12 @@ class SocialProcessor(WatermarkedProcessor):
         self._settle(delta, touched)
         return delta
 
-    async def prepare(
-        self, events: list[SocialEvent], store: PartitionStore, keys: PartitionKeys
-    ) -> None:
+    def needs(self, events: list[SocialEvent]) -> list[VisitorKey]:
         """Nothing to load: an account's state is the partition's own."""
+        return []
+
+    def fill(self, loaded: dict[VisitorKey, Visitor | None]) -> None:
+        """Nothing was loaded."""
 
     def held(self) -> int:
         return len(self.accounts)

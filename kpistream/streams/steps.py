@@ -81,19 +81,35 @@ class Forward:
 
 
 class Enrich:
-    """What folding a batch needs from the store: its label values admitted, its visitors
-    loaded."""
+    """What folding a batch needs from the store, in one round trip: its label values
+    admitted (each dimension's admission atomic on its own) and its visitors loaded."""
 
     def __init__(
-        self, logic: StreamLogic, admission: LabelAdmission, store: PartitionStore
+        self,
+        logic: StreamLogic,
+        admission: LabelAdmission,
+        store: PartitionStore,
+        clock_ms: Callable[[], int],
     ) -> None:
         self.logic = logic
         self.admission = admission
         self.store = store
+        self.clock_ms = clock_ms
 
     async def __call__(self, owned: Owned, events: list[Any]) -> None:
-        await self.admission.admit_all(self.logic.dimension_values(events))
-        await owned.processor.prepare(events, self.store, owned.keys)
+        asked = self.admission.pending(self.logic.dimension_values(events))
+        needed = owned.processor.needs(events)
+        if not asked and not needed:
+            return
+        found = await self.store.enrich(
+            owned.keys,
+            [pending.request for pending in asked],
+            needed,
+            now_ms=self.clock_ms(),
+            idle_ms=self.admission.idle_ms,
+        )
+        self.admission.learn(asked, found.admissions)
+        owned.processor.fill(found.visitors)
 
 
 def fold(owned: Owned, decoded: list[Any], now_ms: int) -> BatchDelta:

@@ -16,9 +16,13 @@ from kpistream.contract import health as H
 from kpistream.contract.delta import BatchDelta
 from kpistream.contract.keys import PartitionKeys
 from kpistream.contract.routing import FORWARDED_HEADER, REROUTED, owner, ownership_key
+from kpistream.contract.store import Admission, AdmitRequest, Enrichment
+from kpistream.contract.visitor import Visitor, VisitorKey
+from kpistream.kpis import catalogue as K
 from kpistream.kpis.fields import field
 from kpistream.schemas.decoder import Rejection
 from kpistream.streams import steps
+from kpistream.streams.admission import LabelAdmission
 from kpistream.streams.clickstream import ClickstreamLogic
 from kpistream.streams.deadletter import Redactor
 from kpistream.streams.logic import valid
@@ -73,6 +77,19 @@ class Producer:
 class Store:
     def __init__(self) -> None:
         self.commits: list[dict[str, Any]] = []
+        self.enriched: list[tuple[list[AdmitRequest], list[VisitorKey]]] = []
+
+    async def enrich(
+        self,
+        keys: PartitionKeys,
+        admissions: list[AdmitRequest],
+        visitors: list[VisitorKey],
+        **clock: int,
+    ) -> Enrichment:
+        """Admits every value; knows visitor "old" (first seen a day earlier)."""
+        self.enriched.append((admissions, visitors))
+        known = {v: Visitor(NOW_MS - 86_400_000) if v[1] == "old" else None for v in visitors}
+        return Enrichment([Admission(set(r.values), 0) for r in admissions], known)
 
     async def commit(self, keys: PartitionKeys, **step: Any) -> None:
         self.commits.append({"keys": keys, **step})
@@ -133,6 +150,29 @@ def test_batch_health_is_one_histogram_observation_and_the_skipped_offsets() -> 
     assert health[H.BATCH_COUNT] == 1 and health[H.BATCH_SUM_US] == 3000
     assert health[H.SKIPPED] == 2
     assert steps.batch_health(0.003, skipped=0)[H.SKIPPED] == 0
+
+
+async def test_enrich_asks_the_store_once_for_labels_and_visitors() -> None:
+    stream, store = logic(), Store()
+    admission = LabelAdmission(Settings(), stream, store, lambda: NOW_MS)  # type: ignore[arg-type]
+    enrich = steps.Enrich(stream, admission, store, lambda: NOW_MS)  # type: ignore[arg-type]
+    o = owned(stream.new_partition())
+    events = valid(
+        steps.decode(stream.decoder, [record(0, view("a")), record(1, view("old"))], NOW_MS)
+    )
+    await enrich(o, events)
+    [(asked, visitors)] = store.enriched  # one round trip
+    assert {r.dimension: r.values for r in asked} == {
+        "site": {"shop"},
+        "landing_page": {"/"},
+        "channel": {"direct"},
+    }
+    assert sorted(visitors) == [("shop", "a"), ("shop", "old")]
+    assert stream.budget("site").admitted == {"shop"}
+    delta = steps.fold(o, events, NOW_MS)  # every label decided, the visitors known
+    assert delta.totals[field(K.NEW_VISITORS.code, "shop")] == 1  # "old" is not new
+    await enrich(o, events)
+    assert len(store.enriched) == 1  # decided and cached: nothing to ask
 
 
 async def test_fold_keeps_kpis_and_health_apart() -> None:
