@@ -7,6 +7,8 @@ joined by the ASCII unit separator; label values never contain it because
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 SEP = "\x1f"
 
 
@@ -16,3 +18,24 @@ def field(code: str, *labels: str) -> str:
 
 def split(name: str) -> list[str]:
     return name.split(SEP)
+
+
+class SiteFields:
+    """The field names of one site label, built once: the stream names the same few
+    hundred fields (label values are bounded by their budgets) millions of times.
+    ``one[code]`` names a count labelled by the site alone; :meth:`of` the others."""
+
+    __slots__ = ("_more", "one", "site")
+
+    def __init__(self, site: str, codes: Iterable[str]) -> None:
+        self.site = site
+        self.one = {code: field(code, site) for code in codes}
+        self._more: dict[tuple[str, ...], str] = {}
+
+    def of(self, code: str, *labels: str) -> str:
+        """``field(code, site, *labels)``, cached."""
+        key = (code, *labels)
+        name = self._more.get(key)
+        if name is None:
+            name = self._more[key] = field(code, self.site, *labels)
+        return name

@@ -72,4 +72,7 @@ class StreamLogic(Protocol):
 def valid(decoded: Iterable[Any]) -> list[Any]:
     """The events of a decoded batch this partition processes (not rejected, not
     forwarded to another partition)."""
-    return [e for e in decoded if not isinstance(e, Rejection | Rerouted)]
+    return [e for e in decoded if not isinstance(e, _NOT_EVENTS)]
+
+
+_NOT_EVENTS = (Rejection, Rerouted)

@@ -18,18 +18,20 @@ decisions are final and counters never go down.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import cast
 
 from kpistream.contract import health as H
 from kpistream.contract.delta import BatchDelta
 from kpistream.contract.routing import Rerouted
 from kpistream.contract.visitor import Visitor, VisitorKey
 from kpistream.kpis import catalogue as K
-from kpistream.kpis import fields
-from kpistream.kpis.windows import day_of, minute_of
+from kpistream.kpis.fields import SiteFields
+from kpistream.kpis.windows import MINUTE_MS, day_of, minute_of
 from kpistream.schemas.decoder import Rejection
 from kpistream.schemas.events import (
     AddToCart,
     CheckoutStart,
+    Click,
     ClickstreamEvent,
     Forget,
     Impression,
@@ -57,6 +59,33 @@ from kpistream.streams.watermarked import WatermarkedProcessor
 
 #: Revenue is summed as integer millionths of the currency unit: exact, unlike floats.
 MICROS = 1_000_000
+
+#: The events that can open or complete a cart or checkout. The rules test an event's exact
+#: class (every event class is a leaf): ``isinstance`` on a struct class is slow.
+COMMERCE = frozenset((AddToCart, CheckoutStart, Purchase))
+#: What the screen counts instead of processing.
+SCREENED = frozenset((Rejection, Rerouted))
+ITEMS = frozenset((Impression, Click))
+
+#: The codes of the counts labelled by the site alone (see :class:`SiteFields`), and the
+#: ones the rules below name, bound once.
+SITE_CODES = tuple(c.code for c in K.COUNTS if c.labels == K.SITE)
+SESSIONS, NON_BOUNCED, ENGAGED = K.SESSIONS.code, K.NON_BOUNCED.code, K.ENGAGED.code
+BOUNCES = K.BOUNCES.code
+CONVERSIONS, PAGE_VIEWS, NEW_VISITORS = K.CONVERSIONS.code, K.PAGE_VIEWS.code, K.NEW_VISITORS.code
+LEADS, LEAD_CUSTOMERS = K.LEADS.code, K.LEAD_CUSTOMERS.code
+CHECKOUT_STARTED = K.CHECKOUT_STARTED.code
+CART_COMPLETED, CHECKOUT_COMPLETED = K.CART_COMPLETED.code, K.CHECKOUT_COMPLETED.code
+IMPRESSIONS, CLICKS, REVENUE, ORDERS = (
+    K.IMPRESSIONS.code,
+    K.CLICKS.code,
+    K.REVENUE.code,
+    K.ORDERS.code,
+)
+ENDED, DURATION = K.ENDED.code, K.DURATION.code
+CART_ABANDONED, CHECKOUT_ABANDONED = K.CART_ABANDONED.code, K.CHECKOUT_ABANDONED.code
+LANDING_SESSIONS, CHANNEL_SESSIONS = K.LANDING_SESSIONS.code, K.CHANNEL_SESSIONS.code
+LANDING_CONVERSIONS, CHANNEL_CONVERSIONS = K.LANDING_CONVERSIONS.code, K.CHANNEL_CONVERSIONS.code
 
 
 def dimension_values(events: Iterable[ClickstreamEvent]) -> dict[str, set[str]]:
@@ -92,6 +121,7 @@ class PartitionProcessor(WatermarkedProcessor):
         self.dims = dimensions
         self.conversion_goals = frozenset(conversion_goals)
         self.visitors = VisitorBook(max_cached=max_cached_visitors)
+        self._sites: dict[str, SiteFields] = {}
 
     def needs(self, events: list[ClickstreamEvent]) -> list[VisitorKey]:
         """The visitors of these events the cache lacks."""
@@ -140,60 +170,93 @@ class PartitionProcessor(WatermarkedProcessor):
         touched: set[SessionKey] = set()
         health = delta.health
         sessionizer = self.sessionizer
+        find, site_label = sessionizer.find, self.dims.site.label
         watermark = self.watermark_ms
         erased: list[tuple[SessionKey, Session]] = []
+        processed = 0
+        buckets, totals = delta.buckets, delta.totals
+        late_before = watermark - self.allowed_lateness_ms
         for index, event in enumerate(decoded):
-            if isinstance(event, Forget):  # never late: an erasure is always carried out
-                health[H.PROCESSED] += 1
-                erased += self.sessionizer.remove_visitor(event.site, event.visitor_id)
+            cls = event.__class__  # exact classes: isinstance on a struct class is slow
+            if cls in SCREENED:
+                self.screen(event, watermark, health)  # counts the rejection or re-route
+                continue
+            event = cast(ClickstreamEvent, event)
+            if cls is Forget:  # never late: an erasure is always carried out
+                processed += 1
+                erased += sessionizer.remove_visitor(event.site, event.visitor_id)
                 self.visitors.erase((event.site, event.visitor_id))
                 continue
-            if not self.screen(event, watermark, health):
-                continue
             ts = event.ts
+            if ts < late_before:
+                health[H.LATE] += 1
+                continue
             key = (event.site, event.visitor_id, event.session_id or "")
             content = fingerprint(event)
-            found = sessionizer.find(key, ts, event.event_id)
-            if isinstance(found, Duplicate):
+            found = find(key, ts, event.event_id)
+            if found.__class__ is Duplicate:
                 self.repeated(
-                    delta, index, event.event_id, same_content=found.fingerprint == content
+                    delta,
+                    index,
+                    event.event_id,
+                    same_content=found.fingerprint == content,
                 )
                 continue
             if ts > watermark:
                 watermark = ts if ts <= now_ms else max(watermark, now_ms)
-            health[H.PROCESSED] += 1
-            site = self.dims.site.label(event.site)
+                late_before = watermark - self.allowed_lateness_ms
+            processed += 1
+            names = self._names(site_label(event.site))
             if found is None:
                 session = sessionizer.open(key, ts, event.event_id, content)
-                self._session_event(delta, site, session, event, None)
+                self._session_event(delta, names, session, event, cls, None)
             else:
-                counted = SK.signature(found)  # what its start-bucket counters reflect now
-                sessionizer.touch(key, found, ts, event.event_id, content)
-                self._session_event(delta, site, found, event, counted)
+                session = cast(Session, found)
+                counted = SK.signature(session)  # what its start-bucket counters reflect now
+                sessionizer.touch(key, session, ts, event.event_id, content)
+                self._session_event(delta, names, session, event, cls, counted)
             touched.add(key)
-            self._event_counters(delta, site, event)
-            self._visitor_event(delta, site, event)
+            if cls is PageView:
+                name = names.one[PAGE_VIEWS]
+                slot = (ts // MINUTE_MS, name)
+                buckets[slot] = buckets.get(slot, 0) + 1
+                totals[name] = totals.get(name, 0) + 1
+            else:
+                self._event_counters(delta, names, event, cls)
+            self._visitor_event(delta, names, event, cls)
+        if processed:
+            health[H.PROCESSED] += processed
         self.watermark_ms = watermark
         # A key the batch used again after the erasure is stored afresh; the others go.
-        gone = {key for key, _ in erased if key not in self.sessionizer.sessions}
+        gone = {key for key, _ in erased if key not in sessionizer.sessions}
         touched.difference_update(gone)
         self._settle(delta, touched)
         delta.state_del.update(encode_key(key) for key in gone)
-        gap = self.sessionizer.session_gap_ms
+        gap = sessionizer.session_gap_ms
         for key, session in erased:  # ended now, so that the aggregates stay whole
             end = max(session.last_ms, min(session.last_ms + gap, self.watermark_ms))
-            self._end(delta, self.dims.site.label(key[0]), session, minute_of(end))
+            self._end(delta, self._names(site_label(key[0])), session, minute_of(end))
         delta.visitors = self.visitors.take_dirty()
         return delta
+
+    def _names(self, site: str) -> SiteFields:
+        """The field names of a site label (built at its first use)."""
+        names = self._sites.get(site)
+        if names is None:
+            if len(self._sites) >= 4 * self.dims.site.max_values + 1024:
+                self._sites.clear()  # labels that lost their slot: start again
+            names = self._sites[site] = SiteFields(site, SITE_CODES)
+        return names
 
     # -- rules ---------------------------------------------------------------------------------
 
     def _session_event(
         self,
         delta: BatchDelta,
-        site: str,
+        names: SiteFields,
         session: Session,
         event: ClickstreamEvent,
+        cls: type,
         counted: SK.Signature | None,
     ) -> None:
         """Apply the event to the session and move its start-bucket contributions.
@@ -201,39 +264,62 @@ class PartitionProcessor(WatermarkedProcessor):
         ``counted`` is the session's signature before this event (None for a new session).
         """
         buckets = delta.buckets
+        one = names.one
         # Only these events can open or complete a cart or checkout.
-        commerce = isinstance(event, AddToCart | CheckoutStart | Purchase)
+        commerce = cls in COMMERCE
         if commerce:
             checkout_was = session.checkout_ms
             before_completion = (
                 SK.completed_at(session.cart_ms, session.purchases_ms),
                 SK.completed_at(session.checkout_ms, session.purchases_ms),
             )
-        new_goal = SK.apply(session, event, self.conversion_goals)
+        new_goal = SK.apply(session, event, cls, self.conversion_goals)
         after = SK.signature(session)
         if after != counted:
             landing, channel = self.dims.landing_page.label, self.dims.channel.label
-            if counted is not None:
-                for name in SK.start_fields(counted, site, landing, channel):
-                    buckets[counted[0], name] -= 1
-            for name in SK.start_fields(after, site, landing, channel):
-                buckets[after[0], name] += 1
+            if counted is not None and counted[0::4] == after[0::4] and counted[5] == after[5]:
+                # Same start minute, landing page and channel (the usual case): only the
+                # flags and goals moved, so only their counters do.
+                minute = after[0]
+                for i, code in ((1, BOUNCES), (2, ENGAGED)):
+                    if counted[i] != after[i]:
+                        key = (minute, one[code])
+                        buckets[key] = buckets.get(key, 0) + (1 if after[i] else -1)
+                if counted[3] != after[3]:  # goals are only ever added
+                    page, chan = landing(after[4]), channel(after[5])
+                    for goal in after[3]:
+                        if goal not in counted[3]:
+                            for name in SK.goal_fields(names, page, chan, goal):
+                                key = (minute, name)
+                                buckets[key] = buckets.get(key, 0) + 1
+            else:
+                if counted is not None:
+                    for name in SK.start_fields(counted, names, landing, channel):
+                        key = (counted[0], name)
+                        buckets[key] = buckets.get(key, 0) - 1
+                for name in SK.start_fields(after, names, landing, channel):
+                    key = (after[0], name)
+                    buckets[key] = buckets.get(key, 0) + 1
         totals = delta.totals
         if counted is None:
-            totals[fields.field(K.SESSIONS.code, site)] += 1
+            name = one[SESSIONS]
+            totals[name] = totals.get(name, 0) + 1
         if new_goal is not None:
-            totals[fields.field(K.CONVERSIONS.code, site, new_goal)] += 1
+            name = names.of(CONVERSIONS, new_goal)
+            totals[name] = totals.get(name, 0) + 1
         if not session.non_bounced_counted and (session.page_views >= 2 or session.interacted):
             session.non_bounced_counted = True
-            totals[fields.field(K.NON_BOUNCED.code, site)] += 1
+            name = one[NON_BOUNCED]
+            totals[name] = totals.get(name, 0) + 1
         if not session.engaged_counted and SK.is_engaged(session):
             session.engaged_counted = True
-            totals[fields.field(K.ENGAGED.code, site)] += 1
+            name = one[ENGAGED]
+            totals[name] = totals.get(name, 0) + 1
         if not commerce:
             return
         opened = session.checkout_ms
         if opened is not None and opened != checkout_was:  # opened now, or earlier than known
-            name = fields.field(K.CHECKOUT_STARTED.code, site)
+            name = one[CHECKOUT_STARTED]
             if checkout_was is None:
                 totals[name] += 1
             else:
@@ -243,59 +329,77 @@ class PartitionProcessor(WatermarkedProcessor):
             SK.completed_at(session.cart_ms, session.purchases_ms),
             SK.completed_at(session.checkout_ms, session.purchases_ms),
         )
-        for kind, was, now in (
-            (K.CART_COMPLETED.code, before_completion[0], after_completion[0]),
-            (K.CHECKOUT_COMPLETED.code, before_completion[1], after_completion[1]),
+        for code, was, now in (
+            (CART_COMPLETED, before_completion[0], after_completion[0]),
+            (CHECKOUT_COMPLETED, before_completion[1], after_completion[1]),
         ):
             if now != was and now is not None:  # completed now, or by an earlier purchase
-                name = fields.field(kind, site)
+                name = one[code]
                 if was is None:
                     totals[name] += 1
                 else:
                     buckets[minute_of(was), name] -= 1
                 buckets[minute_of(now), name] += 1
 
-    def _event_counters(self, delta: BatchDelta, site: str, event: ClickstreamEvent) -> None:
-        """Counters attributed to the event's own time."""
-        minute = minute_of(event.ts)
-        names: list[tuple[str, int]]
-        if isinstance(event, PageView):
-            names = [(fields.field(K.PAGE_VIEWS.code, site), 1)]
-        elif isinstance(event, ItemEvent):
-            kind = K.IMPRESSIONS.code if isinstance(event, Impression) else K.CLICKS.code
-            campaign = self.dims.campaign.label(event.campaign)
-            names = [(fields.field(kind, site, event.item_kind, campaign), 1)]
-        elif isinstance(event, Purchase):
-            currency = self.dims.currency.label(event.currency)
-            names = [
-                (fields.field(K.REVENUE.code, site, currency), round(event.value * MICROS)),
-                (fields.field(K.ORDERS.code, site, currency), 1),
+    def _event_counters(
+        self, delta: BatchDelta, names: SiteFields, event: ClickstreamEvent, cls: type
+    ) -> None:
+        """Counters attributed to the event's own time (page views are counted inline)."""
+        counts: list[tuple[str, int]]
+        if cls in ITEMS:
+            item = cast(ItemEvent, event)
+            kind = IMPRESSIONS if cls is Impression else CLICKS
+            campaign = self.dims.campaign.label(item.campaign)
+            counts = [(names.of(kind, item.item_kind, campaign), 1)]
+        elif cls is Purchase:
+            purchase = cast(Purchase, event)
+            currency = self.dims.currency.label(purchase.currency)
+            counts = [
+                (names.of(REVENUE, currency), round(purchase.value * MICROS)),
+                (names.of(ORDERS, currency), 1),
             ]
-        elif isinstance(event, SurveyResponse):
-            names = survey_fields(site, event)
+        elif cls is SurveyResponse:
+            counts = survey_fields(names, cast(SurveyResponse, event))
         else:
             return
-        for name, n in names:
-            delta.buckets[minute, name] += n
-            delta.totals[name] += n
+        minute = event.ts // MINUTE_MS
+        buckets, totals = delta.buckets, delta.totals
+        for name, n in counts:
+            key = (minute, name)
+            buckets[key] = buckets.get(key, 0) + n
+            totals[name] = totals.get(name, 0) + n
 
-    def _visitor_event(self, delta: BatchDelta, site: str, event: ClickstreamEvent) -> None:
+    def _visitor_event(
+        self, delta: BatchDelta, names: SiteFields, event: ClickstreamEvent, cls: type
+    ) -> None:
         """First visits, leads and lead -> customer, from the visitor's state across sessions."""
         ts = event.ts
         key = (event.site, event.visitor_id)
-        delta.uniques.setdefault((minute_of(ts), site), set()).add(event.visitor_id)
-        visitor = self.visitors.get(key)
-        new_visitor = fields.field(K.NEW_VISITORS.code, site)
+        uniques = delta.uniques
+        slot = (ts // MINUTE_MS, names.site)
+        ids = uniques.get(slot)
+        if ids is None:
+            uniques[slot] = {event.visitor_id}
+        else:
+            ids.add(event.visitor_id)
+        book = self.visitors
+        visitor = book.get(key)
         if visitor is None:
             visitor = Visitor(ts)
-            delta.buckets[minute_of(ts), new_visitor] += 1
-            delta.totals[new_visitor] += 1
-        elif ts < visitor.first_seen_ms:
-            delta.buckets[minute_of(visitor.first_seen_ms), new_visitor] -= 1
-            delta.buckets[minute_of(ts), new_visitor] += 1
-            visitor.first_seen_ms = ts
-        if isinstance(event, Lead):
-            leads = fields.field(K.LEADS.code, site)
+            name = names.one[NEW_VISITORS]
+            slot_key = (ts // MINUTE_MS, name)
+            delta.buckets[slot_key] = delta.buckets.get(slot_key, 0) + 1
+            delta.totals[name] = delta.totals.get(name, 0) + 1
+            book.put(key, visitor)
+        else:
+            book.seen(key)
+            if ts < visitor.first_seen_ms:
+                name = names.one[NEW_VISITORS]
+                delta.buckets[minute_of(visitor.first_seen_ms), name] -= 1
+                delta.buckets[minute_of(ts), name] += 1
+                visitor.first_seen_ms = ts
+        if cls is Lead:
+            leads = names.one[LEADS]
             if visitor.lead_ms is None:
                 delta.days[day_of(ts), leads] += 1
                 delta.totals[leads] += 1
@@ -304,16 +408,15 @@ class PartitionProcessor(WatermarkedProcessor):
                 delta.days[day_of(visitor.lead_ms), leads] -= 1
                 delta.days[day_of(ts), leads] += 1
                 visitor.lead_ms = ts
-        elif isinstance(event, Purchase):
+        elif cls is Purchase:
             if visitor.first_purchase_ms is None or ts < visitor.first_purchase_ms:
                 visitor.first_purchase_ms = ts
         if not visitor.lead_customer_counted and visitor.is_lead_customer:
             visitor.lead_customer_counted = True
             assert visitor.first_purchase_ms is not None
-            customers = fields.field(K.LEAD_CUSTOMERS.code, site)
+            customers = names.one[LEAD_CUSTOMERS]
             delta.days[day_of(visitor.first_purchase_ms), customers] += 1
             delta.totals[customers] += 1
-        self.visitors.put(key, visitor)  # written back (TTL refreshed) with the batch
 
     def _settle(self, delta: BatchDelta, touched: set[SessionKey]) -> None:
         """Store touched sessions; end and decide those no acceptable event can reach."""
@@ -325,52 +428,50 @@ class PartitionProcessor(WatermarkedProcessor):
         delta.state_set = {encode_key(k): encode_sessions(sessions[k]) for k in touched}
         delta.state_del = {encode_key(k) for k in emptied}
         gap = self.sessionizer.session_gap_ms
+        site_label = self.dims.site.label
         for key, session in evicted:
             self._end(
-                delta, self.dims.site.label(key[0]), session, minute_of(session.last_ms + gap)
+                delta, self._names(site_label(key[0])), session, minute_of(session.last_ms + gap)
             )
         delta.watermark_ms = self.watermark_ms
 
-    def _end(self, delta: BatchDelta, site: str, s: Session, end_minute: int) -> None:
+    def _end(self, delta: BatchDelta, names: SiteFields, s: Session, end_minute: int) -> None:
         """Final decisions when a session ends (its inactivity timeout passed in event time)."""
         buckets, totals = delta.buckets, delta.totals
+        one = names.one
         if not s.non_bounced_counted and s.page_views == 0:
-            totals[fields.field(K.NON_BOUNCED.code, site)] += 1  # no page view: never was a bounce
-        ended = [
-            (fields.field(K.ENDED.code, site), 1),
-            (fields.field(K.DURATION.code, site), s.last_ms - s.start_ms),
-        ]
+            totals[one[NON_BOUNCED]] += 1  # no page view: never was a bounce
+        ended = [(one[ENDED], 1), (one[DURATION], s.last_ms - s.start_ms)]
         if s.cart_ms is not None and SK.completed_at(s.cart_ms, s.purchases_ms) is None:
-            ended.append((fields.field(K.CART_ABANDONED.code, site), 1))
+            ended.append((one[CART_ABANDONED], 1))
         if s.checkout_ms is not None and SK.completed_at(s.checkout_ms, s.purchases_ms) is None:
-            ended.append((fields.field(K.CHECKOUT_ABANDONED.code, site), 1))
+            ended.append((one[CHECKOUT_ABANDONED], 1))
         for name, n in ended:
-            buckets[end_minute, name] += n
-            totals[name] += n
+            key = (end_minute, name)
+            buckets[key] = buckets.get(key, 0) + n
+            totals[name] = totals.get(name, 0) + n
         # Landing page and channel can change until the end: their totals count now, once.
         page = self.dims.landing_page.label(s.landing)
         chan = self.dims.channel.label(s.channel)
-        totals[fields.field(K.LANDING_SESSIONS.code, site, page)] += 1
-        totals[fields.field(K.CHANNEL_SESSIONS.code, site, chan)] += 1
+        totals[names.of(LANDING_SESSIONS, page)] += 1
+        totals[names.of(CHANNEL_SESSIONS, chan)] += 1
         for goal in s.goals:
-            totals[fields.field(K.LANDING_CONVERSIONS.code, site, page, goal)] += 1
-            totals[fields.field(K.CHANNEL_CONVERSIONS.code, site, chan, goal)] += 1
+            totals[names.of(LANDING_CONVERSIONS, page, goal)] += 1
+            totals[names.of(CHANNEL_CONVERSIONS, chan, goal)] += 1
 
 
-def survey_fields(site: str, event: SurveyResponse) -> list[tuple[str, int]]:
+def survey_fields(names: SiteFields, event: SurveyResponse) -> list[tuple[str, int]]:
+    one = names.one
     if event.kind == "nps":
-        out = [(fields.field(K.NPS_ANSWERS.code, site), 1)]
+        out = [(one[K.NPS_ANSWERS.code], 1)]
         if event.score >= 9:
-            out.append((fields.field(K.NPS_PROMOTERS.code, site), 1))
+            out.append((one[K.NPS_PROMOTERS.code], 1))
         elif event.score <= 6:
-            out.append((fields.field(K.NPS_DETRACTORS.code, site), 1))
+            out.append((one[K.NPS_DETRACTORS.code], 1))
         return out
     if event.kind == "csat":
-        out = [(fields.field(K.CSAT_ANSWERS.code, site), 1)]
+        out = [(one[K.CSAT_ANSWERS.code], 1)]
         if event.score >= 4:
-            out.append((fields.field(K.CSAT_SATISFIED.code, site), 1))
+            out.append((one[K.CSAT_SATISFIED.code], 1))
         return out
-    return [
-        (fields.field(K.CES_ANSWERS.code, site), 1),
-        (fields.field(K.CES_SUM.code, site), event.score),
-    ]
+    return [(one[K.CES_ANSWERS.code], 1), (one[K.CES_SUM.code], event.score)]

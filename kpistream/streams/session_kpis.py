@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Callable
+from typing import cast
 from urllib.parse import urlsplit
 
 from kpistream.kpis import catalogue as K
 from kpistream.kpis import fields
-from kpistream.kpis.windows import minute_of
+from kpistream.kpis.windows import MINUTE_MS
 from kpistream.schemas.events import (
     CLICKSTREAM_TYPES,
     INTERACTION_TYPES,
@@ -37,7 +38,8 @@ MAX_PURCHASES_PER_SESSION = 32
 NO_LANDING = "none"
 DIRECT = "direct"
 
-_TYPE_NAMES = {cls: type_name(cls) for cls in CLICKSTREAM_TYPES}
+_TYPE_NAMES: dict[type, str] = {cls: type_name(cls) for cls in CLICKSTREAM_TYPES}
+INTERACTIONS = frozenset(INTERACTION_TYPES)
 
 #: (start minute, bounce, engaged, goals reached, landing path, channel): all the start-bucket
 #: counters of a session derive from it, so equal signatures mean nothing to move.
@@ -61,13 +63,21 @@ def is_engaged(s: Session) -> bool:
 
 
 def signature(s: Session) -> Signature:
-    goals = tuple(sorted(s.goals)) if s.goals else ()
-    return (minute_of(s.start_ms), s.is_bounce, is_engaged(s), goals, s.landing, s.channel)
+    # Inline on purpose (is_bounce, is_engaged, minute_of): it runs twice per event.
+    goals, start, pages = s.goals, s.start_ms, s.page_views
+    return (
+        start // MINUTE_MS,
+        pages == 1 and not s.interacted,
+        s.last_ms - start > ENGAGED_AFTER_MS or pages >= 2 or bool(goals),
+        tuple(sorted(goals)) if goals else (),
+        s.landing,
+        s.channel,
+    )
 
 
 def start_fields(
     sig: Signature,
-    site: str,
+    names: fields.SiteFields,
     landing: Callable[[str | None], str],
     channel: Callable[[str | None], str],
 ) -> list[str]:
@@ -75,42 +85,52 @@ def start_fields(
     _, bounce, engaged, goals, landing_path_, channel_ = sig
     page = landing(landing_path_)
     chan = channel(channel_)
+    one = names.one
     out = [
-        fields.field(K.SESSIONS.code, site),
-        fields.field(K.LANDING_SESSIONS.code, site, page),
-        fields.field(K.CHANNEL_SESSIONS.code, site, chan),
+        one[K.SESSIONS.code],
+        names.of(K.LANDING_SESSIONS.code, page),
+        names.of(K.CHANNEL_SESSIONS.code, chan),
     ]
     if bounce:
-        out.append(fields.field(K.BOUNCES.code, site))
+        out.append(one[K.BOUNCES.code])
     if engaged:
-        out.append(fields.field(K.ENGAGED.code, site))
+        out.append(one[K.ENGAGED.code])
     for goal in goals:
-        out.append(fields.field(K.CONVERSIONS.code, site, goal))
-        out.append(fields.field(K.LANDING_CONVERSIONS.code, site, page, goal))
-        out.append(fields.field(K.CHANNEL_CONVERSIONS.code, site, chan, goal))
+        out += goal_fields(names, page, chan, goal)
     return out
 
 
-def apply(s: Session, event: ClickstreamEvent, goals: frozenset[str]) -> str | None:
-    """Update the session's flags with one event; returns the goal it newly reached, if any."""
-    if isinstance(event, PageView):
+def goal_fields(names: fields.SiteFields, page: str, chan: str, goal: str) -> tuple[str, ...]:
+    """The start-bucket counters a goal reached by a session adds to."""
+    return (
+        names.of(K.CONVERSIONS.code, goal),
+        names.of(K.LANDING_CONVERSIONS.code, page, goal),
+        names.of(K.CHANNEL_CONVERSIONS.code, chan, goal),
+    )
+
+
+def apply(s: Session, event: ClickstreamEvent, cls: type, goals: frozenset[str]) -> str | None:
+    """Update the session's flags with one event (of exact class ``cls``); returns the goal
+    it newly reached, if any."""
+    if cls is PageView:
+        view = cast(PageView, event)
         if s.page_views < 2:
             s.page_views += 1
-        if s.landing is None or event.ts < s.landing_ms:
-            s.landing = landing_path(event)
-            s.landing_ms = event.ts
-            s.channel = channel_of(event)
-    elif isinstance(event, INTERACTION_TYPES):
+        if s.landing is None or view.ts < s.landing_ms:
+            s.landing = landing_path(view)
+            s.landing_ms = view.ts
+            s.channel = channel_of(view)
+    elif cls in INTERACTIONS:
         s.interacted = True
-        if isinstance(event, AddToCart):
+        if cls is AddToCart:
             if s.cart_ms is None or event.ts < s.cart_ms:
                 s.cart_ms = event.ts
-        elif isinstance(event, CheckoutStart):
+        elif cls is CheckoutStart:
             if s.checkout_ms is None or event.ts < s.checkout_ms:
                 s.checkout_ms = event.ts
-        elif isinstance(event, Purchase) and len(s.purchases_ms) < MAX_PURCHASES_PER_SESSION:
+        elif cls is Purchase and len(s.purchases_ms) < MAX_PURCHASES_PER_SESSION:
             bisect.insort(s.purchases_ms, event.ts)
-    goal = _TYPE_NAMES[type(event)]
+    goal = _TYPE_NAMES[cls]
     if goal in goals and goal not in s.goals:
         s.goals.add(goal)
         return goal

@@ -43,8 +43,14 @@ class VisitorBook:
         return self.known.get(key)
 
     def put(self, key: VisitorKey, visitor: Visitor) -> None:
+        """A new visitor (or one changed for another object)."""
         self.known.pop(key, None)
         self.known[key] = visitor
+        self.dirty.add(key)
+
+    def seen(self, key: VisitorKey) -> None:
+        """A known visitor was seen (and maybe changed in place): written back with the
+        batch, its TTL refreshed, and it becomes the most recently used."""
         self.dirty.add(key)
 
     def erase(self, key: VisitorKey) -> None:
@@ -54,8 +60,13 @@ class VisitorBook:
         self.dirty.add(key)
 
     def take_dirty(self) -> dict[VisitorKey, Visitor | None]:
-        """Visitors to write with the batch; None: delete (erased)."""
-        return {key: self.known[key] for key in self.dirty}
+        """Visitors to write with the batch (None: delete, erased); they become the most
+        recently used."""
+        known = self.known
+        out: dict[VisitorKey, Visitor | None] = {}
+        for key in self.dirty:
+            out[key] = known[key] = known.pop(key)
+        return out
 
     def compact(self) -> None:
         """Drop the cache after a flood (its entries are the flood's visitors, scattered

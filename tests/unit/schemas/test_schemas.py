@@ -231,3 +231,25 @@ def test_malformed_json_is_malformed_on_either_topic(raw: bytes) -> None:
     for union in (Clickstream, Social):
         result = EventDecoder(union).decode(raw, now_ms=NOW)
         assert isinstance(result, Rejection) and result.reason == "malformed_json", (union, raw)
+
+
+def test_a_batch_gets_the_same_verdicts_as_its_values_one_by_one() -> None:
+    """decode_batch's inline path and decode agree on every kind of value."""
+    values: list[bytes | None] = [raw for raw, _ in RAW_TABLE]
+    values += [
+        None,
+        _pv(),
+        b"\xef\xbb\xbf" + _pv(event_id="bom"),
+        _pv(ts=NOW + 300_001),
+        _pv(visitor_id="jane@example.com"),
+        _pv(session_id="10.0.0.1"),
+        _pv(visitor_id="1.2.3"),  # has a dot, is no address
+        json.dumps(ev(type="page_view", path="/" + "x" * 70_000)).encode(),
+        json.dumps(ev(type="page_view", path="/", site="evil")).encode(),
+    ]
+    for allow in ((), ("shop",)):
+        decoder: EventDecoder[Any] = EventDecoder(Clickstream, site_allowlist=allow)
+        one_by_one = [decoder.decode(v, now_ms=NOW) for v in values]
+        assert decoder.decode_batch(values, clock_ms=lambda: NOW) == one_by_one
+        reasons = [r.reason for r in one_by_one if isinstance(r, Rejection)]
+        assert reasons.count("pii_id") == 2 and reasons.count("ts_in_future") == 1
