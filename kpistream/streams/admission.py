@@ -4,6 +4,7 @@ label of their own, decided with the store so every worker agrees (see
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -40,6 +41,9 @@ class LabelAdmission:
         self.logic = logic
         self.store = store
         self.clock_ms = clock_ms
+        #: one admission at a time: a sync's answer replaces the admitted set, so another
+        #: partition's admission must not fall between its request and its learning
+        self.lock = asyncio.Lock()
 
     def pending(self, values: dict[str, set[str]]) -> list[Pending]:
         """What to ask the store for a batch's (or loaded sessions') dimension values: the
@@ -68,16 +72,18 @@ class LabelAdmission:
     async def admit_all(self, values: dict[str, set[str]]) -> None:
         """Admit every dimension's values of loaded sessions (a batch's values are admitted
         with its visitors, in :class:`kpistream.streams.steps.Enrich`)."""
-        for pending in self.pending(values):
-            await self.ask(pending)
+        async with self.lock:
+            for pending in self.pending(values):
+                await self.ask(pending)
 
     async def readmit(self) -> None:
         """Put back the label values this worker admitted into a store that lost them, so
         the budgets go on where they were (their values label open sessions here)."""
-        for dimension, budget in self.logic.budgets().items():
-            if budget.admitted and not budget.allowlist:
-                request = AdmitRequest(dimension, set(budget.admitted), budget.max_values)
-                await self.ask(Pending(budget, request, replace=False))
+        async with self.lock:
+            for dimension, budget in self.logic.budgets().items():
+                if budget.admitted and not budget.allowlist:
+                    request = AdmitRequest(dimension, set(budget.admitted), budget.max_values)
+                    await self.ask(Pending(budget, request, replace=False))
 
     async def ask(self, pending: Pending) -> None:
         """One admission call, its result learned."""

@@ -227,10 +227,21 @@ class BatchConsumer:
         except UNREADABLE:
             handled = await self._isolate()
         else:
-            handled = 0
             async with self._lock:
-                for tp, records in batches.items():
-                    handled += await self._handle(tp, records, owners_at_fetch.get(tp))
+                # The partitions' batches run side by side: one's Redis and Kafka round trips
+                # overlap another's folding (each partition's batches stay in order: the
+                # next fetch waits for all of them).
+                done = await asyncio.gather(
+                    *(
+                        self._handle(tp, records, owners_at_fetch.get(tp))
+                        for tp, records in batches.items()
+                    ),
+                    return_exceptions=True,
+                )
+            for outcome in done:
+                if isinstance(outcome, BaseException):
+                    raise outcome
+            handled = sum(n for n in done if isinstance(n, int))
         async with self._lock:
             await self._advance_idle()
             self._retry_stalled()

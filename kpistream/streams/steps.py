@@ -25,10 +25,10 @@ from aiokafka.structs import ConsumerRecord
 from kpistream.contract import health as H
 from kpistream.contract.delta import BatchDelta
 from kpistream.contract.routing import FORWARDED_HEADER, REROUTED, is_forwarded, misplaced
-from kpistream.contract.store import PartitionStore
+from kpistream.contract.store import Enrichment, PartitionStore
 from kpistream.kpis import fields
 from kpistream.schemas.decoder import EventDecoder, Rejection
-from kpistream.streams.admission import LabelAdmission
+from kpistream.streams.admission import LabelAdmission, Pending
 from kpistream.streams.deadletter import Redactor
 from kpistream.streams.logic import StreamLogic
 from kpistream.streams.ownership import Owned
@@ -97,19 +97,27 @@ class Enrich:
         self.clock_ms = clock_ms
 
     async def __call__(self, owned: Owned, events: list[Any]) -> None:
-        asked = self.admission.pending(self.logic.dimension_values(events))
         needed = owned.processor.needs(events)
-        if not asked and not needed:
-            return
-        found = await self.store.enrich(
+        values = self.logic.dimension_values(events)
+        async with self.admission.lock:  # no other admission between asking and learning
+            asked = self.admission.pending(values)
+            if asked:
+                found = await self._fetch(owned, asked, needed)
+                self.admission.learn(asked, found.admissions)
+        if not asked:
+            if not needed:
+                return
+            found = await self._fetch(owned, [], needed)
+        owned.processor.fill(found.visitors)
+
+    async def _fetch(self, owned: Owned, asked: list[Pending], needed: list[Any]) -> Enrichment:
+        return await self.store.enrich(
             owned.keys,
             [pending.request for pending in asked],
             needed,
             now_ms=self.clock_ms(),
             idle_ms=self.admission.idle_ms,
         )
-        self.admission.learn(asked, found.admissions)
-        owned.processor.fill(found.visitors)
 
 
 def fold(owned: Owned, decoded: list[Any], now_ms: int) -> BatchDelta:
