@@ -1,16 +1,17 @@
 -- Apply one partition batch atomically: fence check, offset check, gap check, counters,
 -- sessions, visitor state, HyperLogLogs, offset.
 -- KEYS: 1 epoch, 2 meta, 3 state, 4 totals, 5 gauges, 6 health, then ARGV[7] counter hashes
---       (buckets),
---       then ARGV[8] HyperLogLogs, then ARGV[9] visitor keys.
+--       (buckets), then ARGV[8] HyperLogLogs, then ARGV[9] visitor keys.
 -- ARGV: 1 epoch, 2 expected offset ('' when none is stored yet), 3 next offset,
 --       4 watermark ms, 5 sessions ttl s, 6 visitor ttl s, 7 n buckets, 8 n hlls, 9 n visitors,
 --       10 first offset of the batch, 11 offsets before it the worker confirmed are empty,
---       then: n_totals, n x (field, delta); then: n_health, n x (field, delta);
---       then: n_gauges, n x (field, value);
---       then per bucket: ttl s, n_fields, n x (field, delta);
---       then per HyperLogLog: ttl s, n_members, members;
---       then per visitor key: value ('' deletes it: the visitor was erased);
+--       12 the batch's counters, one MessagePack array (one argument, decoded here in C):
+--         [1] totals {field, delta, ...}   [2] health {field, delta, ...}
+--         [3] gauges {field, value, ...}   [4] per bucket {ttl s, {field, delta, ...}}
+--         [5] per HyperLogLog {ttl s, {member, ...}}
+--       (a number is an integer below 2^53, exact in Lua; a larger one comes as its text);
+--       then the binary values, as arguments of their own (Redis's cmsgpack has no binary
+--       type): per visitor key its value ('' deletes it: the visitor was erased);
 --       then: n_set, n x (state field, value); then: n_del, n x state field.
 -- Returns {1} on success, {-1, stored epoch} when fenced, {-2, stored offset} on offset
 -- mismatch, {-3, ''} when the partition has no epoch (Redis lost its data), {-4, stored
@@ -25,39 +26,39 @@ if offset and tonumber(ARGV[10]) ~= tonumber(offset) + tonumber(ARGV[11]) then
 end
 
 local n_buckets, n_hlls, n_visitors = tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9])
-local i = 12
-local n = tonumber(ARGV[i]); i = i + 1
-for _ = 1, n do
-  redis.call('HINCRBY', KEYS[4], ARGV[i], ARGV[i + 1]); i = i + 2
+local changes = cmsgpack.unpack(ARGV[12])
+
+local function incr(key, pairs)
+  for j = 1, #pairs, 2 do
+    redis.call('HINCRBY', key, pairs[j], pairs[j + 1])
+  end
 end
-n = tonumber(ARGV[i]); i = i + 1
-for _ = 1, n do
-  redis.call('HINCRBY', KEYS[6], ARGV[i], ARGV[i + 1]); i = i + 2
-end
-n = tonumber(ARGV[i]); i = i + 1
-for _ = 1, n do
-  redis.call('HSET', KEYS[5], ARGV[i], ARGV[i + 1]); i = i + 2
+
+incr(KEYS[4], changes[1])
+incr(KEYS[6], changes[2])
+local gauges = changes[3]
+for j = 1, #gauges, 2 do
+  redis.call('HSET', KEYS[5], gauges[j], gauges[j + 1])
 end
 local k = 7
-for _ = 1, n_buckets do
-  local ttl = ARGV[i]; n = tonumber(ARGV[i + 1]); i = i + 2
-  for _ = 1, n do
-    redis.call('HINCRBY', KEYS[k], ARGV[i], ARGV[i + 1]); i = i + 2
-  end
-  redis.call('EXPIRE', KEYS[k], ttl); k = k + 1
+for b = 1, n_buckets do
+  local bucket = changes[4][b]
+  incr(KEYS[k], bucket[2])
+  redis.call('EXPIRE', KEYS[k], bucket[1]); k = k + 1
 end
-for _ = 1, n_hlls do
-  local ttl = ARGV[i]; n = tonumber(ARGV[i + 1]); i = i + 2
+for h = 1, n_hlls do
+  local hll = changes[5][h]
+  local members = hll[2]
   -- unpack() is bounded by Lua's C stack: add members in slices.
-  local j = 0
-  while j < n do
-    local m = math.min(n - j, 1000)
-    redis.call('PFADD', KEYS[k], unpack(ARGV, i + j, i + j + m - 1))
-    j = j + m
+  local j = 1
+  while j <= #members do
+    local last = math.min(#members, j + 999)
+    redis.call('PFADD', KEYS[k], unpack(members, j, last))
+    j = last + 1
   end
-  i = i + n
-  redis.call('EXPIRE', KEYS[k], ttl); k = k + 1
+  redis.call('EXPIRE', KEYS[k], hll[1]); k = k + 1
 end
+local i = 13
 for _ = 1, n_visitors do
   if ARGV[i] == '' then
     redis.call('DEL', KEYS[k])
@@ -66,7 +67,7 @@ for _ = 1, n_visitors do
   end
   i = i + 1; k = k + 1
 end
-n = tonumber(ARGV[i]); i = i + 1
+local n = tonumber(ARGV[i]); i = i + 1
 for _ = 1, n do
   redis.call('HSET', KEYS[3], ARGV[i], ARGV[i + 1]); i = i + 2
 end

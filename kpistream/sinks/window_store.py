@@ -43,11 +43,12 @@ expire (wall-clock TTL refreshed on write): no per-visitor state outlives the re
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
+import msgspec
 import redis
 import redis.asyncio as aioredis
 
@@ -292,17 +293,16 @@ class WindowStore:
             len(visitor_keys),
             first_offset,
             skipped,
+            _CHANGES(
+                (
+                    _flat(delta.totals),
+                    _flat(delta.health),
+                    _flat(delta.gauges),
+                    [(ttls[key], _flat(by_key[key])) for key in bucket_keys],
+                    [(self.bucket_ttl_s, list(members)) for members in hlls.values()],
+                )
+            ),
         ]
-        _pairs(args, delta.totals)
-        _pairs(args, delta.health)
-        args.append(len(delta.gauges))
-        for gauge, current in delta.gauges.items():
-            args += (gauge, current)
-        for key in bucket_keys:
-            args.append(ttls[key])
-            _pairs(args, by_key[key])
-        for members in hlls.values():
-            args += (self.bucket_ttl_s, len(members), *members)
         args += (
             b"" if (visitor := delta.visitors[v]) is None else encode_visitor(visitor)
             for v in visitor_keys
@@ -341,12 +341,20 @@ class WindowStore:
             )
 
 
-def _pairs(args: list[Any], counts: Counter[str]) -> None:
-    """The non-zero counts as ``n, name, count ...``."""
-    items = [(k, v) for k, v in counts.items() if v]
-    args.append(len(items))
-    for name, delta in items:
-        args += (name, delta)
+#: The batch's counters travel as one MessagePack argument (see commit.lua): one string for
+#: the client to send and for Redis to parse, not thousands.
+_CHANGES = msgspec.msgpack.Encoder().encode
+#: Lua numbers are doubles: larger integers travel as text (HINCRBY takes either).
+_EXACT = 2**53
+
+
+def _flat(counts: Mapping[str, int]) -> list[str | int]:
+    """The non-zero counts as ``[name, count, ...]``."""
+    out: list[str | int] = []
+    for name, n in counts.items():
+        if n:
+            out += (name, n if -_EXACT < n < _EXACT else str(n))
+    return out
 
 
 class WindowReader:
