@@ -88,6 +88,10 @@ def wall_clock_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+#: How long the broker may hold a fetch that found nothing (aiokafka's default is 500 ms).
+FETCH_MAX_WAIT_MS = 100
+
+
 class BatchConsumer:
     """Consume the clickstream topic in batches and keep the Redis window store current."""
 
@@ -158,6 +162,9 @@ class BatchConsumer:
             # A batch of max_poll_records small events is a few MB; let one fetch carry it.
             fetch_max_bytes=64 * 1024 * 1024,
             max_partition_fetch_bytes=16 * 1024 * 1024,
+            # A broker that holds an empty fetch until the wait ends (not until data comes)
+            # would add up to this much to every event's latency.
+            fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
             rebalance_timeout_ms=rebalance_ms,
             session_timeout_ms=max(6000, 2 * rebalance_ms),
             heartbeat_interval_ms=1000,
