@@ -43,7 +43,17 @@ test: lint typecheck shop-deps
 unit: venv
 	$(BIN)/python -m pytest -q tests/unit
 
-bench: venv
+# The peers of the benchmark (Bytewax, Quix Streams) in an environment of their own.
+PEERS := .venv-peers
+PEERS_STAMP := $(PEERS)/.installed
+
+$(PEERS_STAMP): bench/peers/requirements.txt
+	@test -x $(PEERS)/bin/python || $(PYTHON) -m venv $(PEERS)
+	$(PEERS)/bin/python -m pip install --quiet --upgrade pip
+	$(PEERS)/bin/python -m pip install --quiet -r bench/peers/requirements.txt
+	@touch $(PEERS_STAMP)
+
+bench: venv $(PEERS_STAMP)
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 schemas: venv
@@ -58,4 +68,4 @@ deploy: venv
 	env -u KPISTREAM_WINDOWS -u KPISTREAM_LONG_WINDOW_DAYS $(BIN)/kpistream dashboards deploy/goals.example.yml -o deploy/grafana/dashboards
 
 clean:
-	rm -rf $(VENV) *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(PEERS) *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -4,8 +4,12 @@ Starts a fresh embedded broker and redis-server, produces N simulated clickstrea
 then measures (1) a bare aiokafka ``getmany`` + msgspec typed decode of all N (the ceiling),
 (2) the worker's batch consumer (the same code ``kpistream worker`` runs) from first fetch
 until every record is in Redis, (3) the same with every event produced to a partition that
-does not own it (the worker forwards all N, then counts the forwarded copies), and (4) memory
-under a flood of distinct visitors (:mod:`bench.memory`). Writes ``bench/RESULTS.md``.
+does not own it (the worker forwards all N, then counts the forwarded copies), (4) the same
+with every tenth event invalid, (5) memory under a flood of distinct visitors
+(:mod:`bench.memory`), (6) the peers doing the same job on the same events
+(:mod:`bench.peers.run`), latency from produce to /metrics at a paced rate
+(:mod:`bench.latency`), (7) one and two worker processes (:mod:`bench.scale`) and (8) the
+HTTP collector (:mod:`bench.collector`). Writes ``bench/RESULTS.md``.
 """
 
 from __future__ import annotations
@@ -21,7 +25,8 @@ import msgspec
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from bench import collector as collector_bench
-from bench import memory
+from bench import latency, memory, scale
+from bench.peers import run as peers
 from kpistream import runtime
 from kpistream.config.settings import Settings
 from kpistream.contract.routing import owner
@@ -99,6 +104,31 @@ async def produce_misrouted(settings: Settings, lines: list[bytes]) -> None:
         await producer.stop()
 
 
+#: Invalid lines for the 10%-invalid run, one of each kind in turn.
+INVALID = [
+    b"{not json",
+    b'{"type":"page_view","site":"shop.example"}',  # fields missing
+    b'{"type":"teleport","event_id":"x","ts":1,"site":"s","visitor_id":"v"}',
+    b'{"type":"page_view","event_id":"x","ts":"soon","site":"s","visitor_id":"v","path":"/"}',
+    b'{"type":"page_view","event_id":"x","ts":1,"site":"s","visitor_id":"a@b.example","path":"/"}',
+]
+
+
+def with_invalid(lines: list[bytes], every: int = 10) -> list[bytes]:
+    """Every ``every``-th line replaced by an invalid one (the valid rest keeps its order)."""
+    return [
+        INVALID[i // every % len(INVALID)] if i % every == every - 1 else line
+        for i, line in enumerate(lines)
+    ]
+
+
+def moved(settings: Settings, tag: str) -> Settings:
+    """The same settings on topics, group and Redis prefix of their own."""
+    return msgspec.structs.replace(
+        settings, clickstream_topic=tag, consumer_group=tag, redis_prefix=tag
+    )
+
+
 async def main(events: int, visitors: int) -> None:
     with memory.embedded() as (settings, workdir):
         await runtime.ensure_topics(settings)
@@ -114,16 +144,18 @@ async def main(events: int, visitors: int) -> None:
         produce_rate = events / (time.perf_counter() - t)
         ceiling_rate = await ceiling(settings, events)
         e2e_rate = await end_to_end(settings, events)
-        misrouted = msgspec.structs.replace(
-            settings,
-            clickstream_topic="misrouted",
-            consumer_group="misrouted",
-            redis_prefix="misrouted",
-        )
+        rivals = peers.run(settings, events, peers.ours(settings))
+        misrouted = moved(settings, "misrouted")
         await runtime.ensure_topics(misrouted)
         await produce_misrouted(misrouted, lines)
         misrouted_rate = await end_to_end(misrouted, events, records=2 * events)
+        invalid = moved(settings, "invalid")
+        await runtime.ensure_topics(invalid)
+        await produce(invalid, with_invalid(lines))
+        invalid_rate = await end_to_end(invalid, events)
         used = await memory.measure(settings, visitors, workdir)
+        delays = [await latency.measure(settings, workdir, rate, 60) for rate in (2_000, 20_000)]
+        scaled = [await scale.run(settings, workdir, n, lines) for n in (1, 2)]
     report = (
         "# Benchmark results\n\n"
         f"Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {platform.machine()}, "
@@ -133,14 +165,24 @@ async def main(events: int, visitors: int) -> None:
         f"ceiling_events_per_s: {ceiling_rate:.0f}\n"
         f"end_to_end_events_per_s: {e2e_rate:.0f}\n"
         f"end_to_end_all_misrouted_events_per_s: {misrouted_rate:.0f}\n"
+        f"end_to_end_10pct_invalid_events_per_s: {invalid_rate:.0f}\n"
+        f"ratio_end_to_end_to_ceiling: {e2e_rate / ceiling_rate:.3f}\n"
         f"produce_events_per_s: {produce_rate:.0f}\n\n"
         "ceiling = aiokafka getmany + msgspec typed decode, nothing else. end_to_end = the\n"
         "worker's batch consumer: decode, sessionize, aggregate, dead-letter, one atomic Lua\n"
         "commit of state + offset per partition batch, until every event is in Redis.\n"
         "all_misrouted = the same events, each produced to a partition that does not own it:\n"
         "the worker forwards every one to its owner and then counts the forwarded copies\n"
-        "(events/s of the original events until both are done).\n\n"
+        "(events/s of the original events until both are done). 10pct_invalid = every\n"
+        "tenth event replaced by an invalid line (five kinds in turn), each dead-lettered\n"
+        "with its reason.\n\n"
+        + peers.markdown(rivals, e2e_rate, ceiling_rate)
+        + "\n"
         + used.markdown()
+        + "\n"
+        + latency.markdown(delays)
+        + "\n"
+        + scale.markdown(scaled, events)
         + "\n"
         + collector_bench.measure()
     )
