@@ -175,6 +175,7 @@ class PartitionProcessor(WatermarkedProcessor):
         erased: list[tuple[SessionKey, Session]] = []
         processed = 0
         buckets, totals = delta.buckets, delta.totals
+        by_site: dict[str, SiteFields] = {}  # raw site -> its label's field names
         late_before = watermark - self.allowed_lateness_ms
         for index, event in enumerate(decoded):
             cls = event.__class__  # exact classes: isinstance on a struct class is slow
@@ -206,7 +207,9 @@ class PartitionProcessor(WatermarkedProcessor):
                 watermark = ts if ts <= now_ms else max(watermark, now_ms)
                 late_before = watermark - self.allowed_lateness_ms
             processed += 1
-            names = self._names(site_label(event.site))
+            names = by_site.get(event.site)
+            if names is None:  # labels cannot change within a batch (no await in here)
+                names = by_site[event.site] = self._names(site_label(event.site))
             if found is None:
                 session = sessionizer.open(key, ts, event.event_id, content)
                 self._session_event(delta, names, session, event, cls, None)
