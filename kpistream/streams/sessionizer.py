@@ -27,6 +27,10 @@ SessionKey = tuple[str, str, str]  # (site, visitor_id, tracker session_id or ""
 
 #: Bounds the dedupe memory of one session (its ids are kept in its Redis state too).
 MAX_EVENT_IDS_PER_SESSION = 1000
+#: Sessions ended in one step at the most: when a flood of sessions ends at once, their
+#: ends are spread over several steps, so no single atomic step holds Redis for long (other
+#: partitions' steps and the exporter's reads wait behind it).
+MAX_ENDED_PER_STEP = 10_000
 
 
 class Session(msgspec.Struct, array_like=True):
@@ -145,9 +149,10 @@ class Sessionizer:
         return [(key, s) for key in keys for s in self.sessions.pop(key)]
 
     def evict(
-        self, horizon_ms: int
+        self, horizon_ms: int, *, limit: int = MAX_ENDED_PER_STEP
     ) -> tuple[list[SessionKey], list[SessionKey], list[tuple[SessionKey, Session]]]:
-        """Drop sessions whose last event + gap is before ``horizon_ms``.
+        """Drop sessions whose last event + gap is before ``horizon_ms``, about ``limit`` at
+        the most (the rest stay open until the next call: one atomic step stays short).
 
         Returns ``(emptied keys, shrunk keys, evicted sessions)``.
         """
@@ -156,7 +161,7 @@ class Sessionizer:
         evicted: list[tuple[SessionKey, Session]] = []
         gap = self.session_gap_ms
         heap = self._expiry
-        while heap and heap[0][0] + gap < horizon_ms:
+        while heap and heap[0][0] + gap < horizon_ms and len(evicted) < limit:
             _, key = heapq.heappop(heap)
             sessions = self.sessions.get(key)
             if not sessions:
