@@ -26,7 +26,7 @@ from prometheus_client.registry import Collector
 from kpistream.contract import health as H
 from kpistream.kpis import catalogue as K
 from kpistream.kpis import fields
-from kpistream.kpis.series import Grouped, by_labels, group
+from kpistream.kpis.series import Grouped, group
 from kpistream.schemas.decoder import REASONS
 from kpistream.sinks.window_store import StoreSnapshot
 
@@ -116,8 +116,8 @@ def kpi_families(snapshot: StoreSnapshot) -> Iterator[Metric]:
             for labels, value in quotient_values(q, grouped, gauges):
                 family.add_metric([*labels, window], value)
         yield family
-    yield from visitor_families(snapshot)
-    yield from level_families(snapshot)
+    yield from visitor_families(snapshot, windows)
+    yield from level_families(gauges)
     totals = group(snapshot.totals)
     for count in K.COUNTS:
         if not count.total:
@@ -133,12 +133,14 @@ def kpi_families(snapshot: StoreSnapshot) -> Iterator[Metric]:
         yield counter_family
 
 
-def visitor_families(snapshot: StoreSnapshot) -> Iterator[Metric]:
+def visitor_families(snapshot: StoreSnapshot, windows: dict[str, Grouped]) -> Iterator[Metric]:
+    """Unique visitors per window, split into new and returning (``windows``: the
+    snapshot's windows, grouped)."""
     unique, kinds = (
         GaugeMetricFamily(f.metric, f.help, labels=[*f.labels, "window"]) for f in K.FAMILIES[:2]
     )
     for window, per_site in snapshot.uniques.items():
-        new = by_labels(snapshot.windows[window], K.NEW_VISITORS)
+        new = windows[window].get(K.NEW_VISITORS, {})
         for site, n in sorted(per_site.items()):
             unique.add_metric([site, window], n)
             first_time = new.get((site,), 0)
@@ -149,10 +151,10 @@ def visitor_families(snapshot: StoreSnapshot) -> Iterator[Metric]:
     yield kinds
 
 
-def level_families(snapshot: StoreSnapshot) -> Iterator[Metric]:
+def level_families(gauges: Grouped) -> Iterator[Metric]:
     for level in K.LEVELS:
         family = GaugeMetricFamily(level.metric, level.help, labels=list(level.labels))
-        for labels, n in sorted(by_labels(snapshot.gauges, level).items()):
+        for labels, n in sorted(gauges.get(level, {}).items()):
             family.add_metric(list(labels), n)
         yield family
 
