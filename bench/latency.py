@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import bisect
-import os
 import socket
 import sys
 import threading
@@ -30,7 +29,7 @@ from aiokafka import AIOKafkaProducer
 
 from bench import memory
 from kpistream import runtime
-from kpistream.config.settings import Settings, env_name
+from kpistream.config.settings import Settings, child_environment
 from kpistream.contract.routing import owner
 from kpistream.produce import route
 from kpistream.simulator import sessions
@@ -147,18 +146,9 @@ def percentile(sorted_values: list[float], q: float) -> float:
 
 async def measure(base: Settings, workdir: Path, rate: int, seconds: float) -> Latency:
     tag = f"lat{rate}"
-    settings = msgspec.structs.replace(
-        base,
-        clickstream_topic=f"{tag}-clicks",
-        social_topic=f"{tag}-social",
-        deadletter_topic=f"{tag}-dlq",
-        consumer_group=f"{tag}-group",
-        redis_prefix=tag,
-        metrics_port=free_port(),
-    )
+    settings = memory.isolated(base, tag, metrics_port=free_port())
     await runtime.ensure_topics(settings)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KPISTREAM_")}
-    env.update({env_name(f): str(getattr(settings, f)) for f in Settings.__struct_fields__})
+    env = child_environment(settings)
     cli = [sys.executable, "-m", "kpistream"]
     worker = runtime.spawn([*cli, "worker"], log_path=workdir / f"{tag}-worker.log", env=env)
     exporter = runtime.spawn([*cli, "exporter"], log_path=workdir / f"{tag}-exporter.log", env=env)

@@ -13,17 +13,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import os
 import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import msgspec
 import redis
 
 from kpistream import runtime
-from kpistream.config.settings import Settings, env_name, load
+from kpistream.config.settings import Settings, child_environment, load
 from kpistream.contract import health as H
 from kpistream.kpis import catalogue as K
 from kpistream.kpis import fields
@@ -127,8 +128,7 @@ async def measure(
         env={},
     )
     await runtime.ensure_topics(settings)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KPISTREAM_")}
-    env.update({env_name(f): str(getattr(settings, f)) for f in Settings.__struct_fields__})
+    env = child_environment(settings)
     worker = runtime.spawn(
         [sys.executable, "-m", "kpistream", "worker"], log_path=workdir / "mem.log", env=env
     )
@@ -148,6 +148,19 @@ async def measure(
     finally:
         runtime.stop(worker)
     return MemoryResult(visitors, base[0], peak[0], after[0], base[1], peak[1], after[1])
+
+
+def isolated(settings: Settings, tag: str, **overrides: Any) -> Settings:
+    """The same settings on topics, consumer group and Redis prefix of their own."""
+    return msgspec.structs.replace(
+        settings,
+        clickstream_topic=f"{tag}-clicks",
+        social_topic=f"{tag}-social",
+        deadletter_topic=f"{tag}-dlq",
+        consumer_group=f"{tag}-group",
+        redis_prefix=tag,
+        **overrides,
+    )
 
 
 @contextlib.contextmanager

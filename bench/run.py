@@ -122,13 +122,6 @@ def with_invalid(lines: list[bytes], every: int = 10) -> list[bytes]:
     ]
 
 
-def moved(settings: Settings, tag: str) -> Settings:
-    """The same settings on topics, group and Redis prefix of their own."""
-    return msgspec.structs.replace(
-        settings, clickstream_topic=tag, consumer_group=tag, redis_prefix=tag
-    )
-
-
 async def main(events: int, visitors: int) -> None:
     with memory.embedded() as (settings, workdir):
         await runtime.ensure_topics(settings)
@@ -145,11 +138,11 @@ async def main(events: int, visitors: int) -> None:
         ceiling_rate = await ceiling(settings, events)
         e2e_rate = await end_to_end(settings, events)
         rivals = peers.run(settings, events, peers.ours(settings))
-        misrouted = moved(settings, "misrouted")
+        misrouted = memory.isolated(settings, "misrouted")
         await runtime.ensure_topics(misrouted)
         await produce_misrouted(misrouted, lines)
         misrouted_rate = await end_to_end(misrouted, events, records=2 * events)
-        invalid = moved(settings, "invalid")
+        invalid = memory.isolated(settings, "invalid")
         await runtime.ensure_topics(invalid)
         await produce(invalid, with_invalid(lines))
         invalid_rate = await end_to_end(invalid, events)

@@ -14,12 +14,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import msgspec
 import redis
 
 from bench import memory
 from kpistream import runtime
-from kpistream.config.settings import Settings, env_name
+from kpistream.config.settings import Settings, child_environment
 from kpistream.produce import encode, produce
 from kpistream.simulator import sessions
 from kpistream.sinks.window_store import WindowReader
@@ -55,19 +54,10 @@ def processed(reader: WindowReader) -> int:
 
 async def run(base: Settings, workdir: Path, workers: int, lines: list[bytes]) -> Scale:
     tag = f"scale{workers}"
-    settings = msgspec.structs.replace(
-        base,
-        clickstream_topic=f"{tag}-clicks",
-        social_topic=f"{tag}-social",
-        deadletter_topic=f"{tag}-dlq",
-        consumer_group=f"{tag}-group",
-        redis_prefix=tag,
-        # Historic events: the watermark stays in event time while the workers wait for them.
-        idle_after_s=3600,
-    )
+    # Historic events: the watermark stays in event time while the workers wait for them.
+    settings = memory.isolated(base, tag, idle_after_s=3600)
     await runtime.ensure_topics(settings)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KPISTREAM_")}
-    env.update({env_name(f): str(getattr(settings, f)) for f in Settings.__struct_fields__})
+    env = child_environment(settings)
     children = [
         runtime.spawn(
             [sys.executable, "-m", "kpistream", "worker"],

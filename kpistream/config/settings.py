@@ -322,6 +322,17 @@ def env_name(name: str) -> str:
     return f"KPISTREAM_{name.upper()}"
 
 
+def child_environment(settings: Settings, *layers: Mapping[str, str]) -> dict[str, str]:
+    """The environment a child process needs to run on exactly ``settings``: this
+    process's own without its ``KPISTREAM_*`` variables, then ``layers`` in order, then every
+    setting as its ``KPISTREAM_*`` variable."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KPISTREAM_")}
+    for layer in layers:
+        env.update(layer)
+    env.update({env_name(f): str(getattr(settings, f)) for f in Settings.__struct_fields__})
+    return env
+
+
 def _csv(text: str) -> list[str]:
     return [part.strip() for part in text.split(",") if part.strip()]
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import heapq
-import os
 import sys
 import time
 from pathlib import Path
@@ -13,7 +12,7 @@ from typing import Any
 
 import msgspec
 
-from kpistream.config.settings import Settings, env_name
+from kpistream.config.settings import Settings, child_environment
 from kpistream.contract import health as H
 from kpistream.produce import encode, produce
 from kpistream.runtime import spawn
@@ -71,10 +70,7 @@ def settings_for(settings_factory: Any, **overrides: Any) -> Settings:
 
 
 def worker_env(settings: Settings, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KPISTREAM_")}
-    env.update({env_name(f): str(getattr(settings, f)) for f in Settings.__struct_fields__})
-    env.update(extra)
-    return env
+    return {**child_environment(settings), **extra}
 
 
 def spawn_worker(settings: Settings, log_path: Path, *, fault: str | None = None) -> Popen[bytes]:

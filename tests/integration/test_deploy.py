@@ -3,7 +3,6 @@ compose services' own commands run natively against the real broker and Redis.""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +12,7 @@ import pytest
 import yaml
 
 from kpistream.cli import parser
-from kpistream.config.settings import Settings, env_name
+from kpistream.config.settings import Settings, child_environment, env_name
 from kpistream.runtime import free_port, spawn, stop
 from tests.support import known_events as K
 from tests.support.stack import require_binary
@@ -94,10 +93,8 @@ def test_compose_worker_and_exporter_commands_run_natively(
     settings = settings_factory()
     services = compose()["services"]
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KPISTREAM_")}
-    env.update(services["worker"]["environment"])
     # The compose environment, with addresses and names pointed at this test's broker/Redis.
-    env.update({env_name(f): str(getattr(settings, f)) for f in Settings.__struct_fields__})
+    env = child_environment(settings, services["worker"]["environment"])
     env[env_name("metrics_port")] = str(port)
     children = [
         spawn(
