@@ -86,8 +86,10 @@ def run(settings: Settings, events: int, expected: Sites) -> list[Peer]:
         except subprocess.TimeoutExpired:
             results.append(Peer(name, None, False, "did not finish in 15 minutes"))
             continue
-        # faust's worker routes print() through its logging: find the report in the line.
-        lines = [line[line.index(REPORT) :] for line in done.stdout.splitlines() if REPORT in line]
+        # faust's worker routes print() through its logging (to stdout or stderr, depending
+        # on its version and handlers): find the report in either.
+        output = (done.stdout + "\n" + done.stderr).splitlines()
+        lines = [line[line.index(REPORT) :] for line in output if REPORT in line]
         if not lines:
             reason = (done.stderr.strip().splitlines() or ["no output"])[-1][:200]
             results.append(Peer(name, None, False, f"failed: {reason}"))

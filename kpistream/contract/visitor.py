@@ -8,7 +8,7 @@ import msgspec
 VisitorKey = tuple[str, str]  # (site, visitor_id)
 
 
-class Visitor(msgspec.Struct, array_like=True):
+class Visitor(msgspec.Struct, array_like=True, gc=False):
     first_seen_ms: int
     lead_ms: int | None = None
     first_purchase_ms: int | None = None

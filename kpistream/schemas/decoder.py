@@ -78,7 +78,7 @@ def personal_id(value: str) -> str | None:
     return None
 
 
-class Rejection(msgspec.Struct, frozen=True):
+class Rejection(msgspec.Struct, frozen=True, gc=False):
     reason: Reason
     detail: str
     field: str | None = None

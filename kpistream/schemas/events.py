@@ -38,7 +38,7 @@ Quantity = Annotated[int, msgspec.Meta(ge=1, le=1_000_000)]
 SURVEY_SCALES: dict[str, tuple[int, int]] = {"nps": (0, 10), "csat": (1, 5), "ces": (1, 7)}
 
 
-class ClickstreamEvent(msgspec.Struct, tag_field="type", kw_only=True, frozen=True):
+class ClickstreamEvent(msgspec.Struct, tag_field="type", kw_only=True, frozen=True, gc=False):
     """Envelope of every website event; ``type`` selects the subclass."""
 
     event_id: Id
@@ -164,7 +164,7 @@ INTERACTION_TYPES: tuple[type[ClickstreamEvent], ...] = (
 )
 
 
-class SocialEvent(msgspec.Struct, tag_field="type", kw_only=True, frozen=True):
+class SocialEvent(msgspec.Struct, tag_field="type", kw_only=True, frozen=True, gc=False):
     """Envelope of every social-network event, as polled from a network's API."""
 
     event_id: Id

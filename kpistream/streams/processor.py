@@ -66,6 +66,8 @@ COMMERCE = frozenset((AddToCart, CheckoutStart, Purchase))
 #: What the screen counts instead of processing.
 SCREENED = frozenset((Rejection, Rerouted))
 ITEMS = frozenset((Impression, Click))
+#: Events with counters at their own time besides page views and items (counted inline).
+COUNTED = frozenset((Purchase, SurveyResponse))
 
 #: The codes of the counts labelled by the site alone (see :class:`SiteFields`), and the
 #: ones the rules below name, bound once.
@@ -86,6 +88,22 @@ ENDED, DURATION = K.ENDED.code, K.DURATION.code
 CART_ABANDONED, CHECKOUT_ABANDONED = K.CART_ABANDONED.code, K.CHECKOUT_ABANDONED.code
 LANDING_SESSIONS, CHANNEL_SESSIONS = K.LANDING_SESSIONS.code, K.CHANNEL_SESSIONS.code
 LANDING_CONVERSIONS, CHANNEL_CONVERSIONS = K.LANDING_CONVERSIONS.code, K.CHANNEL_CONVERSIONS.code
+
+
+#: What a session counted before a batch: its signature, when its checkout opened and when
+#: its cart and checkout were completed (:func:`before`).
+Before = tuple[SK.Signature, int | None, int | None, int | None]
+
+
+def before(s: Session) -> Before:
+    """What an open session counts for, taken before a batch changes it."""
+    purchases = s.purchases_ms
+    return (
+        SK.signature(s),
+        s.checkout_ms,
+        SK.completed_at(s.cart_ms, purchases),
+        SK.completed_at(s.checkout_ms, purchases),
+    )
 
 
 def dimension_values(events: Iterable[ClickstreamEvent]) -> dict[str, set[str]]:
@@ -170,12 +188,23 @@ class PartitionProcessor(WatermarkedProcessor):
         touched: set[SessionKey] = set()
         health = delta.health
         sessionizer = self.sessionizer
-        find, site_label = sessionizer.find, self.dims.site.label
+        find, open_session, touch = sessionizer.find, sessionizer.open, sessionizer.touch
+        site_label, goals = self.dims.site.label, self.conversion_goals
+        book = self.visitors
+        known, dirty = book.known, book.dirty
         watermark = self.watermark_ms
         erased: list[tuple[SessionKey, Session]] = []
         processed = 0
-        buckets, totals = delta.buckets, delta.totals
+        buckets, totals, uniques = delta.buckets, delta.totals, delta.uniques
         by_site: dict[str, SiteFields] = {}  # raw site -> its label's field names
+        #: the sessions the batch touched, by identity: (session, its site's field names,
+        #: what it counted before the batch; None for a session the batch opened)
+        marks: dict[int, tuple[Session, SiteFields, Before | None]] = {}
+        #: +1 counters of an event's own minute (page views, items, new visitors), added to
+        #: buckets and totals once per batch
+        ones: dict[tuple[int, str], int] = {}
+        #: (raw site, class, item kind, raw campaign) -> the item counter's field name
+        item_names: dict[tuple[str, type, str, str | None], str] = {}
         late_before = watermark - self.allowed_lateness_ms
         for index, event in enumerate(decoded):
             cls = event.__class__  # exact classes: isinstance on a struct class is slow
@@ -186,13 +215,14 @@ class PartitionProcessor(WatermarkedProcessor):
             if cls is Forget:  # never late: an erasure is always carried out
                 processed += 1
                 erased += sessionizer.remove_visitor(event.site, event.visitor_id)
-                self.visitors.erase((event.site, event.visitor_id))
+                book.erase((event.site, event.visitor_id))
                 continue
             ts = event.ts
             if ts < late_before:
                 health[H.LATE] += 1
                 continue
-            key = (event.site, event.visitor_id, event.session_id or "")
+            site, visitor_id = event.site, event.visitor_id
+            key = (site, visitor_id, event.session_id or "")
             content = fingerprint(event)
             found = find(key, ts, event.event_id)
             if found.__class__ is Duplicate:
@@ -207,26 +237,64 @@ class PartitionProcessor(WatermarkedProcessor):
                 watermark = ts if ts <= now_ms else max(watermark, now_ms)
                 late_before = watermark - self.allowed_lateness_ms
             processed += 1
-            names = by_site.get(event.site)
+            names = by_site.get(site)
             if names is None:  # labels cannot change within a batch (no await in here)
-                names = by_site[event.site] = self._names(site_label(event.site))
+                names = by_site[site] = self._names(site_label(site))
             if found is None:
-                session = sessionizer.open(key, ts, event.event_id, content)
-                self._session_event(delta, names, session, event, cls, None)
+                session = open_session(key, ts, event.event_id, content)
+                marks[id(session)] = (session, names, None)
             else:
                 session = cast(Session, found)
-                counted = SK.signature(session)  # what its start-bucket counters reflect now
-                sessionizer.touch(key, session, ts, event.event_id, content)
-                self._session_event(delta, names, session, event, cls, counted)
+                if id(session) not in marks:
+                    marks[id(session)] = (session, names, before(session))
+                touch(key, session, ts, event.event_id, content)
             touched.add(key)
+            SK.apply(session, event, cls, goals)
+            minute = ts // MINUTE_MS
             if cls is PageView:
-                name = names.one[PAGE_VIEWS]
-                slot = (ts // MINUTE_MS, name)
-                buckets[slot] = buckets.get(slot, 0) + 1
-                totals[name] = totals.get(name, 0) + 1
+                slot = (minute, names.one[PAGE_VIEWS])
+                ones[slot] = ones.get(slot, 0) + 1
+            elif cls in ITEMS:
+                item = cast(ItemEvent, event)
+                what = (site, cls, item.item_kind, item.campaign)
+                name = item_names.get(what)
+                if name is None:
+                    name = item_names[what] = self._item_field(names, item, cls)
+                slot = (minute, name)
+                ones[slot] = ones.get(slot, 0) + 1
+            elif cls in COUNTED:
+                self._event_counters(delta, names, event, cls, minute)
+            # The visitor: unique in its minute, new or not, lead and customer.
+            slot = (minute, names.site)
+            ids = uniques.get(slot)
+            if ids is None:
+                uniques[slot] = {visitor_id}
             else:
-                self._event_counters(delta, names, event, cls)
-            self._visitor_event(delta, names, event, cls)
+                ids.add(visitor_id)
+            vkey = (site, visitor_id)
+            visitor = known.get(vkey)
+            if visitor is None:
+                visitor = Visitor(ts)
+                slot = (minute, names.one[NEW_VISITORS])
+                ones[slot] = ones.get(slot, 0) + 1
+                book.put(vkey, visitor)
+            else:
+                dirty.add(vkey)  # seen: written back, its TTL refreshed
+                if ts < visitor.first_seen_ms:
+                    name = names.one[NEW_VISITORS]
+                    buckets[minute_of(visitor.first_seen_ms), name] -= 1
+                    buckets[minute, name] += 1
+                    visitor.first_seen_ms = ts
+            if cls is Lead or cls is Purchase:
+                self._lead(delta, names, visitor, cls, ts)
+        for slot, n in ones.items():
+            buckets[slot] += n
+            totals[slot[1]] += n
+        # What each touched session counts for moved from where it was before the batch to
+        # where it is now: the per-event moves in between cancel out.
+        starts: dict[tuple[SiteFields, tuple[object, ...]], list[str]] = {}
+        for session, names, was in marks.values():
+            self._account(delta, names, session, was, starts)
         if processed:
             health[H.PROCESSED] += processed
         self.watermark_ms = watermark
@@ -239,7 +307,7 @@ class PartitionProcessor(WatermarkedProcessor):
         for key, session in erased:  # ended now, so that the aggregates stay whole
             end = max(session.last_ms, min(session.last_ms + gap, self.watermark_ms))
             self._end(delta, self._names(site_label(key[0])), session, minute_of(end))
-        delta.visitors = self.visitors.take_dirty()
+        delta.visitors = book.take_dirty()
         return delta
 
     def _names(self, site: str) -> SiteFields:
@@ -253,31 +321,22 @@ class PartitionProcessor(WatermarkedProcessor):
 
     # -- rules ---------------------------------------------------------------------------------
 
-    def _session_event(
+    def _account(
         self,
         delta: BatchDelta,
         names: SiteFields,
         session: Session,
-        event: ClickstreamEvent,
-        cls: type,
-        counted: SK.Signature | None,
+        was: Before | None,
+        starts: dict[tuple[SiteFields, tuple[object, ...]], list[str]],
     ) -> None:
-        """Apply the event to the session and move its start-bucket contributions.
-
-        ``counted`` is the session's signature before this event (None for a new session).
-        """
-        buckets = delta.buckets
+        """Move a session's start-bucket contributions from what it counted before the batch
+        (``was``; None for a session the batch opened) to what it counts now, and count what
+        it reached for the first time: opened, not a bounce, engaged, a goal, a cart or
+        checkout opened or completed."""
+        buckets, totals = delta.buckets, delta.totals
         one = names.one
-        # Only these events can open or complete a cart or checkout.
-        commerce = cls in COMMERCE
-        if commerce:
-            checkout_was = session.checkout_ms
-            before_completion = (
-                SK.completed_at(session.cart_ms, session.purchases_ms),
-                SK.completed_at(session.checkout_ms, session.purchases_ms),
-            )
-        new_goal = SK.apply(session, event, cls, self.conversion_goals)
         after = SK.signature(session)
+        counted = None if was is None else was[0]
         if after != counted:
             landing, channel = self.dims.landing_page.label, self.dims.channel.label
             if counted is not None and counted[0::4] == after[0::4] and counted[5] == after[5]:
@@ -296,19 +355,28 @@ class PartitionProcessor(WatermarkedProcessor):
                                 key = (minute, name)
                                 buckets[key] = buckets.get(key, 0) + 1
             else:
+                # A batch's sessions share a few signatures: their fields are built once.
                 if counted is not None:
-                    for name in SK.start_fields(counted, names, landing, channel):
+                    what = (names, counted[1:])
+                    fields = starts.get(what)
+                    if fields is None:
+                        fields = starts[what] = SK.start_fields(counted, names, landing, channel)
+                    for name in fields:
                         key = (counted[0], name)
                         buckets[key] = buckets.get(key, 0) - 1
-                for name in SK.start_fields(after, names, landing, channel):
+                what = (names, after[1:])
+                fields = starts.get(what)
+                if fields is None:
+                    fields = starts[what] = SK.start_fields(after, names, landing, channel)
+                for name in fields:
                     key = (after[0], name)
                     buckets[key] = buckets.get(key, 0) + 1
-        totals = delta.totals
+            for goal in after[3]:  # reached in this batch: the conversion counts now, once
+                if counted is None or goal not in counted[3]:
+                    name = names.of(CONVERSIONS, goal)
+                    totals[name] = totals.get(name, 0) + 1
         if counted is None:
             name = one[SESSIONS]
-            totals[name] = totals.get(name, 0) + 1
-        if new_goal is not None:
-            name = names.of(CONVERSIONS, new_goal)
             totals[name] = totals.get(name, 0) + 1
         if not session.non_bounced_counted and (session.page_views >= 2 or session.interacted):
             session.non_bounced_counted = True
@@ -318,9 +386,12 @@ class PartitionProcessor(WatermarkedProcessor):
             session.engaged_counted = True
             name = one[ENGAGED]
             totals[name] = totals.get(name, 0) + 1
-        if not commerce:
-            return
+        checkout_was, cart_done_was, checkout_done_was = (
+            (None, None, None) if was is None else was[1:]
+        )
         opened = session.checkout_ms
+        if opened is None and session.cart_ms is None:
+            return  # neither a cart nor a checkout: nothing below can have moved
         if opened is not None and opened != checkout_was:  # opened now, or earlier than known
             name = one[CHECKOUT_STARTED]
             if checkout_was is None:
@@ -328,33 +399,26 @@ class PartitionProcessor(WatermarkedProcessor):
             else:
                 buckets[minute_of(checkout_was), name] -= 1
             buckets[minute_of(opened), name] += 1
-        after_completion = (
-            SK.completed_at(session.cart_ms, session.purchases_ms),
-            SK.completed_at(session.checkout_ms, session.purchases_ms),
-        )
-        for code, was, now in (
-            (CART_COMPLETED, before_completion[0], after_completion[0]),
-            (CHECKOUT_COMPLETED, before_completion[1], after_completion[1]),
+        purchases = session.purchases_ms
+        for code, done_was, done in (
+            (CART_COMPLETED, cart_done_was, SK.completed_at(session.cart_ms, purchases)),
+            (CHECKOUT_COMPLETED, checkout_done_was, SK.completed_at(opened, purchases)),
         ):
-            if now != was and now is not None:  # completed now, or by an earlier purchase
+            if done != done_was and done is not None:  # completed now, or by an earlier purchase
                 name = one[code]
-                if was is None:
+                if done_was is None:
                     totals[name] += 1
                 else:
-                    buckets[minute_of(was), name] -= 1
-                buckets[minute_of(now), name] += 1
+                    buckets[minute_of(done_was), name] -= 1
+                buckets[minute_of(done), name] += 1
 
     def _event_counters(
-        self, delta: BatchDelta, names: SiteFields, event: ClickstreamEvent, cls: type
+        self, delta: BatchDelta, names: SiteFields, event: ClickstreamEvent, cls: type, minute: int
     ) -> None:
-        """Counters attributed to the event's own time (page views are counted inline)."""
+        """Counters of a purchase or a survey answer at the event's own time (page views and
+        items are counted inline)."""
         counts: list[tuple[str, int]]
-        if cls in ITEMS:
-            item = cast(ItemEvent, event)
-            kind = IMPRESSIONS if cls is Impression else CLICKS
-            campaign = self.dims.campaign.label(item.campaign)
-            counts = [(names.of(kind, item.item_kind, campaign), 1)]
-        elif cls is Purchase:
+        if cls is Purchase:
             purchase = cast(Purchase, event)
             currency = self.dims.currency.label(purchase.currency)
             counts = [
@@ -365,42 +429,21 @@ class PartitionProcessor(WatermarkedProcessor):
             counts = survey_fields(names, cast(SurveyResponse, event))
         else:
             return
-        minute = event.ts // MINUTE_MS
         buckets, totals = delta.buckets, delta.totals
         for name, n in counts:
             key = (minute, name)
             buckets[key] = buckets.get(key, 0) + n
             totals[name] = totals.get(name, 0) + n
 
-    def _visitor_event(
-        self, delta: BatchDelta, names: SiteFields, event: ClickstreamEvent, cls: type
+    def _item_field(self, names: SiteFields, item: ItemEvent, cls: type) -> str:
+        """The field an impression or a click counts in."""
+        kind = IMPRESSIONS if cls is Impression else CLICKS
+        return names.of(kind, item.item_kind, self.dims.campaign.label(item.campaign))
+
+    def _lead(
+        self, delta: BatchDelta, names: SiteFields, visitor: Visitor, cls: type, ts: int
     ) -> None:
-        """First visits, leads and lead -> customer, from the visitor's state across sessions."""
-        ts = event.ts
-        key = (event.site, event.visitor_id)
-        uniques = delta.uniques
-        slot = (ts // MINUTE_MS, names.site)
-        ids = uniques.get(slot)
-        if ids is None:
-            uniques[slot] = {event.visitor_id}
-        else:
-            ids.add(event.visitor_id)
-        book = self.visitors
-        visitor = book.get(key)
-        if visitor is None:
-            visitor = Visitor(ts)
-            name = names.one[NEW_VISITORS]
-            slot_key = (ts // MINUTE_MS, name)
-            delta.buckets[slot_key] = delta.buckets.get(slot_key, 0) + 1
-            delta.totals[name] = delta.totals.get(name, 0) + 1
-            book.put(key, visitor)
-        else:
-            book.seen(key)
-            if ts < visitor.first_seen_ms:
-                name = names.one[NEW_VISITORS]
-                delta.buckets[minute_of(visitor.first_seen_ms), name] -= 1
-                delta.buckets[minute_of(ts), name] += 1
-                visitor.first_seen_ms = ts
+        """A lead or a purchase: the visitor's first lead, and lead -> customer."""
         if cls is Lead:
             leads = names.one[LEADS]
             if visitor.lead_ms is None:
@@ -411,9 +454,9 @@ class PartitionProcessor(WatermarkedProcessor):
                 delta.days[day_of(visitor.lead_ms), leads] -= 1
                 delta.days[day_of(ts), leads] += 1
                 visitor.lead_ms = ts
-        elif cls is Purchase:
-            if visitor.first_purchase_ms is None or ts < visitor.first_purchase_ms:
-                visitor.first_purchase_ms = ts
+        elif visitor.first_purchase_ms is None or ts < visitor.first_purchase_ms:
+            visitor.first_purchase_ms = ts
+        # Only a lead or a purchase can make a customer from a lead.
         if not visitor.lead_customer_counted and visitor.is_lead_customer:
             visitor.lead_customer_counted = True
             assert visitor.first_purchase_ms is not None

@@ -33,7 +33,7 @@ MAX_EVENT_IDS_PER_SESSION = 1000
 MAX_ENDED_PER_STEP = 10_000
 
 
-class Session(msgspec.Struct, array_like=True):
+class Session(msgspec.Struct, array_like=True, gc=False):
     start_ms: int
     last_ms: int
     event_ids: dict[str, int]  # event_id -> content fingerprint

@@ -46,7 +46,7 @@ AccountKey = tuple[str, str]  # (network, account)
 _COUNTED = {Like: K.LIKES.code, Comment: K.COMMENTS.code, Share: K.SHARES.code}
 
 
-class Account(msgspec.Struct, array_like=True):
+class Account(msgspec.Struct, array_like=True, gc=False):
     snapshot_ms: int | None = None
     snapshot: int = 0
     #: follows and unfollows after the snapshot that a newer snapshot could still replace
