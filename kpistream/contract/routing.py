@@ -64,10 +64,14 @@ def misplaced(
     """(index, owner) of the valid events of one partition's batch that another partition
     owns. Records that were forwarded once stay where they landed."""
     out = []
+    owners: dict[str, int] = {}  # a visitor's events come in runs: each key hashed once
     for i, event in enumerate(decoded):
         if forwarded[i] or event.__class__ is Rejection:  # exact class: isinstance is slow
             continue
-        target = owner(key(event), partitions)
+        ident = key(event)
+        target = owners.get(ident)
+        if target is None:
+            target = owners[ident] = owner(ident, partitions)
         if target != partition:
             out.append((i, target))
     return out

@@ -136,7 +136,7 @@ class DeadLetters:
     async def __call__(
         self, tp: TopicPartition, records: Records, decoded: list[Any], delta: BatchDelta
     ) -> list[Awaitable[Any]]:
-        rejected = [(i, item) for i, item in enumerate(decoded) if isinstance(item, Rejection)]
+        rejected = [(i, item) for i, item in enumerate(decoded) if item.__class__ is Rejection]
         sends: list[Awaitable[Any]] = []
         for index, rejection in [*rejected, *delta.rejections]:
             record = records[index]
