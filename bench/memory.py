@@ -24,6 +24,7 @@ import msgspec
 import redis
 
 from kpistream import runtime
+from kpistream.config.connections import SyncRedis, redis_client
 from kpistream.config.settings import Settings, child_environment, load
 from kpistream.contract import health as H
 from kpistream.kpis import catalogue as K
@@ -77,9 +78,16 @@ def rss_mb(pid: int) -> float:
     raise RuntimeError("no VmRSS")
 
 
-def redis_mb(client: redis.Redis) -> float:
-    info = client.info("memory")
-    return float(info["used_memory"]) / 2**20
+def redis_info(client: SyncRedis, section: str) -> list[dict[str, Any]]:
+    """One INFO section of each server: every node of a cluster."""
+    if isinstance(client, redis.RedisCluster):
+        nodes = client.info(section, target_nodes=redis.RedisCluster.ALL_NODES)
+        return list(nodes.values())
+    return [client.info(section)]
+
+
+def redis_mb(client: SyncRedis) -> float:
+    return sum(float(info["used_memory"]) for info in redis_info(client, "memory")) / 2**20
 
 
 def flood(visitors: int, now_ms: int) -> list[bytes]:
@@ -132,7 +140,7 @@ async def measure(
     worker = runtime.spawn(
         [sys.executable, "-m", "kpistream", "worker"], log_path=workdir / "mem.log", env=env
     )
-    client = redis.Redis.from_url(settings.redis)
+    client = redis_client(settings)
     reader = WindowReader(client, prefix=settings.redis_prefix)
     try:
         await asyncio.sleep(8)  # joined its groups, claimed its partitions

@@ -14,10 +14,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import redis
-
 from bench import memory
 from kpistream import runtime
+from kpistream.config.connections import SyncRedis, redis_client
 from kpistream.config.settings import Settings, child_environment
 from kpistream.produce import encode, produce
 from kpistream.simulator import sessions
@@ -43,9 +42,12 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICKS  # utime + stime
 
 
-def redis_cpu(client: redis.Redis) -> float:
-    info = client.info("cpu")
-    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+def redis_cpu(client: SyncRedis) -> float:
+    """CPU seconds Redis used so far (every node of a cluster)."""
+    return sum(
+        float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+        for info in memory.redis_info(client, "cpu")
+    )
 
 
 def processed(reader: WindowReader) -> int:
@@ -66,7 +68,7 @@ async def run(base: Settings, workdir: Path, workers: int, lines: list[bytes]) -
         )
         for i in range(workers)
     ]
-    client = redis.Redis.from_url(settings.redis)
+    client = redis_client(settings)
     reader = WindowReader(client, prefix=settings.redis_prefix)
     try:
         # Warm up until every worker has joined and the group is settled: a first event per

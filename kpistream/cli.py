@@ -142,15 +142,14 @@ def cmd_produce(args: argparse.Namespace) -> int:
 
 def cmd_labels(args: argparse.Namespace) -> int:
     """Show each label budget, or reset one (all its values, or the values named)."""
-    import redis
-
+    from kpistream.config.connections import redis_client
     from kpistream.contract.keys import label_keys
     from kpistream.sinks.window_store import WindowReader
     from kpistream.streams import labels
 
     settings = _discovered(args)
     runtime.check_redis(settings.redis)
-    client = redis.Redis.from_url(settings.redis, decode_responses=True)
+    client = redis_client(settings, decode_responses=True)
     budgets = settings.label_budgets()
     if args.action == "reset":
         if not args.dimension or args.dimension not in budgets:
@@ -403,10 +402,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from kpistream.sinks.window_store import WindowReader
 
     with stack(args, DEMO_DEFAULTS, shop=True) as running:
-        import redis
+        from kpistream.config.connections import redis_client
 
         settings = running.settings
-        reader = WindowReader(redis.Redis.from_url(settings.redis), prefix=settings.redis_prefix)
+        reader = WindowReader(redis_client(settings), prefix=settings.redis_prefix)
         windows = settings.window_minutes()
         long_windows = settings.long_windows
         # The shortest window reacts fastest: that is what a live view is for.

@@ -16,11 +16,10 @@ import uuid
 from dataclasses import dataclass
 
 import msgspec
-import redis.asyncio as aioredis
 from aiokafka import AIOKafkaProducer
 
 from kpistream.collector.privacy import customer_id
-from kpistream.config.connections import kafka_options
+from kpistream.config.connections import async_redis_client, kafka_options
 from kpistream.config.settings import Settings
 from kpistream.contract.keys import PartitionKeys
 from kpistream.contract.routing import owner, ownership_key
@@ -69,7 +68,7 @@ async def forget(settings: Settings, site: str, visitor_id: str, *, wait_s: floa
     finally:
         await producer.stop()
     keys = PartitionKeys(settings.redis_prefix, settings.clickstream_topic, partition)
-    client = aioredis.Redis.from_url(settings.redis)
+    client = async_redis_client(settings)
     try:
         deadline = time.monotonic() + wait_s
         applied = False

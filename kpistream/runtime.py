@@ -13,6 +13,7 @@ import ctypes
 import json
 import logging
 import os
+import random
 import secrets
 import shutil
 import signal
@@ -45,6 +46,22 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+def free_cluster_port() -> int:
+    """A free port whose cluster bus port (10,000 higher) is free too: a cluster node needs
+    both, and the bus port must exist (so the node's port is at most 55535)."""
+    rng = random.Random()
+    for _ in range(1000):
+        port = rng.randrange(20_000, 45_000)
+        try:
+            with socket.socket() as a, socket.socket() as b:
+                a.bind(("127.0.0.1", port))
+                b.bind(("127.0.0.1", port + 10_000))
+        except OSError:
+            continue
+        return port
+    raise UserError("no free port pair for a Redis Cluster node between 20000 and 55000")
 
 
 def _die_with_parent(death_signal: int) -> Callable[[], None]:
@@ -142,6 +159,17 @@ def redis_binary() -> str:
     )
 
 
+def redis_cli_binary() -> str:
+    """The redis-cli beside the redis-server in use (it creates and reshards clusters)."""
+    beside = Path(redis_binary()).with_name("redis-cli")
+    if os.access(beside, os.X_OK):
+        return str(beside)
+    found = shutil.which("redis-cli")
+    if found:
+        return found
+    raise UserError("no redis-cli found beside redis-server or on PATH")
+
+
 @dataclass
 class EmbeddedServer:
     process: subprocess.Popen[bytes]
@@ -149,6 +177,7 @@ class EmbeddedServer:
     log_path: Path
     graceful: bool = True  # False: nothing to flush, so SIGKILL at once
     password: str = ""  # the embedded Redis's (also in ``address``)
+    port: int = 0
 
     def stop(self) -> None:
         stop(self.process, graceful=self.graceful)
@@ -177,16 +206,27 @@ def start_redis(
     password: str | None = None,
     binary: str | None = None,
     extra: Sequence[str] = (),
+    cluster_node_timeout_ms: int | None = None,
 ) -> EmbeddedServer:
     """A real redis-server on loopback that wants a password: a random one unless given
     (give the same to restart it with its clients' URL). The password goes in a config file
-    only its owner can read, not on the command line where `ps` shows it."""
+    only its owner can read, not on the command line where `ps` shows it.
+    ``cluster_node_timeout_ms`` makes it a node of a Redis Cluster (see
+    :func:`start_redis_cluster`)."""
     port = port if port is not None else free_port()
     password = password if password is not None else secrets.token_urlsafe(24)
     log_path = workdir / "redis.log"
     config = workdir / f"redis-{port}.conf"
     config.touch(mode=0o600)
-    config.write_text(f"requirepass {password}\n")
+    lines = [f"requirepass {password}"]
+    if cluster_node_timeout_ms is not None:
+        lines += [
+            "cluster-enabled yes",
+            f"cluster-config-file nodes-{port}.conf",
+            f"cluster-node-timeout {cluster_node_timeout_ms}",
+            f"masterauth {password}",  # a replica authenticates to its master
+        ]
+    config.write_text("\n".join(lines) + "\n")
     args = [
         binary or redis_binary(),
         str(config),
@@ -209,7 +249,112 @@ def start_redis(
     listen = int(extra[list(extra).index("--tls-port") + 1]) if tls else port
     wait_port(listen, process, "redis-server", log_path)
     address = f"{'rediss' if tls else 'redis'}://:{password}@127.0.0.1:{listen}/0"
-    return EmbeddedServer(process, address, log_path, password=password)
+    return EmbeddedServer(process, address, log_path, password=password, port=listen)
+
+
+@dataclass
+class EmbeddedCluster:
+    """A Redis Cluster of real redis-server processes on loopback, one password for all."""
+
+    nodes: list[EmbeddedServer]
+    password: str
+
+    @property
+    def address(self) -> str:
+        """A URL of one node: cluster clients discover the others from it."""
+        return self.nodes[0].address
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()
+
+
+def start_redis_cluster(
+    workdir: Path, *, masters: int = 3, replicas: int = 1, node_timeout_ms: int = 2000
+) -> EmbeddedCluster:
+    """``masters`` masters with ``replicas`` replicas each, slots spread by
+    ``redis-cli --cluster create``; returns once every node sees a healthy cluster and every
+    replica is in sync with its master. ``node_timeout_ms`` is how long a master may be
+    unreachable before its replica takes over."""
+    password = secrets.token_urlsafe(24)
+    nodes: list[EmbeddedServer] = []
+    try:
+        for i in range(masters * (1 + replicas)):
+            node_dir = workdir / f"redis-node-{i}"
+            node_dir.mkdir(parents=True, exist_ok=True)
+            nodes.append(
+                start_redis(
+                    node_dir,
+                    free_cluster_port(),
+                    password=password,
+                    cluster_node_timeout_ms=node_timeout_ms,
+                )
+            )
+        created = subprocess.run(
+            [
+                redis_cli_binary(),
+                "--cluster",
+                "create",
+                *(f"127.0.0.1:{node.port}" for node in nodes),
+                "--cluster-replicas",
+                str(replicas),
+                "--cluster-yes",
+            ],
+            env={**os.environ, "REDISCLI_AUTH": password},  # not on the command line
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=3 * START_TIMEOUT_S,
+        )
+        if created.returncode != 0:
+            last = (created.stdout + created.stderr).strip().splitlines() or ["no output"]
+            raise UserError(f"redis-cli --cluster create failed: {last[-1]}")
+        wait_cluster(nodes, password)
+    except BaseException:
+        for node in nodes:
+            node.stop()
+        raise
+    return EmbeddedCluster(nodes, password)
+
+
+def wait_cluster(nodes: Sequence[EmbeddedServer], password: str) -> None:
+    """Until every node reports the cluster ``ok`` and knows every other node, and every
+    replica's link to its master is up."""
+    import redis
+
+    deadline = time.monotonic() + 3 * START_TIMEOUT_S
+    waiting = ""
+    while time.monotonic() < deadline:
+        waiting = ""
+        for node in nodes:
+            client = redis.Redis(port=node.port, password=password, socket_timeout=2)
+            try:
+                info = client.cluster("INFO")
+                replication = client.info("replication")
+            except redis.RedisError as exc:
+                waiting = f"node {node.port}: {exc}"
+                break
+            finally:
+                client.close()
+            if isinstance(info, bytes | str):
+                info = dict(line.split(":", 1) for line in _text(info).splitlines() if ":" in line)
+            if str(info.get("cluster_state")) != "ok":
+                waiting = f"node {node.port}: cluster_state {info.get('cluster_state')}"
+                break
+            if int(info.get("cluster_known_nodes", 0)) != len(nodes):
+                waiting = f"node {node.port}: knows {info.get('cluster_known_nodes')} nodes"
+                break
+            if replication.get("role") == "slave" and replication.get("master_link_status") != "up":
+                waiting = f"node {node.port}: replica not in sync"
+                break
+        if not waiting:
+            return
+        time.sleep(0.1)
+    raise UserError(f"the Redis Cluster did not become healthy: {waiting}")
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
 
 
 # -- reachability of real servers -----------------------------------------------------------

@@ -9,8 +9,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-import redis
-
+from kpistream.config.connections import redis_client
 from kpistream.config.settings import Settings
 from kpistream.kpis import catalogue as K
 from kpistream.kpis.series import by_labels
@@ -46,7 +45,7 @@ def ours(settings: Settings) -> Sites:
     """Per site [sessions, bounces, impressions, clicks] as kpistream stored them: sessions
     from the totals, bounces summed over every start bucket, impressions and clicks summed
     over item kinds and campaigns."""
-    reader = WindowReader(redis.Redis.from_url(settings.redis), prefix=settings.redis_prefix)
+    reader = WindowReader(redis_client(settings), prefix=settings.redis_prefix)
     snapshot = reader.snapshot({"all": 7 * 1440})
     out: Sites = {}
     for i, (count, counter) in enumerate(

@@ -22,7 +22,6 @@ from importlib import resources
 from typing import Any
 
 import msgspec
-import redis.asyncio as aioredis
 from aiokafka.errors import KafkaError
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from redis.exceptions import RedisError
@@ -44,6 +43,7 @@ from kpistream.collector.privacy import (
     refusal,
 )
 from kpistream.collector.sender import Backlogged, Sender
+from kpistream.config.connections import async_redis_client
 from kpistream.config.settings import Settings
 from kpistream.schemas.decoder import EventDecoder, Rejection
 from kpistream.schemas.events import Clickstream
@@ -98,7 +98,7 @@ class Collector:
         self.metrics.queue_capacity.set(settings.collector_queue)
         self.sender = sender or Sender(settings, observe=self.metrics.produce_seconds.observe)
         self.metrics.queue.set_function(lambda: self.sender.backlog)
-        self.redis = redis or aioredis.Redis.from_url(settings.redis)
+        self.redis = redis or async_redis_client(settings)
         self.salts = Salts(self.redis, settings.redis_prefix)
         self.decoder: EventDecoder[Any] = EventDecoder(
             Clickstream,

@@ -6,7 +6,9 @@ PLAIN or SCRAM-SHA-256/512 with a user name and password, and TLS with a CA bund
 optional client certificate. Redis: everything is in ``KPISTREAM_REDIS`` as redis-py reads
 it: ``redis://user:password@host:6379/0``, and ``rediss://`` for TLS with
 ``?ssl_ca_certs=/path/ca.pem`` (and ``ssl_certfile``/``ssl_keyfile`` for a client
-certificate).
+certificate). With ``KPISTREAM_REDIS_CLUSTER=1`` the URL names one node of a Redis Cluster
+and every client is cluster-aware: it learns the slot map from that node and follows
+redirections, failovers and resharding.
 """
 
 from __future__ import annotations
@@ -14,7 +16,29 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+import redis
+import redis.asyncio as aioredis
+
 from kpistream.config.settings import Settings
+
+#: A client of one Redis server or of a Redis Cluster: every command kpistream sends works
+#: on both (an atomic step's keys share one hash slot; other reads are pipelined per key).
+SyncRedis = redis.Redis | redis.RedisCluster
+AsyncRedis = aioredis.Redis | aioredis.RedisCluster
+
+
+def redis_client(settings: Settings, **options: Any) -> SyncRedis:
+    """A blocking client for the settings' Redis (the exporter, the CLI)."""
+    if settings.redis_cluster:
+        return redis.RedisCluster.from_url(settings.redis, **options)
+    return redis.Redis.from_url(settings.redis, **options)
+
+
+def async_redis_client(settings: Settings, **options: Any) -> AsyncRedis:
+    """An asyncio client for the settings' Redis (workers, the collector)."""
+    if settings.redis_cluster:
+        return aioredis.RedisCluster.from_url(settings.redis, **options)
+    return aioredis.Redis.from_url(settings.redis, **options)
 
 
 def kafka_options(settings: Settings) -> dict[str, Any]:

@@ -30,6 +30,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     kafka: str = "127.0.0.1:9092"
     redis: str = "redis://127.0.0.1:6379/0"
     redis_prefix: str = "kpistream"
+    redis_cluster: bool = False
     kafka_security_protocol: str = "PLAINTEXT"
     kafka_sasl_mechanism: str = ""
     kafka_sasl_username: str = ""
@@ -231,6 +232,8 @@ HELP: dict[str, str] = {
     "kafka": "Kafka bootstrap servers (host:port,...); `up`/`demo` embed a broker when unset",
     "redis": "Redis URL; `up`/`demo` embed a redis-server when unset",
     "redis_prefix": "prefix of every Redis key this deployment writes",
+    "redis_cluster": "the Redis URL names a node of a Redis Cluster (Valkey, or a managed "
+    "service in cluster mode); clients discover the other nodes from it",
     "kafka_security_protocol": "PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL",
     "kafka_sasl_mechanism": "PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (with a SASL protocol)",
     "kafka_sasl_username": "SASL user name",

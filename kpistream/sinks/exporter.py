@@ -6,9 +6,9 @@ import logging
 import threading
 from typing import Any
 
-import redis
 from prometheus_client import CollectorRegistry, start_http_server
 
+from kpistream.config.connections import SyncRedis, redis_client
 from kpistream.config.settings import Settings
 from kpistream.sinks.kpi_collector import KpiCollector
 from kpistream.sinks.window_store import WindowReader
@@ -16,10 +16,8 @@ from kpistream.sinks.window_store import WindowReader
 log = logging.getLogger(__name__)
 
 
-def build_registry(settings: Settings, client: redis.Redis | None = None) -> CollectorRegistry:
-    client = client or redis.Redis.from_url(
-        settings.redis, socket_timeout=5, socket_connect_timeout=2
-    )
+def build_registry(settings: Settings, client: SyncRedis | None = None) -> CollectorRegistry:
+    client = client or redis_client(settings, socket_timeout=5, socket_connect_timeout=2)
     reader = WindowReader(client, prefix=settings.redis_prefix)
     windows = settings.window_minutes()
     long_windows = settings.long_windows

@@ -42,16 +42,17 @@ expire (wall-clock TTL refreshed on write): no per-visitor state outlives the re
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
 import msgspec
-import redis
 import redis.asyncio as aioredis
 
+from kpistream.config.connections import AsyncRedis, SyncRedis
 from kpistream.config.settings import Settings
 from kpistream.contract.delta import BatchDelta
 from kpistream.contract.keys import PartitionKeys, label_keys
@@ -130,7 +131,7 @@ class WindowStore:
 
     def __init__(
         self,
-        client: aioredis.Redis,
+        client: AsyncRedis,
         *,
         prefix: str,
         bucket_ttl_s: int,
@@ -149,7 +150,7 @@ class WindowStore:
         self._admit = client.register_script(ADMIT_LUA)
 
     @classmethod
-    def from_settings(cls, client: aioredis.Redis, settings: Settings) -> WindowStore:
+    def from_settings(cls, client: AsyncRedis, settings: Settings) -> WindowStore:
         return cls(
             client,
             prefix=settings.redis_prefix,
@@ -223,20 +224,33 @@ class WindowStore:
         now_ms: int,
         idle_ms: int,
     ) -> Enrichment:
-        """One pipeline: an admission script call per dimension (each atomic on its own) and
-        one MGET for the visitors (only the partition's owner writes them: no race)."""
+        """One round trip: an admission script call per dimension (each atomic on its own)
+        and one MGET for the visitors (only the partition's owner writes them: no race).
+        On a cluster the label budgets and the partition live on different nodes, and
+        redis-py's cluster pipeline refuses scripts: the calls go side by side instead."""
         if not admissions and not visitors:
             return Enrichment([], {})
-        pipe = self.client.pipeline(transaction=False)
-        for request in admissions:
-            await self._admit(
-                keys=list(label_keys(self.prefix, request.dimension)),
-                args=[request.max_values, now_ms, idle_ms, *sorted(request.values)],
-                client=pipe,
+        calls: list[tuple[list[str], list[str | int]]] = [
+            (
+                list(label_keys(self.prefix, request.dimension)),
+                [request.max_values, now_ms, idle_ms, *sorted(request.values)],
             )
-        if visitors:
-            pipe.mget([keys.visitor(v) for v in visitors])
-        replies = await pipe.execute()
+            for request in admissions
+        ]
+        wanted = [keys.visitor(v) for v in visitors]
+        replies: list[Any]
+        if isinstance(self.client, aioredis.RedisCluster):
+            found: list[Awaitable[Any]] = [self._admit(keys=k, args=a) for k, a in calls]
+            if wanted:
+                found.append(self.client.mget(wanted))  # one slot: the partition's
+            replies = list(await asyncio.gather(*found))
+        else:
+            pipe = self.client.pipeline(transaction=False)
+            for k, a in calls:
+                await self._admit(keys=k, args=a, client=pipe)
+            if wanted:
+                pipe.mget(wanted)
+            replies = await pipe.execute()
         done = [
             Admission({_text(m) for m in members}, int(freed))
             for members, freed in replies[: len(admissions)]
@@ -360,7 +374,7 @@ def _flat(counts: Mapping[str, int]) -> list[str | int]:
 class WindowReader:
     """Synchronous reader used by the exporter at scrape time."""
 
-    def __init__(self, client: redis.Redis, *, prefix: str) -> None:
+    def __init__(self, client: SyncRedis, *, prefix: str) -> None:
         self.client = client
         self.prefix = prefix
 
@@ -371,7 +385,7 @@ class WindowReader:
         for name in names:
             members, refused = label_keys(self.prefix, name)
             pipe.zcard(members)
-            pipe.pfcount(refused)
+            _pfcount(pipe, refused)
         replies = pipe.execute()
         return {
             name: LabelUse(budgets[name], int(replies[2 * i]), int(replies[2 * i + 1]))
@@ -387,9 +401,6 @@ class WindowReader:
         """Totals, each rolling window (minute precision) and each long window (day
         precision, day buckets only) ending at the newest watermark of any partition."""
         tags = sorted(_text(t) for t in self.client.smembers(f"{self.prefix}:partitions"))
-        fenced, resets = self.client.mget(
-            f"{self.prefix}:fenced_writes", f"{self.prefix}:state_resets"
-        )
         parts = [PartitionKeys.from_tag(self.prefix, t) for t in tags]
         pipe = self.client.pipeline(transaction=False)
         for p in parts:
@@ -398,7 +409,10 @@ class WindowReader:
             pipe.hgetall(p.key("gauges"))
             pipe.hmget(p.key("live"), "end", "stalled")
             pipe.hgetall(p.key("health"))
-        replies = pipe.execute()
+        # Two keys in two hash slots: one GET each (a cluster refuses such an MGET).
+        pipe.get(f"{self.prefix}:fenced_writes")
+        pipe.get(f"{self.prefix}:state_resets")
+        *replies, fenced, resets = pipe.execute()
         totals: Counter[str] = Counter()
         gauges: Counter[str] = Counter()
         health: Counter[str] = Counter()
@@ -471,7 +485,7 @@ class WindowReader:
                 for site in sites:
                     hll_keys = [p.uniques_minute(m, site) for m in minutes]
                     hll_keys += [p.uniques_hour(h, site) for h in hours]
-                    pipe.pfcount(*hll_keys)
+                    _pfcount(pipe, *hll_keys)
                     counted.append((name, site))
         contents = pipe.execute()
         for name, (minutes, hours) in covers.items():
@@ -488,6 +502,13 @@ class WindowReader:
         for (name, site), n in zip(counted, contents[len(wanted) :], strict=True):
             uniques[name][site] += int(n)
         return made()
+
+
+def _pfcount(pipe: Any, *keys: str) -> None:
+    """PFCOUNT into a pipeline. redis-py's cluster pipeline refuses ``pfcount`` (it could
+    name keys of several slots); these keys always share one slot (a partition's, or the
+    labels'), which the cluster routes as any single-slot command."""
+    pipe.execute_command("PFCOUNT", *keys)
 
 
 def _int(value: bytes | str | None) -> int | None:

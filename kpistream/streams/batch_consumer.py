@@ -42,12 +42,11 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 
-import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CorruptRecordException, KafkaError, UnsupportedCodecError
 from aiokafka.structs import ConsumerRecord
 
-from kpistream.config.connections import kafka_options
+from kpistream.config.connections import AsyncRedis, async_redis_client, kafka_options
 from kpistream.config.settings import Settings
 from kpistream.contract.keys import PartitionKeys
 from kpistream.contract.store import (
@@ -114,7 +113,7 @@ class BatchConsumer:
         self.decoder = self.logic.decoder
         #: Unexpected errors the loop survived; tests fail when it is not empty.
         self.errors: list[BaseException] = []
-        self.redis: aioredis.Redis | None = None
+        self.redis: AsyncRedis | None = None
         self.open_store = store
         self.store: PartitionStore | None = None
         self.consumer: AIOKafkaConsumer | None = None
@@ -145,7 +144,7 @@ class BatchConsumer:
 
     async def start(self) -> None:
         s = self.settings
-        self.redis = aioredis.Redis.from_url(s.redis)
+        self.redis = async_redis_client(s)
         self.store = self.open_store(self.redis, s)
         self.producer = AIOKafkaProducer(
             **kafka_options(s), client_id=f"{self.client_id}-dlq", linger_ms=5, acks="all"

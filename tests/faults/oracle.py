@@ -19,9 +19,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-import redis
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from kpistream.config.connections import redis_client
 from kpistream.config.settings import Settings
 from kpistream.contract import health as H
 from kpistream.contract.keys import PartitionKeys
@@ -81,7 +81,7 @@ def logics(settings: Settings) -> dict[str, StreamLogic]:
 
 def _partition_keys(settings: Settings) -> list[PartitionKeys]:
     """Keys of every partition of the two topics that has state in Redis."""
-    client = redis.Redis.from_url(settings.redis)
+    client = redis_client(settings)
     tags = [text(raw) for raw in client.smembers(f"{settings.redis_prefix}:partitions")]
     every = [PartitionKeys.from_tag(settings.redis_prefix, tag) for tag in tags]
     return [keys for keys in every if keys.topic in logics(settings)]
@@ -89,7 +89,7 @@ def _partition_keys(settings: Settings) -> list[PartitionKeys]:
 
 def stored_offsets(settings: Settings) -> dict[Part, int]:
     """Each partition's next offset as Redis holds it (partitions never committed: absent)."""
-    client = redis.Redis.from_url(settings.redis)
+    client = redis_client(settings)
     offsets = {
         (k.topic, k.partition): client.hget(k.key("meta"), "offset")
         for k in _partition_keys(settings)
@@ -132,7 +132,7 @@ async def assert_exact(settings: Settings, *, now_ms: int) -> State:
     assert accounted(got) == produced, (accounted(got), produced, got.health)
     # And partition by partition: produced = processed + duplicate + late + rejected +
     # forwarded, so no partition's offset moved past a record it did not count.
-    client = redis.Redis.from_url(settings.redis)
+    client = redis_client(settings)
     for keys in _partition_keys(settings):
         health = {text(k): int(v) for k, v in client.hgetall(keys.key("health")).items()}
         part = (keys.topic, keys.partition)
@@ -239,7 +239,7 @@ def expected(settings: Settings, log: dict[Part, list[bytes | None]], *, now_ms:
 
 def stored(settings: Settings) -> State:
     """The state the pipeline left in Redis, summed over partitions."""
-    client = redis.Redis.from_url(settings.redis)
+    client = redis_client(settings)
     state = State()
     for keys in _partition_keys(settings):
         for name, target in (

@@ -14,8 +14,16 @@ from kpistream.streams.social import SocialLogic
 from kpistream.worker import social_group
 from tests.support import known_events as K
 from tests.support import kpi_events as KE
-from tests.support.stack import require_binary
+from tests.support.stack import on_cluster, require_binary
 from tests.support.waits import scrape_samples, scrape_text, wait_for_totals
+
+
+@pytest.fixture(params=["redis", "cluster"])
+def settings_factory(request, settings_factory):  # type: ignore[no-untyped-def]
+    """Every KPI test here runs on one redis-server and on a Redis Cluster."""
+    if request.param == "redis":
+        return settings_factory
+    return on_cluster(settings_factory, request.getfixturevalue("redis_cluster"))
 
 
 async def test_every_web_kpi_is_exact_and_carts_are_decided_without_later_events(  # type: ignore[no-untyped-def]

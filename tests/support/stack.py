@@ -40,6 +40,25 @@ def redis_url(workdir: Path) -> Iterator[str]:
     server.stop()
 
 
+@pytest.fixture(scope="session")
+def redis_cluster(workdir: Path) -> Iterator[runtime.EmbeddedCluster]:
+    """A real Redis Cluster: three masters with a replica each, on loopback."""
+    cluster = runtime.start_redis_cluster(workdir / "cluster")
+    yield cluster
+    cluster.stop()
+
+
+def on_cluster(
+    make: Callable[..., Settings], cluster: runtime.EmbeddedCluster
+) -> Callable[..., Settings]:
+    """A settings factory whose settings use the cluster (cluster-aware clients)."""
+
+    def made(**overrides: object) -> Settings:
+        return make(**{"redis": cluster.address, "redis_cluster": True, **overrides})
+
+    return made
+
+
 @pytest.fixture
 def settings_factory(broker: str, redis_url: str):  # type: ignore[no-untyped-def]
     """Settings with topics, group and Redis prefix of their own, so tests never share state."""

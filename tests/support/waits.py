@@ -9,10 +9,10 @@ import urllib.request
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import redis
 from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import ConsumerRecord
 
+from kpistream.config.connections import redis_client
 from kpistream.config.settings import Settings
 from kpistream.contract import health as H
 from kpistream.runtime import free_port
@@ -26,7 +26,7 @@ async def wait_for_totals(
 ) -> WindowReader:
     """Wait until the summed totals (KPI and health counters) in Redis reach the expected
     values."""
-    reader = WindowReader(redis.Redis.from_url(settings.redis), prefix=settings.redis_prefix)
+    reader = WindowReader(redis_client(settings), prefix=settings.redis_prefix)
     windows = settings.window_minutes()
     totals: dict[str, int] = {}
 
@@ -57,7 +57,7 @@ def counted(health: Mapping[str, int]) -> int:
 
 async def wait_for_events(settings: Settings, expected: int, timeout_s: float = 30) -> WindowReader:
     """Wait until Redis has counted ``expected`` records (see :func:`counted`)."""
-    reader = WindowReader(redis.Redis.from_url(settings.redis), prefix=settings.redis_prefix)
+    reader = WindowReader(redis_client(settings), prefix=settings.redis_prefix)
     windows = settings.window_minutes()
     seen = -1
 
