@@ -1,15 +1,18 @@
-"""Scaling the consumer group 1 -> 3 -> 1 while events flow (issue 4)."""
+"""Scaling the consumer group 1 -> 3 -> 1 while events flow (issue 4), on one redis-server
+with 6 partitions and on a Redis Cluster with 12 (issue 13)."""
 
 from __future__ import annotations
 
 import asyncio
+
+import pytest
 
 from kpistream.produce import produce
 from kpistream.runtime import ensure_topics
 from kpistream.streams.batch_consumer import BatchConsumer
 from tests.faults import oracle
 from tests.faults.common import many_lines, now_ms, settings_for
-from tests.support.stack import start_streams
+from tests.support.stack import on_cluster, start_streams
 from tests.support.waits import wait_until
 
 #: Slices produced one after another with a pause, so that events keep arriving while the
@@ -18,10 +21,15 @@ SLICES = 100
 PAUSE_S = 0.25
 
 
+@pytest.mark.parametrize("store", ["redis", "cluster"])
 async def test_scaling_one_to_three_to_one_while_events_flow_ends_exact(  # type: ignore[no-untyped-def]
-    settings_factory, workers
+    settings_factory, workers, request, store
 ) -> None:
-    settings = settings_for(settings_factory, partitions=6, batch_max_records=100)
+    if store == "cluster":
+        make = on_cluster(settings_factory, request.getfixturevalue("redis_cluster"))
+        settings = settings_for(make, partitions=12, batch_max_records=100)
+    else:
+        settings = settings_for(settings_factory, partitions=6, batch_max_records=100)
     await ensure_topics(settings)
     lines = many_lines(14)
     size = len(lines) // SLICES + 1
