@@ -31,7 +31,16 @@ from kpistream.streams.retry import Backoff, pause
 log = logging.getLogger(__name__)
 
 #: Redis errors that mean "not now" (down, restarting, loading its AOF): wait and reload.
-REDIS_UNAVAILABLE = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
+#: Redis cannot take the step now; the partition is claimed again once it can. On a cluster
+#: also: no node reachable to learn the slot map from (RedisClusterException), the cluster
+#: down while a replica takes over a dead master, and TRYAGAIN while a slot migrates.
+REDIS_UNAVAILABLE = (
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    redis.exceptions.RedisClusterException,
+    redis.exceptions.ClusterError,
+    redis.exceptions.TryAgainError,
+)
 
 
 @dataclass(slots=True)
