@@ -11,10 +11,13 @@ offset and replays from there. Either way the oracle finds every counter exact.
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import redis
+from redis.crc import key_slot
 
 from kpistream import runtime
 from kpistream.contract.keys import PartitionKeys
@@ -87,3 +90,101 @@ async def test_a_master_killed_while_events_flow_fails_over_and_ends_exact(  # t
             await consumer.stop()
     finally:
         cluster.stop()
+
+
+def command(client: redis.Redis, *args: object) -> Any:
+    """A raw command (redis-py's single-server client has no typed cluster commands)."""
+    return client.execute_command(*args)  # type: ignore[no-untyped-call]
+
+
+def node_id(port: int, password: str) -> str:
+    client = redis.Redis(port=port, password=password, decode_responses=True)
+    try:
+        return str(command(client, "CLUSTER", "MYID"))
+    finally:
+        client.close()
+
+
+def migrate_slot(cluster: runtime.EmbeddedCluster, slot: int, source: int, target: int) -> int:
+    """Move one hash slot from the master on port ``source`` to the one on ``target`` the way
+    ``redis-cli --cluster reshard`` does (importing, migrating, MIGRATE a few keys at a
+    time, then the new owner announced to every master), slowly enough that the worker
+    writes to the slot while it moves. Returns how many keys moved."""
+    password = cluster.password
+    src = redis.Redis(port=source, password=password, decode_responses=True)
+    dst = redis.Redis(port=target, password=password, decode_responses=True)
+    try:
+        src_id, dst_id = node_id(source, password), node_id(target, password)
+        command(dst, "CLUSTER", "SETSLOT", slot, "IMPORTING", src_id)
+        command(src, "CLUSTER", "SETSLOT", slot, "MIGRATING", dst_id)
+        moved = 0
+        while keys := command(src, "CLUSTER", "GETKEYSINSLOT", slot, 50):
+            command(
+                src, "MIGRATE", "127.0.0.1", target, "", 0, 5000, "AUTH", password, "KEYS", *keys
+            )
+            moved += len(keys)
+            time.sleep(0.01)  # pace the migration so that commits meet it half done
+        for node in cluster.nodes:  # every master learns the new owner
+            client = redis.Redis(port=node.port, password=password)
+            try:
+                if client.info("replication").get("role") == "master":
+                    command(client, "CLUSTER", "SETSLOT", slot, "NODE", dst_id)
+            finally:
+                client.close()
+        return moved
+    finally:
+        src.close()
+        dst.close()
+
+
+async def test_a_partition_slot_resharded_while_events_flow_ends_exact(  # type: ignore[no-untyped-def]
+    settings_factory, workers, workdir: Path
+) -> None:
+    cluster = runtime.start_redis_cluster(workdir / f"reshard-{uuid.uuid4().hex[:6]}")
+    try:
+        settings = settings_for(
+            on_cluster(settings_factory, cluster), partitions=4, batch_max_records=100
+        )
+        await ensure_topics(settings)
+        lines = many_lines(16)
+        size = len(lines) // SLICES + 1
+
+        async def flow() -> None:
+            for start in range(0, len(lines), size):
+                await produce(settings, lines[start : start + size])
+                await asyncio.sleep(PAUSE_S)
+
+        flowing = asyncio.create_task(flow())
+        streams = await start_streams(workers, settings)
+        keys = PartitionKeys(settings.redis_prefix, settings.clickstream_topic, 0)
+        part = (settings.clickstream_topic, 0)
+        await wait_until(
+            "partition 0 has committed", lambda: part in oracle.stored_offsets(settings)
+        )
+        source = master_port(cluster, keys.state)
+        target = next(
+            node.port
+            for node in cluster.nodes
+            if node.port != source and _is_master(node.port, cluster.password)
+        )
+        slot = key_slot(keys.state.encode())
+        offset_before = oracle.stored_offsets(settings)[part]
+        moved = await asyncio.to_thread(migrate_slot, cluster, slot, source, target)
+        assert moved > 0, "the partition's slot held no keys"
+        assert not flowing.done(), "the events stopped flowing before the slot moved"
+        assert master_port(cluster, keys.state) == target
+        await flowing
+        await oracle.assert_exact(settings, now_ms=now_ms())
+        assert oracle.stored_offsets(settings)[part] > offset_before
+        for consumer in streams:
+            await consumer.stop()
+    finally:
+        cluster.stop()
+
+
+def _is_master(port: int, password: str) -> bool:
+    client = redis.Redis(port=port, password=password)
+    try:
+        return client.info("replication").get("role") == "master"
+    finally:
+        client.close()
