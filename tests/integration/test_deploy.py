@@ -35,7 +35,8 @@ def test_compose_file_is_valid_against_the_compose_spec() -> None:
 
 
 def test_compose_starts_in_dependency_order_with_healthchecks() -> None:
-    services = compose()["services"]
+    every = compose()["services"]
+    services = {name: service for name, service in every.items() if "profiles" not in service}
     assert {
         "kafka",
         "redis",
@@ -119,3 +120,28 @@ def test_compose_worker_and_exporter_commands_run_natively(
     finally:
         for child in children:
             stop(child)
+
+
+def test_compose_cluster_profile_runs_three_masters_with_a_replica_each() -> None:
+    services = compose()["services"]
+    cluster = {
+        name for name, service in services.items() if "cluster" in service.get("profiles", ())
+    }
+    nodes = {f"redis-node-{n}" for n in range(1, 7)}
+    assert cluster == nodes | {"redis-cluster"}
+    for name in nodes:
+        command = services[name]["command"]
+        for flag in ("--cluster-enabled", "--appendonly", "--requirepass", "--masterauth"):
+            assert flag in command, (name, flag)
+        assert "healthcheck" in services[name] and services[name]["volumes"] == [f"{name}:/data"]
+    assert services["redis-cluster"]["depends_on"] == {
+        name: {"condition": "service_healthy"} for name in nodes
+    }
+    script = services["redis-cluster"]["command"][0]
+    assert "--cluster-replicas 1" in script and "--cluster-yes" in script
+    # Workers, exporter and collector switch with two lines of .env (REDIS_HOST and
+    # KPISTREAM_REDIS_CLUSTER): both are in their environment.
+    for name in ("worker", "exporter", "collector"):
+        env = services[name]["environment"]
+        assert env["KPISTREAM_REDIS_CLUSTER"] == "${KPISTREAM_REDIS_CLUSTER:-false}"
+        assert "@${REDIS_HOST:-redis}:6379" in env["KPISTREAM_REDIS"]
