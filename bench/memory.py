@@ -55,9 +55,9 @@ class MemoryResult:
     def redis_bytes_per_session(self) -> float:
         return (self.redis_peak_mb - self.redis_after_mb) * 2**20 / self.visitors
 
-    def markdown(self) -> str:
+    def markdown(self, where: str = "") -> str:
         return (
-            f"Memory: {self.visitors:,} distinct visitors, one page view each "
+            f"Memory{where}: {self.visitors:,} distinct visitors, one page view each "
             "(`python -m bench.memory`):\n\n"
             "| | before | all sessions open | all sessions ended |\n"
             "| --- | --- | --- | --- |\n"
@@ -78,16 +78,20 @@ def rss_mb(pid: int) -> float:
     raise RuntimeError("no VmRSS")
 
 
-def redis_info(client: SyncRedis, section: str) -> list[dict[str, Any]]:
-    """One INFO section of each server: every node of a cluster."""
+def redis_info(client: SyncRedis, section: str, *, replicas: bool = True) -> list[dict[str, Any]]:
+    """One INFO section of each server: every node of a cluster (only its masters without
+    ``replicas``)."""
     if isinstance(client, redis.RedisCluster):
-        nodes = client.info(section, target_nodes=redis.RedisCluster.ALL_NODES)
-        return list(nodes.values())
+        nodes = redis.RedisCluster.ALL_NODES if replicas else redis.RedisCluster.PRIMARIES
+        return list(client.info(section, target_nodes=nodes).values())
     return [client.info(section)]
 
 
 def redis_mb(client: SyncRedis) -> float:
-    return sum(float(info["used_memory"]) for info in redis_info(client, "memory")) / 2**20
+    """Memory the data takes once: on a cluster its masters' (each replica holds as much
+    again as its master)."""
+    infos = redis_info(client, "memory", replicas=False)
+    return sum(float(info["used_memory"]) for info in infos) / 2**20
 
 
 def flood(visitors: int, now_ms: int) -> list[bytes]:
@@ -117,16 +121,22 @@ async def wait_ended(reader: WindowReader, key: str, want: int, timeout_s: float
 
 
 async def measure(
-    settings: Settings, visitors: int, workdir: Path, *, visitor_cache: int = 20_000
+    settings: Settings,
+    visitors: int,
+    workdir: Path,
+    *,
+    visitor_cache: int = 20_000,
+    tag: str = "membench",
 ) -> MemoryResult:
     settings = load(
         {
             "kafka": settings.kafka,
             "redis": settings.redis,
-            "redis_prefix": "membench",
-            "clickstream_topic": "membench",
-            "social_topic": "membench-social",
-            "consumer_group": "membench",
+            "redis_cluster": settings.redis_cluster,
+            "redis_prefix": tag,
+            "clickstream_topic": tag,
+            "social_topic": f"{tag}-social",
+            "consumer_group": tag,
             "rebalance_timeout_s": 1,
             "session_gap_s": 5,
             "allowed_lateness_s": 5,
@@ -138,7 +148,7 @@ async def measure(
     await runtime.ensure_topics(settings)
     env = child_environment(settings)
     worker = runtime.spawn(
-        [sys.executable, "-m", "kpistream", "worker"], log_path=workdir / "mem.log", env=env
+        [sys.executable, "-m", "kpistream", "worker"], log_path=workdir / f"{tag}.log", env=env
     )
     client = redis_client(settings)
     reader = WindowReader(client, prefix=settings.redis_prefix)

@@ -24,6 +24,7 @@ from pathlib import Path
 import msgspec
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from bench import capacity as capacity_of
 from bench import collector as collector_bench
 from bench import latency, memory, scale
 from bench.peers import run as peers
@@ -36,6 +37,8 @@ from kpistream.simulator import sessions
 from kpistream.worker import batch_consumer
 
 RESULTS = Path(__file__).parent / "RESULTS.md"
+#: Visitors of the memory run on the cluster (a smaller flood: the per-key cost is what counts).
+CLUSTER_VISITORS = 300_000
 
 
 async def ceiling(settings: Settings, total: int) -> float:
@@ -149,6 +152,14 @@ async def main(events: int, visitors: int) -> None:
         used = await memory.measure(settings, visitors, workdir)
         delays = [await latency.measure(settings, workdir, rate, 60) for rate in (2_000, 20_000)]
         scaled = [await scale.run(settings, workdir, n, lines) for n in (1, 2)]
+        with scale.on_cluster(settings, workdir) as clustered:
+            on_cluster = [
+                await scale.run(clustered, workdir, n, lines, store=scale.CLUSTER) for n in (1, 2)
+            ]
+            cluster_memory = await memory.measure(
+                clustered, CLUSTER_VISITORS, workdir, tag="membench-cluster"
+            )
+        capacity = capacity_of.from_runs(on_cluster, cluster_memory)
     report = (
         "# Benchmark results\n\n"
         f"Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {platform.machine()}, "
@@ -175,7 +186,11 @@ async def main(events: int, visitors: int) -> None:
         + "\n"
         + latency.markdown(delays)
         + "\n"
-        + scale.markdown(scaled, events)
+        + scale.markdown(scaled + on_cluster, events)
+        + "\n"
+        + cluster_memory.markdown(f" on the {scale.CLUSTER} (Redis: its masters)")
+        + "\n"
+        + capacity.markdown()
         + "\n"
         + collector_bench.measure()
     )

@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+import msgspec
 
 from bench import memory
 from kpistream import runtime
@@ -30,11 +34,25 @@ class Scale:
     workers: int
     events_per_s: float
     worker_cpu: list[float]  # each worker's CPU seconds per wall second over the run
-    redis_cpu: float  # Redis's CPU seconds per wall second over the run
+    redis_cpu: float  # Redis's CPU seconds per wall second over the run (every node)
+    master_cpu: float  # the same, masters only (all of it on one redis-server)
+    store: str = "one redis-server"
+
+    @property
+    def redis_cpu_per_10k(self) -> float:
+        """Redis CPU (share of a core) per 10,000 events/s."""
+        return self.redis_cpu / (self.events_per_s / 10_000)
+
+    @property
+    def master_cpu_per_10k(self) -> float:
+        return self.master_cpu / (self.events_per_s / 10_000)
 
     def row(self) -> str:
         cpu = " / ".join(f"{c:.0%}" for c in self.worker_cpu)
-        return f"| {self.workers} | {self.events_per_s:,.0f} | {cpu} | {self.redis_cpu:.0%} |"
+        return (
+            f"| {self.store} | {self.workers} | {self.events_per_s:,.0f} | {cpu} | "
+            f"{self.redis_cpu:.0%} | {self.redis_cpu_per_10k:.1%} |"
+        )
 
 
 def cpu_seconds(pid: int) -> float:
@@ -42,11 +60,11 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICKS  # utime + stime
 
 
-def redis_cpu(client: SyncRedis) -> float:
-    """CPU seconds Redis used so far (every node of a cluster)."""
+def redis_cpu(client: SyncRedis, *, replicas: bool = True) -> float:
+    """CPU seconds Redis used so far (every node of a cluster, or its masters)."""
     return sum(
         float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
-        for info in memory.redis_info(client, "cpu")
+        for info in memory.redis_info(client, "cpu", replicas=replicas)
     )
 
 
@@ -54,8 +72,10 @@ def processed(reader: WindowReader) -> int:
     return int(reader.snapshot({}).health.get("_processed", 0))
 
 
-async def run(base: Settings, workdir: Path, workers: int, lines: list[bytes]) -> Scale:
-    tag = f"scale{workers}"
+async def run(
+    base: Settings, workdir: Path, workers: int, lines: list[bytes], *, store: str = ""
+) -> Scale:
+    tag = f"scale{workers}{'-cluster' if base.redis_cluster else ''}"
     # Historic events: the watermark stays in event time while the workers wait for them.
     settings = memory.isolated(base, tag, idle_after_s=3600)
     await runtime.ensure_topics(settings)
@@ -88,7 +108,7 @@ async def run(base: Settings, workdir: Path, workers: int, lines: list[bytes]) -
         await asyncio.sleep(3 * settings.rebalance_timeout_s + 2)  # late joiners settle
         before = processed(reader)
         cpu0 = [cpu_seconds(c.pid) for c in children]
-        redis0 = redis_cpu(client)
+        redis0, masters0 = redis_cpu(client), redis_cpu(client, replicas=False)
         started = time.monotonic()
         await produce(settings, lines)  # the workers count while it sends
         while processed(reader) < before + len(lines):
@@ -98,12 +118,13 @@ async def run(base: Settings, workdir: Path, workers: int, lines: list[bytes]) -
         elapsed = time.monotonic() - started
         cpu = [(cpu_seconds(c.pid) - c0) / elapsed for c, c0 in zip(children, cpu0, strict=True)]
         used = (redis_cpu(client) - redis0) / elapsed
+        by_masters = (redis_cpu(client, replicas=False) - masters0) / elapsed
     finally:
         for child in children:
             child.terminate()
         for child in children:
             child.wait(timeout=30)
-    return Scale(workers, len(lines) / elapsed, cpu, used)
+    return Scale(workers, len(lines) / elapsed, cpu, used, by_masters, store or "one redis-server")
 
 
 def markdown(results: list[Scale], events: int) -> str:
@@ -112,10 +133,11 @@ def markdown(results: list[Scale], events: int) -> str:
             f"Scale-out (`python -m bench.scale`): {events:,} events to 6 partitions, from the "
             "first produced to the last counted (produce runs at several times the workers' "
             "rate), `kpistream worker` processes on this 2-core machine, which also runs the "
-            "broker, Redis and the producer:",
+            "broker, Redis and the producer. Redis CPU is every node's (replicas included), "
+            "in shares of one core:",
             "",
-            "| workers | events/s | CPU per worker | Redis CPU |",
-            "| --- | --- | --- | --- |",
+            "| Redis | workers | events/s | CPU per worker | Redis CPU | per 10k events/s |",
+            "| --- | --- | --- | --- | --- | --- |",
             *(r.row() for r in results),
             "",
         ]
@@ -130,7 +152,23 @@ async def main(events: int, counts: list[int]) -> None:
     ]
     with memory.embedded() as (settings, workdir):
         results = [await run(settings, workdir, n, lines) for n in counts]
+        with on_cluster(settings, workdir) as clustered:
+            results += [await run(clustered, workdir, n, lines, store=CLUSTER) for n in counts]
     print(markdown(results, events))
+
+
+#: What the cluster runs use (runtime.start_redis_cluster's default shape).
+CLUSTER = "cluster, 3 masters + 3 replicas"
+
+
+@contextlib.contextmanager
+def on_cluster(settings: Settings, workdir: Path) -> Iterator[Settings]:
+    """The same settings on a fresh embedded Redis Cluster (three masters, a replica each)."""
+    cluster = runtime.start_redis_cluster(workdir / "cluster")
+    try:
+        yield msgspec.structs.replace(settings, redis=cluster.address, redis_cluster=True)
+    finally:
+        cluster.stop()
 
 
 if __name__ == "__main__":
