@@ -11,9 +11,10 @@ import sys
 from typing import Any
 
 import httpx
-import redis.asyncio as aioredis
+import pytest
 
 from kpistream.collector.privacy import customer_id
+from kpistream.config.connections import async_redis_client
 from kpistream.config.settings import Settings, env_name
 from kpistream.contract.keys import PartitionKeys
 from kpistream.contract.routing import owner, ownership_key
@@ -23,6 +24,7 @@ from kpistream.kpis import fields
 from kpistream.streams.sessionizer import decode_key
 from tests.support.collector_server import SECRET, running_collector
 from tests.support.collector_server import headers as _headers
+from tests.support.stack import on_cluster
 from tests.support.waits import wait_for_totals
 
 SITE = "shop.test"
@@ -32,7 +34,7 @@ async def _state(settings: Settings, visitor: str) -> tuple[int, bool]:
     """(open sessions of the visitor in Redis, whether its visitor record exists)."""
     partition = owner(ownership_key(SITE, visitor), settings.partitions)
     keys = PartitionKeys(settings.redis_prefix, settings.clickstream_topic, partition)
-    client = aioredis.Redis.from_url(settings.redis)
+    client = async_redis_client(settings)
     try:
         fields = await client.hkeys(keys.state)
         sessions = sum(decode_key(f)[:2] == (SITE, visitor) for f in fields if isinstance(f, bytes))
@@ -47,9 +49,14 @@ async def _send(url: str, events: list[dict[str, Any]]) -> None:
         assert response.status_code == 202, response.text
 
 
+@pytest.mark.parametrize("store", ["redis", "cluster"])
 async def test_forget_erases_a_customer_everywhere_and_twice_is_harmless(
-    settings_factory: Any, workers: Any
+    settings_factory: Any, workers: Any, request: Any, store: str
 ) -> None:
+    """Collector, worker, the forget call and the forget command, on one redis-server and on
+    a Redis Cluster."""
+    if store == "cluster":
+        settings_factory = on_cluster(settings_factory, request.getfixturevalue("redis_cluster"))
     settings: Settings = settings_factory(id_secret=SECRET, collector_trusted_proxies="127.0.0.1")
     visitor = customer_id(SECRET, SITE, "crm-7")
     mine = {"site": SITE, "visitor_id": "crm-7", "consent": True}
@@ -86,6 +93,7 @@ async def test_forget_erases_a_customer_everywhere_and_twice_is_harmless(
             env_name("clickstream_topic"): settings.clickstream_topic,
             env_name("redis_prefix"): settings.redis_prefix,
             env_name("partitions"): str(settings.partitions),
+            env_name("redis_cluster"): str(settings.redis_cluster).lower(),
         }
         cli = await asyncio.create_subprocess_exec(
             sys.executable,
