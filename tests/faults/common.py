@@ -56,6 +56,21 @@ def many_lines(seed: int) -> list[bytes]:
     return traffic(seed, sessions_count=4000, spacing_ms=10, social_s=120, n_accounts=12)
 
 
+def produce_slowly(
+    settings: Settings, lines: list[bytes], *, slices: int, pause_s: float
+) -> asyncio.Task[None]:
+    """Produce ``lines`` in ``slices`` with a pause after each, so that events keep
+    arriving while a fault happens; returns the running task."""
+    size = len(lines) // slices + 1
+
+    async def flow() -> None:
+        for start in range(0, len(lines), size):
+            await produce(settings, lines[start : start + size])
+            await asyncio.sleep(pause_s)
+
+    return asyncio.create_task(flow())
+
+
 def settings_for(settings_factory: Any, **overrides: Any) -> Settings:
     # Partitions enough for rebalances to move something; budgets large enough that no label
     # depends on which worker saw a value first.

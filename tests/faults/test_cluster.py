@@ -11,20 +11,24 @@ offset and replays from there. Either way the oracle finds every counter exact.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import redis
 from redis.crc import key_slot
 
 from kpistream import runtime
+from kpistream.config.settings import Settings
 from kpistream.contract.keys import PartitionKeys
-from kpistream.produce import produce
 from kpistream.runtime import ensure_topics
 from tests.faults import oracle
-from tests.faults.common import many_lines, now_ms, settings_for
+from tests.faults.common import many_lines, now_ms, produce_slowly, settings_for
 from tests.support.stack import on_cluster, start_streams
 from tests.support.waits import wait_until
 
@@ -43,53 +47,80 @@ def master_port(cluster: runtime.EmbeddedCluster, key: str, *, avoid: int = 0) -
         client.close()
 
 
-async def test_a_master_killed_while_events_flow_fails_over_and_ends_exact(  # type: ignore[no-untyped-def]
-    settings_factory, workers, workdir: Path
-) -> None:
-    # A cluster of its own: this test takes one of its masters away.
-    cluster = runtime.start_redis_cluster(
-        workdir / f"failover-{uuid.uuid4().hex[:6]}", node_timeout_ms=1000
-    )
+@dataclass
+class Flow:
+    """A cluster of its own (the test takes it apart), events flowing into it, workers
+    counting them, and partition 0 of the clickstream committed at least once."""
+
+    cluster: runtime.EmbeddedCluster
+    settings: Settings
+    flowing: asyncio.Task[None]
+    keys: PartitionKeys  # partition 0's
+
+    @property
+    def part(self) -> tuple[str, int]:
+        return (self.keys.topic, self.keys.partition)
+
+    def offset(self) -> int:
+        return oracle.stored_offsets(self.settings)[self.part]
+
+    async def ends_exact(self) -> None:
+        assert not self.flowing.done(), "the events stopped flowing before the fault"
+        before = self.offset()
+        await self.flowing
+        await oracle.assert_exact(self.settings, now_ms=now_ms())
+        # Partition 0 went on committing after the fault, and lost nothing doing so.
+        assert self.offset() > before
+
+
+@contextlib.asynccontextmanager
+async def flowing(
+    settings_factory: Any, workers: Any, workdir: Path, name: str, **cluster: Any
+) -> AsyncIterator[Flow]:
+    started = runtime.start_redis_cluster(workdir / f"{name}-{uuid.uuid4().hex[:6]}", **cluster)
     try:
         settings = settings_for(
-            on_cluster(settings_factory, cluster), partitions=6, batch_max_records=100
+            on_cluster(settings_factory, started), partitions=4, batch_max_records=100
         )
         await ensure_topics(settings)
-        lines = many_lines(15)
-        size = len(lines) // SLICES + 1
-
-        async def flow() -> None:
-            for start in range(0, len(lines), size):
-                await produce(settings, lines[start : start + size])
-                await asyncio.sleep(PAUSE_S)
-
-        flowing = asyncio.create_task(flow())
+        task = produce_slowly(settings, many_lines(15), slices=SLICES, pause_s=PAUSE_S)
         streams = await start_streams(workers, settings)
-        keys = PartitionKeys(settings.redis_prefix, settings.clickstream_topic, 0)
-        meta = keys.key("meta")
-        await wait_until(
-            "partition 0 has committed",
-            lambda: (settings.clickstream_topic, 0) in oracle.stored_offsets(settings),
+        flow = Flow(
+            started,
+            settings,
+            task,
+            PartitionKeys(settings.redis_prefix, settings.clickstream_topic, 0),
         )
-        part = (settings.clickstream_topic, 0)
-        offset_at_kill = oracle.stored_offsets(settings)[part]
-        victim = next(node for node in cluster.nodes if node.port == master_port(cluster, meta))
-        victim.process.kill()
-        victim.process.wait()
-        assert not flowing.done(), "the events stopped flowing before the master was killed"
         await wait_until(
-            "a replica serves partition 0's slot",
-            lambda: master_port(cluster, meta, avoid=victim.port) != victim.port,
-            timeout_s=60,
+            "partition 0 has committed", lambda: flow.part in oracle.stored_offsets(settings)
         )
-        await flowing
-        await oracle.assert_exact(settings, now_ms=now_ms())
-        # Partition 0 went on committing on the promoted replica, and lost nothing doing so.
-        assert oracle.stored_offsets(settings)[part] > offset_at_kill
+        yield flow
         for consumer in streams:  # before the cluster goes
             await consumer.stop()
     finally:
-        cluster.stop()
+        started.stop()
+
+
+async def test_a_master_killed_while_events_flow_fails_over_and_ends_exact(  # type: ignore[no-untyped-def]
+    settings_factory, workers, workdir: Path
+) -> None:
+    async with flowing(
+        settings_factory, workers, workdir, "failover", node_timeout_ms=1000
+    ) as flow:
+        meta = flow.keys.key("meta")
+        victim = next(n for n in flow.cluster.nodes if n.port == master_port(flow.cluster, meta))
+        victim.process.kill()
+        victim.process.wait()
+        # A fresh client (the oracle's) learns the cluster from the node its URL names: one
+        # that lives. The workers' clients know every node already.
+        alive = next(node for node in flow.cluster.nodes if node is not victim)
+        flow.settings = msgspec.structs.replace(flow.settings, redis=alive.address)
+        await wait_until(
+            "a replica serves partition 0's slot",
+            lambda: master_port(flow.cluster, meta, avoid=victim.port) != victim.port,
+            timeout_s=60,
+        )
+        await flow.ends_exact()
 
 
 def command(client: redis.Redis, *args: object) -> Any:
@@ -140,46 +171,20 @@ def migrate_slot(cluster: runtime.EmbeddedCluster, slot: int, source: int, targe
 async def test_a_partition_slot_resharded_while_events_flow_ends_exact(  # type: ignore[no-untyped-def]
     settings_factory, workers, workdir: Path
 ) -> None:
-    cluster = runtime.start_redis_cluster(workdir / f"reshard-{uuid.uuid4().hex[:6]}")
-    try:
-        settings = settings_for(
-            on_cluster(settings_factory, cluster), partitions=4, batch_max_records=100
-        )
-        await ensure_topics(settings)
-        lines = many_lines(16)
-        size = len(lines) // SLICES + 1
-
-        async def flow() -> None:
-            for start in range(0, len(lines), size):
-                await produce(settings, lines[start : start + size])
-                await asyncio.sleep(PAUSE_S)
-
-        flowing = asyncio.create_task(flow())
-        streams = await start_streams(workers, settings)
-        keys = PartitionKeys(settings.redis_prefix, settings.clickstream_topic, 0)
-        part = (settings.clickstream_topic, 0)
-        await wait_until(
-            "partition 0 has committed", lambda: part in oracle.stored_offsets(settings)
-        )
-        source = master_port(cluster, keys.state)
+    async with flowing(settings_factory, workers, workdir, "reshard") as flow:
+        cluster, state = flow.cluster, flow.keys.state
+        source = master_port(cluster, state)
         target = next(
             node.port
             for node in cluster.nodes
             if node.port != source and _is_master(node.port, cluster.password)
         )
-        slot = key_slot(keys.state.encode())
-        offset_before = oracle.stored_offsets(settings)[part]
-        moved = await asyncio.to_thread(migrate_slot, cluster, slot, source, target)
+        moved = await asyncio.to_thread(
+            migrate_slot, cluster, key_slot(state.encode()), source, target
+        )
         assert moved > 0, "the partition's slot held no keys"
-        assert not flowing.done(), "the events stopped flowing before the slot moved"
-        assert master_port(cluster, keys.state) == target
-        await flowing
-        await oracle.assert_exact(settings, now_ms=now_ms())
-        assert oracle.stored_offsets(settings)[part] > offset_before
-        for consumer in streams:
-            await consumer.stop()
-    finally:
-        cluster.stop()
+        assert master_port(cluster, state) == target
+        await flow.ends_exact()
 
 
 def _is_master(port: int, password: str) -> bool:

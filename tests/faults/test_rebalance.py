@@ -3,15 +3,12 @@ with 6 partitions and on a Redis Cluster with 12 (issue 13)."""
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 
-from kpistream.produce import produce
 from kpistream.runtime import ensure_topics
 from kpistream.streams.batch_consumer import BatchConsumer
 from tests.faults import oracle
-from tests.faults.common import many_lines, now_ms, settings_for
+from tests.faults.common import many_lines, now_ms, produce_slowly, settings_for
 from tests.support.stack import on_cluster, start_streams
 from tests.support.waits import wait_until
 
@@ -31,15 +28,7 @@ async def test_scaling_one_to_three_to_one_while_events_flow_ends_exact(  # type
     else:
         settings = settings_for(settings_factory, partitions=6, batch_max_records=100)
     await ensure_topics(settings)
-    lines = many_lines(14)
-    size = len(lines) // SLICES + 1
-
-    async def flow() -> None:
-        for start in range(0, len(lines), size):
-            await produce(settings, lines[start : start + size])
-            await asyncio.sleep(PAUSE_S)
-
-    flowing = asyncio.create_task(flow())
+    flowing = produce_slowly(settings, many_lines(14), slices=SLICES, pause_s=PAUSE_S)
     click_parts, social_parts = settings.partitions, settings.partitions // 2
     first = await start_streams(workers, settings)
 
