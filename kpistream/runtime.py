@@ -30,7 +30,7 @@ import redis
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
-from kpistream.config.connections import kafka_options, redacted
+from kpistream.config.connections import kafka_options, redacted, seed_nodes
 from kpistream.config.settings import Settings
 
 #: A fresh broker or redis-server listens within a second here; 20 s covers a loaded CI box.
@@ -261,8 +261,11 @@ class EmbeddedCluster:
 
     @property
     def address(self) -> str:
-        """A URL of one node: cluster clients discover the others from it."""
-        return self.nodes[0].address
+        """A URL naming every node: a cluster client learns the cluster from the first that
+        answers (one that starts while a node is down still finds the others)."""
+        first = self.nodes[0].address
+        others = ",".join(f"127.0.0.1:{node.port}" for node in self.nodes[1:])
+        return first.replace(f":{self.nodes[0].port}/", f":{self.nodes[0].port},{others}/", 1)
 
     def stop(self) -> None:
         for node in self.nodes:
@@ -362,7 +365,8 @@ def _text(value: bytes | str) -> str:
 
 def check_redis(url: str) -> None:
     try:
-        redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=2).ping()
+        first, _ = seed_nodes(url)  # a cluster's first node answers a ping too
+        redis.Redis.from_url(first, socket_connect_timeout=2, socket_timeout=2).ping()
     except (redis.exceptions.RedisError, OSError, ValueError) as exc:
         raise UserError(
             f"cannot reach Redis at {redacted(url)} ({exc}); "

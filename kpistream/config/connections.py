@@ -6,8 +6,9 @@ PLAIN or SCRAM-SHA-256/512 with a user name and password, and TLS with a CA bund
 optional client certificate. Redis: everything is in ``KPISTREAM_REDIS`` as redis-py reads
 it: ``redis://user:password@host:6379/0``, and ``rediss://`` for TLS with
 ``?ssl_ca_certs=/path/ca.pem`` (and ``ssl_certfile``/``ssl_keyfile`` for a client
-certificate). With ``KPISTREAM_REDIS_CLUSTER=1`` the URL names one node of a Redis Cluster
-and every client is cluster-aware: it learns the slot map from that node and follows
+certificate). With ``KPISTREAM_REDIS_CLUSTER=1`` the URL names nodes of a Redis Cluster
+(one, or several: ``redis://:password@node1:6379,node2:6379/0``) and every client is
+cluster-aware: it learns the slot map from the first node that answers and follows
 redirections, failovers and resharding.
 """
 
@@ -30,15 +31,33 @@ AsyncRedis = aioredis.Redis | aioredis.RedisCluster
 def redis_client(settings: Settings, **options: Any) -> SyncRedis:
     """A blocking client for the settings' Redis (the exporter, the CLI)."""
     if settings.redis_cluster:
-        return redis.RedisCluster.from_url(settings.redis, **options)
+        url, others = seed_nodes(settings.redis)
+        nodes = [redis.cluster.ClusterNode(host, port) for host, port in others]  # type: ignore[no-untyped-call]
+        return redis.RedisCluster.from_url(url, startup_nodes=nodes or None, **options)
     return redis.Redis.from_url(settings.redis, **options)
 
 
 def async_redis_client(settings: Settings, **options: Any) -> AsyncRedis:
     """An asyncio client for the settings' Redis (workers, the collector)."""
     if settings.redis_cluster:
-        return aioredis.RedisCluster.from_url(settings.redis, **options)
+        url, others = seed_nodes(settings.redis)
+        nodes = [aioredis.cluster.ClusterNode(host, port) for host, port in others]
+        return aioredis.RedisCluster.from_url(url, startup_nodes=nodes or None, **options)
     return aioredis.Redis.from_url(settings.redis, **options)
+
+
+def seed_nodes(url: str) -> tuple[str, list[tuple[str, int]]]:
+    """A URL that names several nodes (``host:port,host:port``) as the URL of its first node
+    (with the credentials and options of the whole) and the other nodes' addresses; a
+    client that starts while one of them is down learns the cluster from another."""
+    parts = urlsplit(url)
+    userinfo, at, hosts = parts.netloc.rpartition("@")
+    first, *rest = hosts.split(",")
+    others = []
+    for node in rest:
+        host, _, port = node.rpartition(":")
+        others.append((host, int(port)) if host else (node, 6379))
+    return urlunsplit(parts._replace(netloc=f"{userinfo}{at}{first}")), others
 
 
 def kafka_options(settings: Settings) -> dict[str, Any]:
@@ -67,9 +86,8 @@ def kafka_options(settings: Settings) -> dict[str, Any]:
 def redacted(url: str) -> str:
     """``url`` without its password, for log lines and error messages."""
     parts = urlsplit(url)
-    if parts.password is None:
+    userinfo, at, hosts = parts.netloc.rpartition("@")
+    if not at or ":" not in userinfo:
         return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    netloc = f"{user}:***@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
+    user = userinfo.split(":", 1)[0]
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{hosts}"))

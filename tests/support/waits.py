@@ -9,6 +9,7 @@ import urllib.request
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import redis
 from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import ConsumerRecord
 
@@ -21,18 +22,31 @@ from kpistream.sinks.window_store import WindowReader
 from tests.support.known_events import Samples, samples
 
 
+class Patient(WindowReader):
+    """A reader for waits: while Redis is down or still loading its data (the fault tests
+    restart it), a snapshot is None instead of an error."""
+
+    def snapshot(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().snapshot(*args, **kwargs)
+        except redis.exceptions.ConnectionError:  # BusyLoadingError is one
+            return None
+
+
 async def wait_for_totals(
     settings: Settings, expected: dict[str, int], timeout_s: float = 30
 ) -> WindowReader:
     """Wait until the summed totals (KPI and health counters) in Redis reach the expected
     values."""
-    reader = WindowReader(redis_client(settings), prefix=settings.redis_prefix)
+    reader = Patient(redis_client(settings), prefix=settings.redis_prefix)
     windows = settings.window_minutes()
     totals: dict[str, int] = {}
 
     async def reached() -> bool:
         nonlocal totals
         snapshot = await asyncio.to_thread(reader.snapshot, windows)
+        if snapshot is None:
+            return False  # Redis down or loading (a fault test's): not yet
         totals = {**snapshot.totals, **snapshot.health}
         return all(totals.get(k, 0) >= v for k, v in expected.items())
 
@@ -57,13 +71,16 @@ def counted(health: Mapping[str, int]) -> int:
 
 async def wait_for_events(settings: Settings, expected: int, timeout_s: float = 30) -> WindowReader:
     """Wait until Redis has counted ``expected`` records (see :func:`counted`)."""
-    reader = WindowReader(redis_client(settings), prefix=settings.redis_prefix)
+    reader = Patient(redis_client(settings), prefix=settings.redis_prefix)
     windows = settings.window_minutes()
     seen = -1
 
     async def reached() -> bool:
         nonlocal seen
-        seen = counted((await asyncio.to_thread(reader.snapshot, windows)).health)
+        snapshot = await asyncio.to_thread(reader.snapshot, windows)
+        if snapshot is None:
+            return False  # Redis down or loading (a fault test's): not yet
+        seen = counted(snapshot.health)
         return seen >= expected
 
     await wait_until(
