@@ -263,9 +263,8 @@ class EmbeddedCluster:
     def address(self) -> str:
         """A URL naming every node: a cluster client learns the cluster from the first that
         answers (one that starts while a node is down still finds the others)."""
-        first = self.nodes[0].address
-        others = ",".join(f"127.0.0.1:{node.port}" for node in self.nodes[1:])
-        return first.replace(f":{self.nodes[0].port}/", f":{self.nodes[0].port},{others}/", 1)
+        hosts = ",".join(f"127.0.0.1:{node.port}" for node in self.nodes)
+        return f"redis://:{self.password}@{hosts}/0"
 
     def stop(self) -> None:
         for node in self.nodes:
@@ -323,14 +322,14 @@ def start_redis_cluster(
 def wait_cluster(nodes: Sequence[EmbeddedServer], password: str) -> None:
     """Until every node reports the cluster ``ok`` and knows every other node, and every
     replica's link to its master is up."""
-    import redis
-
     deadline = time.monotonic() + 3 * START_TIMEOUT_S
     waiting = ""
     while time.monotonic() < deadline:
         waiting = ""
         for node in nodes:
-            client = redis.Redis(port=node.port, password=password, socket_timeout=2)
+            client = redis.Redis(
+                port=node.port, password=password, socket_timeout=2, decode_responses=True
+            )
             try:
                 info = client.cluster("INFO")
                 replication = client.info("replication")
@@ -339,8 +338,8 @@ def wait_cluster(nodes: Sequence[EmbeddedServer], password: str) -> None:
                 break
             finally:
                 client.close()
-            if isinstance(info, bytes | str):
-                info = dict(line.split(":", 1) for line in _text(info).splitlines() if ":" in line)
+            if isinstance(info, str):  # redis-py parses CLUSTER INFO, or leaves it text
+                info = dict(line.split(":", 1) for line in info.splitlines() if ":" in line)
             if str(info.get("cluster_state")) != "ok":
                 waiting = f"node {node.port}: cluster_state {info.get('cluster_state')}"
                 break
@@ -354,10 +353,6 @@ def wait_cluster(nodes: Sequence[EmbeddedServer], password: str) -> None:
             return
         time.sleep(0.1)
     raise UserError(f"the Redis Cluster did not become healthy: {waiting}")
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
 
 
 # -- reachability of real servers -----------------------------------------------------------

@@ -29,8 +29,6 @@ from kpistream.kpis.fields import SiteFields
 from kpistream.kpis.windows import MINUTE_MS, day_of, minute_of
 from kpistream.schemas.decoder import Rejection
 from kpistream.schemas.events import (
-    AddToCart,
-    CheckoutStart,
     Click,
     ClickstreamEvent,
     Forget,
@@ -60,11 +58,11 @@ from kpistream.streams.watermarked import WatermarkedProcessor
 #: Revenue is summed as integer millionths of the currency unit: exact, unlike floats.
 MICROS = 1_000_000
 
-#: The events that can open or complete a cart or checkout. The rules test an event's exact
-#: class (every event class is a leaf): ``isinstance`` on a struct class is slow.
-COMMERCE = frozenset((AddToCart, CheckoutStart, Purchase))
+# The rules test an event's exact class (every event class is a leaf): ``isinstance`` on a
+# struct class is slow.
 #: What the screen counts instead of processing.
 SCREENED = frozenset((Rejection, Rerouted))
+#: Impressions and clicks (counted inline).
 ITEMS = frozenset((Impression, Click))
 #: Events with counters at their own time besides page views and items (counted inline).
 COUNTED = frozenset((Purchase, SurveyResponse))
@@ -204,7 +202,6 @@ class PartitionProcessor(WatermarkedProcessor):
         find, open_session, touch = sessionizer.find, sessionizer.open, sessionizer.touch
         site_label, goals = self.dims.site.label, self.conversion_goals
         book = self.visitors
-        known, dirty = book.known, book.dirty
         watermark = self.watermark_ms
         erased: list[tuple[SessionKey, Session]] = []
         processed = 0
@@ -285,14 +282,14 @@ class PartitionProcessor(WatermarkedProcessor):
             else:
                 ids.add(visitor_id)
             vkey = (site, visitor_id)
-            visitor = known.get(vkey)
+            visitor = book.get(vkey)
             if visitor is None:
                 visitor = Visitor(ts)
                 slot = (minute, names.one[NEW_VISITORS])
                 ones[slot] = ones.get(slot, 0) + 1
                 book.put(vkey, visitor)
             else:
-                dirty.add(vkey)  # seen: written back, its TTL refreshed
+                book.seen(vkey)
                 if ts < visitor.first_seen_ms:
                     name = names.one[NEW_VISITORS]
                     buckets[minute_of(visitor.first_seen_ms), name] -= 1
@@ -368,22 +365,17 @@ class PartitionProcessor(WatermarkedProcessor):
                                 key = (minute, name)
                                 buckets[key] = buckets.get(key, 0) + 1
             else:
-                # A batch's sessions share a few signatures: their fields are built once.
-                if counted is not None:
-                    what = (names, counted[1:])
+                for sig, n in ((counted, -1), (after, 1)):
+                    if sig is None:
+                        continue
+                    # A batch's sessions share a few signatures: their fields are built once.
+                    what = (names, sig[1:])
                     fields = starts.get(what)
                     if fields is None:
-                        fields = starts[what] = SK.start_fields(counted, names, landing, channel)
+                        fields = starts[what] = SK.start_fields(sig, names, landing, channel)
                     for name in fields:
-                        key = (counted[0], name)
-                        buckets[key] = buckets.get(key, 0) - 1
-                what = (names, after[1:])
-                fields = starts.get(what)
-                if fields is None:
-                    fields = starts[what] = SK.start_fields(after, names, landing, channel)
-                for name in fields:
-                    key = (after[0], name)
-                    buckets[key] = buckets.get(key, 0) + 1
+                        key = (sig[0], name)
+                        buckets[key] = buckets.get(key, 0) + n
             for goal in after[3]:  # reached in this batch: the conversion counts now, once
                 if counted is None or goal not in counted[3]:
                     name = names.of(CONVERSIONS, goal)

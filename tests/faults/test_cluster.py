@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -123,12 +123,18 @@ def command(client: redis.Redis, *args: object) -> Any:
     return client.execute_command(*args)  # type: ignore[no-untyped-call]
 
 
-def node_id(port: int, password: str) -> str:
+@contextlib.contextmanager
+def node_client(port: int, password: str) -> Iterator[redis.Redis]:
+    """A client of one cluster node alone (no redirections followed)."""
     client = redis.Redis(port=port, password=password, decode_responses=True)
     try:
-        return str(command(client, "CLUSTER", "MYID"))
+        yield client
     finally:
         client.close()
+
+
+def is_master(client: redis.Redis) -> bool:
+    return client.info("replication").get("role") == "master"
 
 
 def migrate_slot(cluster: runtime.EmbeddedCluster, slot: int, source: int, target: int) -> int:
@@ -137,10 +143,8 @@ def migrate_slot(cluster: runtime.EmbeddedCluster, slot: int, source: int, targe
     time, then the new owner announced to every master), slowly enough that the worker
     writes to the slot while it moves. Returns how many keys moved."""
     password = cluster.password
-    src = redis.Redis(port=source, password=password, decode_responses=True)
-    dst = redis.Redis(port=target, password=password, decode_responses=True)
-    try:
-        src_id, dst_id = node_id(source, password), node_id(target, password)
+    with node_client(source, password) as src, node_client(target, password) as dst:
+        src_id, dst_id = command(src, "CLUSTER", "MYID"), command(dst, "CLUSTER", "MYID")
         command(dst, "CLUSTER", "SETSLOT", slot, "IMPORTING", src_id)
         command(src, "CLUSTER", "SETSLOT", slot, "MIGRATING", dst_id)
         moved = 0
@@ -150,17 +154,11 @@ def migrate_slot(cluster: runtime.EmbeddedCluster, slot: int, source: int, targe
             )
             moved += len(keys)
             time.sleep(0.01)  # pace the migration so that commits meet it half done
-        for node in cluster.nodes:  # every master learns the new owner
-            client = redis.Redis(port=node.port, password=password)
-            try:
-                if client.info("replication").get("role") == "master":
-                    command(client, "CLUSTER", "SETSLOT", slot, "NODE", dst_id)
-            finally:
-                client.close()
-        return moved
-    finally:
-        src.close()
-        dst.close()
+    for node in cluster.nodes:  # every master learns the new owner
+        with node_client(node.port, password) as client:
+            if is_master(client):
+                command(client, "CLUSTER", "SETSLOT", slot, "NODE", dst_id)
+    return moved
 
 
 async def test_a_partition_slot_resharded_while_events_flow_ends_exact(  # type: ignore[no-untyped-def]
@@ -169,22 +167,15 @@ async def test_a_partition_slot_resharded_while_events_flow_ends_exact(  # type:
     async with flowing(settings_factory, workers, workdir, "reshard") as flow:
         cluster, state = flow.cluster, flow.keys.state
         source = master_port(cluster, state)
-        target = next(
-            node.port
-            for node in cluster.nodes
-            if node.port != source and _is_master(node.port, cluster.password)
-        )
+        masters = []
+        for node in cluster.nodes:
+            with node_client(node.port, cluster.password) as client:
+                if node.port != source and is_master(client):
+                    masters.append(node.port)
+        target = masters[0]
         moved = await asyncio.to_thread(
             migrate_slot, cluster, key_slot(state.encode()), source, target
         )
         assert moved > 0, "the partition's slot held no keys"
         assert master_port(cluster, state) == target
         await flow.ends_exact()
-
-
-def _is_master(port: int, password: str) -> bool:
-    client = redis.Redis(port=port, password=password)
-    try:
-        return client.info("replication").get("role") == "master"
-    finally:
-        client.close()
