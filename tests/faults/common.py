@@ -57,14 +57,22 @@ def many_lines(seed: int) -> list[bytes]:
 
 
 def produce_slowly(
-    settings: Settings, lines: list[bytes], *, slices: int, pause_s: float
+    settings: Settings,
+    lines: list[bytes],
+    *,
+    slices: int,
+    pause_s: float,
+    hold: asyncio.Event | None = None,
 ) -> asyncio.Task[None]:
     """Produce ``lines`` in ``slices`` with a pause after each, so that events keep
-    arriving while a fault happens; returns the running task."""
+    arriving while a fault happens; returns the running task. With ``hold``, the last slice
+    waits until it is set: the flow cannot end before the fault, however slow the fault."""
     size = len(lines) // slices + 1
 
     async def flow() -> None:
         for start in range(0, len(lines), size):
+            if hold is not None and start + size >= len(lines):
+                await hold.wait()
             await produce(settings, lines[start : start + size])
             await asyncio.sleep(pause_s)
 

@@ -3,6 +3,8 @@ with 6 partitions and on a Redis Cluster with 12 (issue 13)."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from kpistream.runtime import ensure_topics
@@ -28,7 +30,8 @@ async def test_scaling_one_to_three_to_one_while_events_flow_ends_exact(  # type
     else:
         settings = settings_for(settings_factory, partitions=6, batch_max_records=100)
     await ensure_topics(settings)
-    flowing = produce_slowly(settings, many_lines(14), slices=SLICES, pause_s=PAUSE_S)
+    shrunk = asyncio.Event()
+    flowing = produce_slowly(settings, many_lines(14), slices=SLICES, pause_s=PAUSE_S, hold=shrunk)
     click_parts, social_parts = settings.partitions, settings.partitions // 2
     first = await start_streams(workers, settings)
 
@@ -51,5 +54,6 @@ async def test_scaling_one_to_three_to_one_while_events_flow_ends_exact(  # type
             await consumer.stop()
     await wait_until("the first worker owns every partition again", lambda: spread([first]))
     assert not flowing.done(), "the events stopped flowing before the group shrank"
+    shrunk.set()
     await flowing
     await oracle.assert_exact(settings, now_ms=now_ms())
