@@ -196,20 +196,17 @@ def cmd_collector(args: argparse.Namespace) -> int:
     _wait_for_servers(settings)
     import uvicorn
 
-    from kpistream.collector.app import create_app
+    from kpistream.collector.app import create_app, server_options
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    # No access log: it would write each visitor's IP address.
+    app = create_app(settings)
     uvicorn.run(
-        create_app(settings),
+        app,
         host=args.host,
         port=settings.collector_port,
-        access_log=False,
-        proxy_headers=False,  # X-Forwarded-For is believed only from configured proxies
-        server_header=False,
         log_level="warning",
-        http="httptools",
         loop="uvloop",
+        **server_options(app),
     )
     return 0
 

@@ -47,7 +47,7 @@ def add(a: list[int], b: list[int]) -> list[int]:
 def per_site(item: tuple[str, tuple[int, State]]) -> tuple[str, list[int]]:
     key, (_, s) = item
     site = key.split("\x1f", 1)[0]
-    return site, [1, int(s[0] == 1 and not s[1]), s[2], s[3]]
+    return site, [1, int(s[0] <= 1 and not s[1]), s[2], s[3]]
 
 
 def build() -> tuple[Dataflow, list[tuple[str, list[int]]]]:

@@ -28,7 +28,7 @@ class Session:
 
     @property
     def bounce(self) -> bool:
-        return self.page_views == 1 and not self.interacted
+        return self.page_views <= 1 and not self.interacted
 
 
 @dataclass

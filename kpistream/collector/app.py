@@ -31,7 +31,15 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from kpistream.collector import protocols as P
-from kpistream.collector.guard import Sites, TokenBuckets, VisitorPace, bot_reason
+from kpistream.collector import scrub
+from kpistream.collector.guard import (
+    Sites,
+    TokenBuckets,
+    VisitorPace,
+    bot_reason,
+    bounded_user_agent,
+)
+from kpistream.collector.http_server import bounded_http
 from kpistream.collector.metrics import CollectorMetrics
 from kpistream.collector.privacy import (
     ClientAddress,
@@ -106,6 +114,7 @@ class Collector:
             max_future_skew_ms=settings.max_future_skew_s * 1000,
             site_allowlist=settings.site_allowlist,
         )
+        self.query_params = settings.query_params
         self.sites = Sites(settings.site_origins, settings.write_keys, settings.site_allowlist)
         self.buckets = TokenBuckets(settings.collector_rate, settings.collector_burst)
         self.pace = VisitorPace(settings.collector_max_events_per_minute)
@@ -116,6 +125,11 @@ class Collector:
         script = resources.files("kpistream.collector").joinpath("static/kpistream.js").read_bytes()
         self.script, self.script_gz = script, gzip.compress(script, 9, mtime=0)
 
+    def head_refused(self) -> None:
+        """A request whose head passed :data:`http_server.MAX_HEAD_BYTES` (answered 431)."""
+        self.metrics.rejected_of("http", "headers_too_large").inc()
+        self.metrics.requests.labels("other", "431").inc()
+
     # -- the door -----------------------------------------------------------------------------
 
     def who(self, request: Request) -> Client:
@@ -125,7 +139,7 @@ class Collector:
         key = headers.get("x-kpistream-key") or (auth[7:] if auth.startswith("Bearer ") else None)
         return Client(
             ip=self.address(peer, headers.get("x-forwarded-for")),
-            user_agent=headers.get("user-agent", ""),
+            user_agent=bounded_user_agent(headers.get("user-agent", "")),
             origin=headers.get("origin"),
             key=key,
             consent=consent_given(headers.get("x-kpistream-consent", "")),
@@ -248,6 +262,7 @@ class Collector:
                     salt = await self.salts.current(now_ms / 1000)
                     visitor = audience[site] = audience_id(salt, site, who.ip, who.user_agent)
                 item["visitor_id"] = visitor
+            scrub.event(item, site, self.query_params.get(site, ()))
             event_id = item.get("event_id")
             if not isinstance(event_id, str) or not event_id:
                 item["event_id"] = os.urandom(16).hex()
@@ -404,6 +419,18 @@ async def read_body(request: Request) -> bytes:
     return b"".join(chunks)
 
 
+def server_options(app: Any) -> dict[str, Any]:
+    """uvicorn's options for the collector ``app`` (of :func:`create_app`): the bounded
+    request head, no access log (it would write each visitor's IP address), and
+    X-Forwarded-For believed only from configured proxies, not uvicorn's."""
+    return {
+        "http": bounded_http(app.state.collector.head_refused),
+        "access_log": False,
+        "proxy_headers": False,
+        "server_header": False,
+    }
+
+
 def create_app(settings: Settings, *, redis: Any = None, sender: Sender | None = None) -> Starlette:
     c = Collector(settings, redis=redis, sender=sender)
     max_events = settings.collector_max_events
@@ -430,7 +457,9 @@ def create_app(settings: Settings, *, redis: Any = None, sender: Sender | None =
         return await c.handle(request, "kpistream", lambda *_: [item], gif)
 
     async def plausible(request: Request) -> Response:
-        return await c.handle(request, "plausible", lambda b, _: P.plausible(b), plausible_ok)
+        return await c.handle(
+            request, "plausible", lambda b, _: P.plausible(b, max_events), plausible_ok
+        )
 
     def snowplow_items(items: list[dict[str, Any] | P.Skip] | P.Skip, who: Any) -> Any:
         if isinstance(items, P.Skip):

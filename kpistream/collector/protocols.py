@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import math
 import re
 from typing import Any, Literal
 from urllib.parse import parse_qsl, urlsplit
@@ -89,13 +90,13 @@ def ours(body: bytes, max_events: int) -> list[Candidate] | Skip:
     except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:
         lines = [line for line in text.split(b"\n") if line.strip()]
         if len(lines) < 2:
-            return reject("malformed_json", str(exc)[:200])
+            return _undecodable(exc)
         items = []
         for line in lines:
             try:
                 items.append(_json.decode(line))
             except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as line_exc:
-                items.append(reject("malformed_json", str(line_exc)[:200]))
+                items.append(_undecodable(line_exc))
     if len(items) > max_events:
         return reject("too_many_events", f"{len(items)} events; at most {max_events} per request")
     return [
@@ -116,9 +117,12 @@ def ours_query(query: list[tuple[str, str]], referer: str | None) -> Candidate:
     for name, value in query:
         if name in _INTS or name in _FLOATS:
             try:
-                event[name] = int(value) if name in _INTS else float(value)
-            except ValueError:
+                number = _integer(value, f"$.{name}") if name in _INTS else _money(value, "")
+            except BadNumber:
+                return reject("invalid_number", f"{name} must be a finite number", f"$.{name}")
+            if number is None:
                 return reject("wrong_type", f"{name} must be a number", f"$.{name}")
+            event[name] = number
         else:
             event[name] = value
     if event["type"] == "page_view" and "url" not in event and "path" not in event and referer:
@@ -134,35 +138,85 @@ def _plausible_field(body: dict[str, Any], short: str, long: str) -> Any:
     return body[short] if short in body else body.get(long)
 
 
-def _object(value: Any) -> dict[str, Any]:
+def _object(value: Any, field: str) -> dict[str, Any]:
     """An object Plausible takes inline or as a JSON string; anything else is empty."""
     if isinstance(value, str):
         try:
             value = _json.decode(value)
-        except msgspec.DecodeError:
+        except msgspec.DecodeError as exc:
+            if str(exc).startswith("Number out of range"):
+                raise BadNumber(field) from None
             return {}
     return value if isinstance(value, dict) else {}
 
 
-def _money(value: Any) -> float | None:
+class BadNumber(ValueError):
+    """A number that is not finite (``Infinity``, ``NaN``, ``1e400``): rejected as
+    ``invalid_number`` with the field it came in."""
+
+    def __init__(self, field: str) -> None:
+        super().__init__(field)
+        self.field = field
+
+
+def _money(value: Any, field: str) -> float | None:
+    """A number given as a number or as text; None when it is neither."""
     if isinstance(value, bool):
         return None
+    number: float
     if isinstance(value, int | float):
-        return float(value)
-    if isinstance(value, str):
         try:
-            return float(value)
+            number = float(value)
+        except OverflowError:  # an int beyond any float
+            raise BadNumber(field) from None
+    elif isinstance(value, str):
+        try:
+            number = float(value)
         except ValueError:
             return None
-    return None
+    else:
+        return None
+    if not math.isfinite(number):
+        raise BadNumber(field)
+    return number
 
 
-def plausible(body: bytes) -> list[Candidate] | Skip:
-    """``POST /api/event``; one candidate per domain of ``d`` (Plausible allows a list)."""
+def _integer(value: Any, field: str) -> int | None:
+    """A whole number given as a number or as text (``3``, ``"3"``, ``3.0``); None when it
+    is not one."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    number = _money(value, field)
+    return int(number) if number is not None and number.is_integer() else None
+
+
+def invalid_number(exc: BadNumber) -> Skip:
+    return reject("invalid_number", f"{exc.field} must be a finite number", exc.field)
+
+
+def _undecodable(exc: Exception) -> Skip:
+    """A body that JSON cannot take: a number beyond any float (``1e400``) is its own
+    reason; anything else is malformed."""
+    message = str(exc)
+    if message.startswith("Number out of range"):
+        return reject("invalid_number", message[:200])
+    return reject("malformed_json", message[:200])
+
+
+#: Most distinct domains in one Plausible ``d`` (a site rolled up into a few dashboards
+#: names two or three); each becomes an event of its own.
+MAX_DOMAINS = 10
+
+
+def plausible(body: bytes, max_events: int) -> list[Candidate] | Skip:
+    """``POST /api/event``; one candidate per distinct domain of ``d`` (Plausible allows a
+    comma-separated list, to count one page view on several sites): a domain named twice
+    counts once, at most :data:`MAX_DOMAINS` of them, and each is an event of the request
+    (``max_events``)."""
     try:
         raw = _json.decode(body.removeprefix(b"\xef\xbb\xbf"))
     except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:
-        return reject("malformed_json", str(exc)[:200])
+        return _undecodable(exc)
     if not isinstance(raw, dict):
         return reject("not_an_object", "the body is one JSON object")
     name = _plausible_field(raw, "n", "name")
@@ -175,14 +229,25 @@ def plausible(body: bytes) -> list[Candidate] | Skip:
     if not isinstance(domains, str) or not domains:
         return reject("missing_field", "`d` (domain) is required", "$.d")
     referrer = _plausible_field(raw, "r", "referrer")
-    props = _object(_plausible_field(raw, "p", "props"))
-    revenue = _object(_plausible_field(raw, "$", "revenue"))
-    event = plausible_event(
-        name, url, referrer if isinstance(referrer, str) else None, props, revenue, raw
-    )
+    try:
+        props = _object(_plausible_field(raw, "p", "props"), "$.p")
+        revenue = _object(_plausible_field(raw, "$", "revenue"), "$.revenue")
+        event = plausible_event(
+            name, url, referrer if isinstance(referrer, str) else None, props, revenue, raw
+        )
+    except BadNumber as exc:
+        return invalid_number(exc)
     if isinstance(event, Skip):
         return [event]
-    return [{**event, "site": d.strip()} for d in domains.split(",") if d.strip()]
+    sites = list(dict.fromkeys(d.strip() for d in domains.split(",") if d.strip()))
+    limit = min(MAX_DOMAINS, max_events)
+    if len(sites) > limit:
+        return reject(
+            "too_many_domains", f"{len(sites)} distinct domains in `d`; at most {limit}", "$.d"
+        )
+    if not sites:
+        return reject("missing_field", "`d` (domain) is required", "$.d")
+    return [{**event, "site": site} for site in sites]
 
 
 def plausible_event(
@@ -195,9 +260,9 @@ def plausible_event(
 ) -> Candidate:
     """The mapping table of docs/collector.md, for one Plausible event name."""
     kind = normalise(name)
-    amount = _money(revenue.get("amount"))
+    amount = _money(revenue.get("amount"), "$.revenue.amount")
     if amount is None:
-        amount = _money(props.get("value"))
+        amount = _money(props.get("value"), "$.p.value")
     currency = revenue.get("currency") or props.get("currency")
     if kind == "pageview":
         return page_view(url, referrer)
@@ -214,10 +279,10 @@ def plausible_event(
         if amount is not None and currency:
             event.update(value=amount, currency=currency)
         if "quantity" in props:
-            try:
-                event["quantity"] = int(props["quantity"])
-            except (TypeError, ValueError):
+            quantity = _integer(props["quantity"], "$.p.quantity")
+            if quantity is None:
                 return reject("wrong_type", "props.quantity must be a number", "$.p.quantity")
+            event["quantity"] = quantity
         return event
     if kind in ("checkout", "begincheckout", "checkoutstart", "initiatecheckout"):
         event = {"type": "checkout_start"}
@@ -250,9 +315,8 @@ def plausible_event(
             event["campaign"] = str(props["campaign"])
         return event
     if kind in ("nps", "csat", "ces"):
-        try:
-            score = int(props.get("score"))  # type: ignore[arg-type]
-        except (TypeError, ValueError):
+        score = _integer(props.get("score"), "$.p.score")
+        if score is None:
             return reject("missing_field", f"{name!r} needs props.score", "$.p.score")
         return {"type": "survey_response", "kind": kind, "score": score}
     return drop("unmapped_event", f"no mapping for the Plausible event {name!r}")
@@ -268,7 +332,7 @@ def snowplow_post(body: bytes, max_events: int) -> list[dict[str, Any] | Skip] |
     try:
         raw = _json.decode(body)
     except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:
-        return reject("malformed_json", str(exc)[:200])
+        return _undecodable(exc)
     if not isinstance(raw, dict) or not isinstance(raw.get("data"), list):
         return reject("not_an_object", "expected {schema: payload_data, data: [...]}")
     schema = raw.get("schema")
@@ -294,7 +358,9 @@ def _json_field(item: dict[str, Any], plain: str, encoded: str) -> Any:
             return _json.decode(item[plain])
         if isinstance(item.get(encoded), str):
             return _b64(item[encoded])
-    except (msgspec.DecodeError, binascii.Error, ValueError, UnicodeDecodeError):
+    except (msgspec.DecodeError, binascii.Error, ValueError, UnicodeDecodeError) as exc:
+        if str(exc).startswith("Number out of range"):
+            raise BadNumber(f"$.{plain}") from None
         raise ValueError(f"`{plain}`/`{encoded}` is not JSON (or base64url JSON)") from None
     return None
 
@@ -313,8 +379,7 @@ def _entities(item: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def _number(item: dict[str, Any], name: str) -> float | None:
-    value = item.get(name)
-    return _money(value)
+    return _money(item.get(name), f"$.{name}")
 
 
 def snowplow(item: dict[str, Any], consent: bool) -> Candidate:
@@ -325,6 +390,8 @@ def snowplow(item: dict[str, Any], consent: bool) -> Candidate:
     url = item.get("url") if isinstance(item.get("url"), str) else None
     try:
         event = _snowplow_event(e, item, url)
+    except BadNumber as exc:
+        return invalid_number(exc)
     except ValueError as exc:
         return reject("malformed_json", str(exc))
     if isinstance(event, Skip):
@@ -409,6 +476,8 @@ def _structured(item: dict[str, Any]) -> dict[str, Any] | Skip:
     if action in ("nps", "csat", "ces"):
         if value is None:
             return reject("missing_field", f"{action} needs se_va (the score)", "$.se_va")
+        if not value.is_integer():
+            return reject("invalid_value", f"{action} scores are whole numbers", "$.se_va")
         return {"type": "survey_response", "kind": action, "score": int(value)}
     return drop("unmapped_event", f"no mapping for the structured event action {action!r}")
 
@@ -453,7 +522,7 @@ def _ecommerce(action: str, entities: dict[str, dict[str, Any]]) -> dict[str, An
         event: dict[str, Any] = {"type": "add_to_cart", "item_id": item_id}
         if isinstance(product.get("quantity"), int):
             event["quantity"] = product["quantity"]
-        price = _money(product.get("price"))
+        price = _money(product.get("price"), "$.co.product.price")
         if price is not None and product.get("currency"):
             event.update(value=price, currency=product["currency"])
         return event
@@ -464,7 +533,7 @@ def _ecommerce(action: str, entities: dict[str, dict[str, Any]]) -> dict[str, An
         return {"type": "checkout_start"}
     if action == "transaction":
         transaction = entities.get("transaction", {})
-        revenue = _money(transaction.get("revenue"))
+        revenue = _money(transaction.get("revenue"), "$.co.transaction.revenue")
         currency = transaction.get("currency")
         if revenue is None or not currency:
             return reject(

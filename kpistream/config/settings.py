@@ -74,6 +74,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     collector_port: int = 8787
     collector_origins: str = ""
     collector_write_keys: str = ""
+    collector_query_params: str = ""
     collector_max_events: int = 100
     collector_queue: int = 10000
     collector_ack_timeout_s: float = 5.0
@@ -157,7 +158,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
             raise SettingsError(
                 f"{env_name('id_secret')}: at least 16 bytes (e.g. `openssl rand -hex 32`)"
             )
-        for name in ("collector_origins", "collector_write_keys"):
+        for name in ("collector_origins", "collector_write_keys", "collector_query_params"):
             try:
                 _site_map(getattr(self, name))
             except ValueError as exc:
@@ -167,6 +168,14 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     def site_origins(self) -> dict[str, list[str]]:
         """Extra origins allowed to send each site's events (besides the site's own host)."""
         return {site: value.split() for site, value in _site_map(self.collector_origins).items()}
+
+    @property
+    def query_params(self) -> dict[str, frozenset[str]]:
+        """Query parameters each site declares harmless, kept in its page URLs."""
+        return {
+            site: frozenset(value.split())
+            for site, value in _site_map(self.collector_query_params).items()
+        }
 
     @property
     def write_keys(self) -> dict[str, str]:
@@ -276,13 +285,16 @@ HELP: dict[str, str] = {
     "exporter_cache_s": "how long a scrape result is reused",
     "deadletter_redact_keys": "dead letters lose the values of keys with these words "
     "(client_ip, userEmail, first_name ...)",
-    "deadletter_redact_values": "dead letters lose e-mail and IP addresses found in any value",
+    "deadletter_redact_values": "dead letters lose e-mail addresses, IP addresses and phone "
+    "numbers found in any value",
     "deadletter_retention_days": "retention of the dead-letter topic when kpistream creates it",
     "collector_port": "port of `kpistream collector` (HTTP: trackers, /healthz, /metrics)",
     "collector_origins": "origins allowed per site besides the site's own host and subdomains: "
     "`site=https://a.example https://b.example;site2=...`",
     "collector_write_keys": "per-site keys for server-side senders (`site=key;site2=key`); "
     "a site with a key accepts requests without an Origin only with it (never logged)",
+    "collector_query_params": "query parameters a site's page URLs keep besides utm_*, "
+    "per site: `site=page sort;site2=q` (every other parameter is removed at the collector)",
     "collector_max_events": "most events in one request",
     "collector_queue": "events the collector holds until Kafka acknowledges them; beyond, 503",
     "collector_ack_timeout_s": "how long a request waits for Kafka's acknowledgement before 503",

@@ -13,12 +13,13 @@ addresses are rejected (``pii_id``): kpistream keeps pseudonymous ids only.
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from collections.abc import Callable, Collection
 from typing import Any, Generic, Literal, TypeVar, get_args
 
 import msgspec
+
+from kpistream.schemas.personal import personal_id
 
 Reason = Literal[
     "too_large",
@@ -28,6 +29,7 @@ Reason = Literal[
     "missing_field",
     "wrong_type",
     "invalid_value",
+    "invalid_number",
     "ts_out_of_range",
     "ts_in_future",
     "unknown_site",
@@ -42,22 +44,8 @@ DEFAULT_MAX_EVENT_BYTES = 64 * 1024
 
 _PATH = re.compile(r" - at `(\$[^`]*)`$")
 _BOM = b"\xef\xbb\xbf"
-#: Something shaped like an e-mail address, anywhere in a string.
-EMAIL = re.compile(r"[^@\s\"'<>(),;:]+@[^@\s\"'<>(),;:]+\.[A-Za-z]{2,}")
-#: Characters an IP address is made of; only such strings are parsed as one.
-_IP_CHARS = re.compile(r"[0-9A-Fa-f:.]{2,45}")
 _ANY = msgspec.json.Decoder()
 _ENCODE = msgspec.json.Encoder().encode
-
-
-def looks_like_ip(value: str) -> bool:
-    if ("." not in value and ":" not in value) or not _IP_CHARS.fullmatch(value):
-        return False  # the cheap test first: most ids have neither
-    try:
-        ipaddress.ip_address(value)
-    except ValueError:
-        return False
-    return True
 
 
 def _suspect(event: object) -> bool:
@@ -67,15 +55,6 @@ def _suspect(event: object) -> bool:
         return True
     session: str | None = getattr(event, "session_id", None)
     return session is not None and ("@" in session or "." in session or ":" in session)
-
-
-def personal_id(value: str) -> str | None:
-    """What personal data an id is (``e-mail address``, ``IP address``), or None."""
-    if "@" in value and EMAIL.search(value):
-        return "e-mail address"
-    if looks_like_ip(value):
-        return "IP address"
-    return None
 
 
 class Rejection(msgspec.Struct, frozen=True, gc=False):
@@ -97,11 +76,12 @@ def classify(message: str) -> Rejection:
         if field is None:
             return Rejection("not_an_object", message, None)
         return Rejection("wrong_type", message, field)
-    if field == "$.ts":
-        if message.startswith("Expected `int` >=") or message.startswith("Expected `int` <="):
-            return Rejection("ts_out_of_range", message, field)
-        if message.startswith("Number out of range"):
-            return Rejection("ts_out_of_range", message, field)
+    if message.startswith("Number out of range"):  # beyond any float or int: 1e400
+        return Rejection("invalid_number", message, field)
+    if field == "$.ts" and (
+        message.startswith("Expected `int` >=") or message.startswith("Expected `int` <=")
+    ):
+        return Rejection("ts_out_of_range", message, field)
     if message.startswith("Expected `") and ", got `" in message:
         return Rejection("wrong_type", message, field)
     return Rejection("invalid_value", message, field)

@@ -11,8 +11,8 @@ tracker, so personal data is removed before they are written (privacy by constru
 
 - a JSON payload loses the value of every key whose name has a word of ``redact_keys``
   (default ``ip``, ``email``, ``name``, ``phone``, ``address``: ``client_ip``, ``userEmail``,
-  ``first_name`` ...), and, with ``redact_values``, every e-mail or IP address inside any
-  string, replaced by ``[redacted]``;
+  ``first_name`` ...), and, with ``redact_values``, every e-mail address, IP address or phone
+  number inside any string, replaced by ``[redacted]``;
 - a text payload that is not JSON gets the same value redaction;
 - a binary payload in which an e-mail or IP address can be seen is dropped
   (``payload_redacted: true``). ``redacted`` counts what was removed.
@@ -28,13 +28,12 @@ from typing import Any
 import msgspec
 
 from kpistream.config.settings import Settings
-from kpistream.schemas.decoder import EMAIL, Rejection, looks_like_ip
+from kpistream.schemas import personal
+from kpistream.schemas.decoder import Rejection
 
 REDACTED = "[redacted]"
 _encode = msgspec.json.Encoder().encode
 _any = msgspec.json.Decoder()
-#: Candidates for an IP address inside text; each is checked by parsing it.
-_IP_LIKE = re.compile(r"[0-9A-Fa-f:.]{3,45}")
 _CAMEL = re.compile(r"([a-z0-9])([A-Z])")
 _WORDS = re.compile(r"[^a-z0-9]+")
 
@@ -128,19 +127,6 @@ class Redactor:
     def _text(self, text: str) -> str:
         if not self.values:
             return text
-
-        def email(match: re.Match[str]) -> str:
-            self._count += 1
-            return REDACTED
-
-        def ip(match: re.Match[str]) -> str:
-            found = match.group(0)
-            core = found.strip(".:")  # a sentence's full stop is not part of the address
-            if not looks_like_ip(core):
-                return found
-            self._count += 1
-            return found.replace(core, REDACTED)
-
-        if "@" in text:
-            text = EMAIL.sub(email, text)
-        return _IP_LIKE.sub(ip, text)
+        text, count = personal.replace(text, lambda _: REDACTED)
+        self._count += count
+        return text

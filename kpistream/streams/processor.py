@@ -490,8 +490,6 @@ class PartitionProcessor(WatermarkedProcessor):
         """Final decisions when a session ends (its inactivity timeout passed in event time)."""
         buckets, totals = delta.buckets, delta.totals
         one = names.one
-        if not s.non_bounced_counted and s.page_views == 0:
-            totals[one[NON_BOUNCED]] += 1  # no page view: never was a bounce
         ended = [(one[ENDED], 1), (one[DURATION], s.last_ms - s.start_ms)]
         if s.cart_ms is not None and SK.completed_at(s.cart_ms, s.purchases_ms) is None:
             ended.append((one[CART_ABANDONED], 1))

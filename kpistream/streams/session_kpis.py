@@ -1,6 +1,7 @@
 """What a session counts for (docs/kpis.md), as pure functions of its state.
 
-- bounce: exactly one page view and no interaction
+- bounce: at most one page view and no interaction (a session of engagement pings or
+  impressions alone is a bounce, as GA4 and Plausible count it)
 - engaged (GA4): lasted more than 10 s, or two or more page views, or a conversion
 - conversion: at least one event of a goal type (settings; default lead, purchase)
 - landing page / channel: path and utm source/medium of the session's earliest page view
@@ -67,7 +68,7 @@ def signature(s: Session) -> Signature:
     goals, start, pages = s.goals, s.start_ms, s.page_views
     return (
         start // MINUTE_MS,
-        pages == 1 and not s.interacted,
+        pages <= 1 and not s.interacted,
         s.last_ms - start > ENGAGED_AFTER_MS or pages >= 2 or bool(goals),
         tuple(sorted(goals)) if goals else (),
         s.landing,

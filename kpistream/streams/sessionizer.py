@@ -51,7 +51,7 @@ class Session(msgspec.Struct, array_like=True, gc=False):
 
     @property
     def is_bounce(self) -> bool:
-        return self.page_views == 1 and not self.interacted
+        return self.page_views <= 1 and not self.interacted
 
 
 _SESSIONS_CODEC = msgspec.msgpack.Decoder(list[Session])

@@ -13,7 +13,6 @@ from typing import Any
 
 import msgspec
 import pytest
-import redis.asyncio as aioredis
 
 from kpistream.collector.app import create_app
 from kpistream.collector.sender import Sender
@@ -21,6 +20,7 @@ from kpistream.collector.shop import HERE, create_shop, vendor_installed
 from kpistream.config.settings import Settings
 from tests.support.collector_server import read_topic, running_collector, serving
 from tests.support.known_events import samples
+from tests.support.privacy import redis_dump
 from tests.support.stack import require_binary
 from tests.support.waits import scrape_text, wait_until
 
@@ -235,22 +235,8 @@ async def test_shop_visits_become_exact_kpis(
 
 async def assert_no_ip(settings: Settings, values: list[dict[str, Any]], logs: str) -> None:
     """No IP address (the visitors' was 127.0.0.1) in Kafka's records, Redis or the logs."""
-    client = aioredis.Redis.from_url(settings.redis)
-    try:
-        dump: list[Any] = []
-        async for key in client.scan_iter(match=f"{settings.redis_prefix}:*"):
-            dump.append(key)
-            kind = await client.type(key)
-            if kind == b"hash":
-                dump += [kv for pair in (await client.hgetall(key)).items() for kv in pair]
-            elif kind == b"string":
-                dump.append(await client.get(key) or b"")
-            elif kind == b"zset":
-                dump += await client.zrange(key, 0, -1)
-    finally:
-        await client.aclose()
     assert values, "no records to scan"
-    stored = b"\n".join(x if isinstance(x, bytes) else str(x).encode() for x in dump)
+    stored = await redis_dump(settings)
     for where, text in (
         ("Kafka", msgspec.json.encode(values)),
         ("Redis", stored),

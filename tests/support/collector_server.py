@@ -10,7 +10,7 @@ from typing import Any
 import msgspec
 import uvicorn
 
-from kpistream.collector.app import create_app
+from kpistream.collector.app import create_app, server_options
 from kpistream.config.settings import Settings
 from kpistream.runtime import ensure_topics, free_port
 from tests.support.waits import read_records, wait_until
@@ -58,13 +58,8 @@ async def serving(app: Any, what: str, **options: Any) -> AsyncIterator[int]:
 async def running_collector(settings: Settings, app: Any = None) -> AsyncIterator[str]:
     """Yields the collector's base URL once it answers; stops it at exit."""
     await ensure_topics(settings)
-    async with serving(
-        app or create_app(settings),
-        "collector",
-        access_log=False,
-        proxy_headers=False,
-        lifespan="on",
-    ) as port:
+    app = app or create_app(settings)
+    async with serving(app, "collector", lifespan="on", **server_options(app)) as port:
         yield f"http://127.0.0.1:{port}"
 
 

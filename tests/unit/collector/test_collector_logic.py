@@ -96,18 +96,18 @@ def test_pixel_query_types_numbers_and_takes_the_page_from_the_referer() -> None
 )
 def test_plausible_mapping_table(name: str, extra: dict[str, Any], expected: Any) -> None:
     body = {"n": name, "u": "https://d.test/?utm_campaign=bf", "d": "d.test", **extra}
-    event = _one(P.plausible(json.dumps(body).encode()))
+    event = _one(P.plausible(json.dumps(body).encode(), 100))
     assert event == {**expected, "site": "d.test"}
 
 
 def test_plausible_refusals_and_drops() -> None:
-    missing = P.plausible(b'{"u": "https://d.test/"}')
+    missing = P.plausible(b'{"u": "https://d.test/"}', 100)
     assert isinstance(missing, P.Skip) and missing.field == "$.n"
-    unpriced = _one(P.plausible(b'{"n": "Purchase", "u": "https://d.test/"}'))
+    unpriced = _one(P.plausible(b'{"n": "Purchase", "u": "https://d.test/"}', 100))
     assert isinstance(unpriced, P.Skip) and unpriced.kind == "rejected"
-    other = _one(P.plausible(b'{"n": "Newsletter", "u": "https://d.test/"}'))
+    other = _one(P.plausible(b'{"n": "Newsletter", "u": "https://d.test/"}', 100))
     assert isinstance(other, P.Skip) and (other.kind, other.reason) == ("dropped", "unmapped_event")
-    two = P.plausible(b'{"n": "pageview", "u": "https://a.test/", "d": "a.test,b.test"}')
+    two = P.plausible(b'{"n": "pageview", "u": "https://a.test/", "d": "a.test,b.test"}', 100)
     assert isinstance(two, list)
     assert [e["site"] for e in two if isinstance(e, dict)] == ["a.test", "b.test"]
 

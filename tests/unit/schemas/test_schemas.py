@@ -138,7 +138,7 @@ RAW_TABLE: list[tuple[bytes, str]] = [
     (b'"x"', "not_an_object"),
     (
         b'{"type":"page_view","event_id":"e","ts":1e400,"site":"s","visitor_id":"v","path":"/"}',
-        "ts_out_of_range",
+        "invalid_number",
     ),
 ]
 

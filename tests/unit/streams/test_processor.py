@@ -152,8 +152,8 @@ def test_sessions_are_evicted_after_gap_plus_lateness_and_counted_once() -> None
         ("shop", "bouncer", ""),
     }
     assert [decode_key(k) for k in delta.state_set] == [("shop", "later", "")]
-    # the impression-only session never was a bounce: non_bounced grows at eviction
-    assert delta.totals[NB] == 1
+    # an impression-only session is a bounce (no page view, no interaction): it ends one
+    assert delta.totals[NB] == 0
     assert totals[NB] == 0
 
 
@@ -274,3 +274,21 @@ def test_an_engagement_event_makes_a_long_single_page_session_engaged_but_still_
     )
     buckets, _ = run(p, [longer])
     assert pick(buckets, engaged, bounces) == {(M0, engaged): 1}  # engaged, bounce unchanged
+
+
+def test_engagement_without_a_page_view_is_a_bounce() -> None:
+    """Hand-computed: "ping" sends two engagement events and nothing else (a tab left open
+    past the gap): one session, a bounce; "one" views a page and pings: a bounce; "two"
+    views two pages: not one. Sessions 3, bounces 2, non-bounced 1, also once they end."""
+    p = processor(lateness_ms=10 * MIN)
+    buckets, totals = run(
+        p,
+        [ev(Engagement, T0, "ping", engaged_ms=4_000), pv(T0, "one"), pv(T0, "two")],
+        [ev(Engagement, T0 + 20_000, "ping"), ev(Engagement, T0 + 20_000, "one")],
+        [pv(T0 + MIN, "two")],
+    )
+    assert pick(buckets, S, B) == {(M0, S): 3, (M0, B): 2}
+    assert totals[S] == 3 and totals[NB] == 1
+    ended = p.process([pv(T0 + GAP + 20 * MIN, "later")], now_ms=NOW_MS)
+    assert ended.totals[fields.field(K.ENDED.code, "shop")] == 3
+    assert ended.totals[NB] == 0  # ending makes no bounce a non-bounce
