@@ -9,7 +9,7 @@ with every tenth event invalid, (5) memory under a flood of distinct visitors
 (:mod:`bench.memory`), (6) the peers doing the same job on the same events
 (:mod:`bench.peers.run`), latency from produce to /metrics at a paced rate
 (:mod:`bench.latency`), (7) one and two worker processes (:mod:`bench.scale`) and (8) the
-HTTP collector (:mod:`bench.collector`). Writes ``bench/RESULTS.md``.
+HTTP collector (:mod:`bench.collector`) and its bot check (:mod:`bench.bot_check`). Writes ``bench/RESULTS.md``.
 """
 
 from __future__ import annotations
@@ -24,9 +24,9 @@ from pathlib import Path
 import msgspec
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from bench import bot_check, latency, memory, scale
 from bench import capacity as capacity_of
 from bench import collector as collector_bench
-from bench import latency, memory, scale
 from bench.peers import run as peers
 from kpistream import runtime
 from kpistream.config.settings import Settings
@@ -193,6 +193,8 @@ async def main(events: int, visitors: int) -> None:
         + capacity.markdown()
         + "\n"
         + collector_bench.measure()
+        + "\n"
+        + bot_check.markdown(bot_check.measure())
     )
     RESULTS.write_text(report)
     print(report)
