@@ -9,7 +9,8 @@ with every tenth event invalid, (5) memory under a flood of distinct visitors
 (:mod:`bench.memory`), (6) the peers doing the same job on the same events
 (:mod:`bench.peers.run`), latency from produce to /metrics at a paced rate
 (:mod:`bench.latency`), (7) one and two worker processes (:mod:`bench.scale`) and (8) the
-HTTP collector (:mod:`bench.collector`) and its bot check (:mod:`bench.bot_check`). Writes ``bench/RESULTS.md``.
+HTTP collector (:mod:`bench.collector`) and its bot check (:mod:`bench.bot_check`).
+Writes ``bench/RESULTS.md``.
 """
 
 from __future__ import annotations
