@@ -30,7 +30,7 @@ import redis
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
-from kpistream.config.connections import kafka_options, redacted, seed_nodes
+from kpistream.config.connections import kafka_options, node_urls, redacted
 from kpistream.config.settings import Settings
 
 #: A fresh broker or redis-server listens within a second here; 20 s covers a loaded CI box.
@@ -359,14 +359,27 @@ def wait_cluster(nodes: Sequence[EmbeddedServer], password: str) -> None:
 
 
 def check_redis(url: str) -> None:
+    """Redis answers at ``url``: at any of the nodes it names (a cluster's client learns the
+    cluster from the first that answers, so one node down must not stop a start)."""
     try:
-        first, _ = seed_nodes(url)  # a cluster's first node answers a ping too
-        redis.Redis.from_url(first, socket_connect_timeout=2, socket_timeout=2).ping()
-    except (redis.exceptions.RedisError, OSError, ValueError) as exc:
-        raise UserError(
-            f"cannot reach Redis at {redacted(url)} ({exc}); "
-            "start it or set KPISTREAM_REDIS / --redis (user and password go in the URL)"
-        ) from None
+        nodes = node_urls(url)
+    except ValueError as exc:
+        raise UserError(f"bad Redis URL {redacted(url)} ({exc}); set KPISTREAM_REDIS") from None
+    failure: Exception | None = None
+    for node in nodes:
+        try:
+            client = redis.Redis.from_url(node, socket_connect_timeout=2, socket_timeout=2)
+            try:
+                client.ping()
+            finally:
+                client.close()
+            return
+        except (redis.exceptions.RedisError, OSError, ValueError) as exc:
+            failure = exc
+    raise UserError(
+        f"cannot reach Redis at {redacted(url)} ({failure}); "
+        "start it or set KPISTREAM_REDIS / --redis (user and password go in the URL)"
+    )
 
 
 async def ensure_topics(settings: Settings, *, timeout_s: float = 10.0) -> None:

@@ -60,6 +60,17 @@ def seed_nodes(url: str) -> tuple[str, list[tuple[str, int]]]:
     return urlunsplit(parts._replace(netloc=f"{userinfo}{at}{first}")), others
 
 
+def node_urls(url: str) -> list[str]:
+    """One URL per node a URL names, each with the credentials and options of the whole."""
+    first, others = seed_nodes(url)
+    parts = urlsplit(first)
+    userinfo, at, _ = parts.netloc.rpartition("@")
+    rest = [
+        urlunsplit(parts._replace(netloc=f"{userinfo}{at}{host}:{port}")) for host, port in others
+    ]
+    return [first, *rest]
+
+
 def kafka_options(settings: Settings) -> dict[str, Any]:
     """Keyword arguments for every aiokafka client (consumer, producer, admin)."""
     options: dict[str, Any] = {

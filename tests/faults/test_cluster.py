@@ -24,12 +24,21 @@ from redis.crc import key_slot
 
 from kpistream import runtime
 from kpistream.config.settings import Settings
+from kpistream.contract import health as H
 from kpistream.contract.keys import PartitionKeys
+from kpistream.produce import produce
 from kpistream.runtime import ensure_topics
 from tests.faults import oracle
-from tests.faults.common import many_lines, now_ms, produce_slowly, settings_for
+from tests.faults.common import (
+    many_lines,
+    now_ms,
+    produce_slowly,
+    settings_for,
+    spawn_worker,
+    website_only,
+)
 from tests.support.stack import on_cluster, start_streams
-from tests.support.waits import wait_until
+from tests.support.waits import wait_for_totals, wait_until
 
 SLICES = 60
 PAUSE_S = 0.2
@@ -179,3 +188,44 @@ async def test_a_partition_slot_resharded_while_events_flow_ends_exact(  # type:
         assert moved > 0, "the partition's slot held no keys"
         assert master_port(cluster, state) == target
         await flow.ends_exact()
+
+
+async def test_a_worker_starts_while_the_first_node_named_is_dead(  # type: ignore[no-untyped-def]
+    settings_factory, workdir, tmp_path
+) -> None:
+    """The URL names every node; its first is killed and its replica takes over. A real
+    `kpistream worker` started then finds the cluster through another node (it exited with
+    "cannot reach Redis" when the start-up check pinged the first node alone) and counts."""
+    cluster = runtime.start_redis_cluster(
+        workdir / f"first-dead-{uuid.uuid4().hex[:6]}", node_timeout_ms=1000
+    )
+    worker = None
+    try:
+        settings = on_cluster(settings_factory, cluster)(startup_timeout_s=0)
+        await ensure_topics(settings)
+        first = cluster.nodes[0]
+        first.process.kill()
+        first.process.wait()
+
+        def healthy_without_it() -> bool:
+            """The dead node marked failed (not merely suspected) and the cluster ok: its
+            replica took over. (Right after the kill the cluster still says ok.)"""
+            with node_client(cluster.nodes[1].port, cluster.password) as client:
+                info = str(command(client, "CLUSTER", "INFO"))
+                nodes = str(command(client, "CLUSTER", "NODES"))
+            dead = next(line for line in nodes.splitlines() if f":{first.port}@" in line)
+            return (
+                "cluster_state:ok" in info and " fail " in f" {dead.split()[2].replace(',', ' ')} "
+            )
+
+        await wait_until("the cluster is healthy again", healthy_without_it, timeout_s=30)
+        runtime.check_redis(settings.redis)  # the start-up check of up, worker and exporter
+        worker = spawn_worker(settings, tmp_path / "worker.log")
+        lines = website_only(many_lines(seed=19))[:2000]
+        await produce(settings, lines)
+        await wait_for_totals(settings, {H.PROCESSED: len(lines)}, timeout_s=90)
+        assert worker.poll() is None, (tmp_path / "worker.log").read_text()[-2000:]
+    finally:
+        if worker is not None:
+            runtime.stop(worker)
+        cluster.stop()

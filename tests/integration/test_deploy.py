@@ -139,9 +139,9 @@ def test_compose_cluster_profile_runs_three_masters_with_a_replica_each() -> Non
     }
     script = services["redis-cluster"]["command"][0]
     assert "--cluster-replicas 1" in script and "--cluster-yes" in script
-    # Workers, exporter and collector switch with two lines of .env (REDIS_HOST and
+    # Workers, exporter and collector switch with two lines of .env (REDIS_HOSTS and
     # KPISTREAM_REDIS_CLUSTER): both are in their environment.
     for name in ("worker", "exporter", "collector"):
         env = services[name]["environment"]
         assert env["KPISTREAM_REDIS_CLUSTER"] == "${KPISTREAM_REDIS_CLUSTER:-false}"
-        assert "@${REDIS_HOST:-redis}:6379" in env["KPISTREAM_REDIS"]
+        assert "@${REDIS_HOSTS:-redis:6379}/0" in env["KPISTREAM_REDIS"]
