@@ -21,6 +21,7 @@ import msgspec
 from rich.console import Console
 
 from kpistream import deploy_cli, runtime
+from kpistream.config.connections import redacted
 from kpistream.config.settings import HELP, Settings, SettingsError, env_name, load
 
 console = Console(stderr=True)
@@ -60,12 +61,10 @@ def cmd_worker(args: argparse.Namespace) -> int:
     settings = _settings(args)
     _reexec_with_allocator()
     _wait_for_servers(settings)
-    import faust
-
-    from kpistream.worker import create_app
+    from kpistream.worker import Worker, create_app
 
     app = create_app(settings)
-    worker = faust.Worker(app, loglevel=args.loglevel, quiet=True)
+    worker = Worker(app, loglevel=args.loglevel, quiet=True)
     worker.execute_from_commandline()
     return 0
 
@@ -114,13 +113,27 @@ def cmd_exporter(args: argparse.Namespace) -> int:
 
 
 def _discovered(args: argparse.Namespace) -> Settings:
-    """Settings where an unset Kafka/Redis means the running embedded stack, if any."""
+    """Settings for a command that talks to a deployment: the broker and Redis given
+    (``--kafka``/``--redis`` or their variables) always win; only when neither is given
+    does the newest running ``kpistream up``/``demo`` stack stand in for both."""
     settings = _settings(args)
-    explicit_kafka = args.kafka or os.environ.get(env_name("kafka"))
-    stack = None if explicit_kafka else runtime.running_stack()
+    given = any(
+        getattr(args, name, None) or os.environ.get(env_name(name)) for name in ("kafka", "redis")
+    )
+    stack = None if given else runtime.running_stack()
     if stack is not None:
         settings = msgspec.structs.replace(settings, kafka=stack.kafka, redis=stack.redis)
     return settings
+
+
+def _about_to_change(what: str, settings: Settings, *, kafka: bool, redis: bool) -> None:
+    """One line before a command writes: which broker and Redis it is about to change."""
+    where = []
+    if kafka:
+        where.append(f"Kafka {settings.kafka}")
+    if redis:
+        where.append(f"Redis {redacted(settings.redis)} (prefix {settings.redis_prefix})")
+    console.print(f"kpistream: {what}: {' and '.join(where)}", markup=False, highlight=False)
 
 
 def cmd_produce(args: argparse.Namespace) -> int:
@@ -130,6 +143,7 @@ def cmd_produce(args: argparse.Namespace) -> int:
         raise runtime.UserError(f"no such file: {path}")
     from kpistream.produce import file_lines, produce
 
+    _about_to_change("produce", settings, kafka=True, redis=False)
     asyncio.run(runtime.ensure_topics(settings))
     counts = asyncio.run(produce(settings, file_lines(path)))
     for topic, n in sorted(counts.items()):
@@ -157,6 +171,7 @@ def cmd_labels(args: argparse.Namespace) -> int:
                 f"labels reset: name a budgeted dimension, one of {', '.join(budgets)}"
             )
         members, refused = label_keys(settings.redis_prefix, args.dimension)
+        _about_to_change("labels reset", settings, kafka=False, redis=True)
         if args.values:
             removed = client.zrem(members, *args.values)
             console.print(f"{args.dimension}: {removed} of {len(args.values)} values removed")
@@ -234,6 +249,7 @@ def cmd_forget(args: argparse.Namespace) -> int:
         visitor = stored_id(settings, args.site, args.visitor)
     except ValueError as exc:
         raise runtime.UserError(str(exc)) from None
+    _about_to_change("forget", settings, kafka=True, redis=True)
     asyncio.run(runtime.ensure_topics(settings))
     result = asyncio.run(forget(settings, args.site, visitor, wait_s=args.wait))
     where = f"partition {result.partition}, offset {result.offset}"
@@ -292,14 +308,15 @@ def stack(
     )
     workdir = runtime.workdir()
     stops: list[Callable[[], None]] = []  # run in reverse on the way out
+    group = runtime.ProcessGroup()
     try:
         overrides: dict[str, Any] = {}
         if not (args.kafka or os.environ.get(env_name("kafka"))):
-            broker = runtime.start_broker(workdir)
+            broker = runtime.start_broker(workdir, group=group)
             stops.append(broker.stop)
             overrides["kafka"] = broker.address
         if not (args.redis or os.environ.get(env_name("redis"))):
-            server = runtime.start_redis(workdir)
+            server = runtime.start_redis(workdir, group=group)
             stops.append(server.stop)
             overrides["redis"] = server.address
         settings = msgspec.structs.replace(settings, **overrides)
@@ -316,10 +333,15 @@ def stack(
         }
         port = args.metrics_port or runtime.free_port()
         base = [sys.executable, "-m", "kpistream"]
-        worker = runtime.spawn([*base, "worker"], log_path=workdir / "worker.log", env=env)
+        worker = runtime.spawn(
+            [*base, "worker"], log_path=workdir / "worker.log", env=env, group=group
+        )
         stops.append(functools.partial(runtime.stop, worker))
         exporter = runtime.spawn(
-            [*base, "exporter", "--port", str(port)], log_path=workdir / "exporter.log", env=env
+            [*base, "exporter", "--port", str(port)],
+            log_path=workdir / "exporter.log",
+            env=env,
+            group=group,
         )
         stops.append(functools.partial(runtime.stop, exporter))
         collector_port = runtime.free_port()
@@ -327,6 +349,7 @@ def stack(
             [*base, "collector", "--port", str(collector_port)],
             log_path=workdir / "collector.log",
             env=env,
+            group=group,
         )
         stops.append(functools.partial(runtime.stop, collector))
         watched = {"worker": worker, "exporter": exporter, "collector": collector}
@@ -343,6 +366,7 @@ def stack(
                 ],
                 log_path=workdir / "shop.log",
                 env=env,
+                group=group,
             )
             stops.append(functools.partial(runtime.stop, shop_child))
             watched["shop"] = shop_child
@@ -355,9 +379,10 @@ def stack(
             settings.redis,
             f"http://127.0.0.1:{port}/metrics",
             time.time(),
+            group.pgid,
         )
         console.print(f"[bold]kafka[/]    {info.kafka}")
-        console.print(f"[bold]redis[/]    {info.redis}")
+        console.print(f"[bold]redis[/]    {redacted(info.redis)}", highlight=False)
         console.print(f"[bold]metrics[/]  {info.metrics_url}")
         console.print(
             f"[bold]collector[/] http://127.0.0.1:{collector_port} (kpistream.js, "
@@ -376,8 +401,13 @@ def stack(
         with runtime.published(info):
             yield running
     finally:
+        # Stopping is not interrupted by a second Ctrl-C: children left half-stopped are
+        # what outlived stacks before.
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(signum, signal.SIG_IGN)
         for stop_child in reversed(stops):
             stop_child()
+        group.kill()
 
 
 def cmd_up(args: argparse.Namespace) -> int:
@@ -387,6 +417,39 @@ def cmd_up(args: argparse.Namespace) -> int:
         while deadline is None or time.monotonic() < deadline:
             running.check()
             time.sleep(0.2)
+    return 0
+
+
+#: `down` waits this long for a stack to stop by itself: `up` stops each child within 10 s
+#: (the worker within 8), one after the other.
+DOWN_TIMEOUT_S = 60.0
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    """Stop the newest running stack (or all with ``--all``) as Ctrl-C would, and wait until
+    it is gone; what is still there at the deadline is killed."""
+    stacks = sorted(runtime.running_stacks(), key=lambda s: s.started)
+    if not stacks:
+        console.print(f"kpistream: no running stack under {runtime.state_dir()}", markup=False)
+        return 0
+    for info in stacks if args.all else stacks[-1:]:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(info.pid, signal.SIGTERM)
+        deadline = time.monotonic() + args.timeout
+        while runtime.alive(info.pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        how = "stopped"
+        if runtime.alive(info.pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(info.pid, signal.SIGKILL)
+            how = f"killed after {args.timeout:g} s"
+        runtime.ProcessGroup.of(info.pgid).kill()  # anything its children left behind
+        console.print(
+            f"kpistream: {how} the stack of pid {info.pid} "
+            f"(Kafka {info.kafka}, Redis {redacted(info.redis)})",
+            markup=False,
+            highlight=False,
+        )
     return 0
 
 
@@ -460,6 +523,19 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--duration", type=float, help="stop after this many seconds")
     p.add_argument("--rate", type=float, default=20.0, help="new sessions per second")
     p.add_argument("--window", help="window the live table shows (default: the shortest)")
+    p = sub.add_parser(
+        "down",
+        help="stop a running `up`/`demo` stack (the newest; --all for every one)",
+        description="stop a running `up`/`demo` stack, as Ctrl-C in its terminal would",
+    )
+    p.add_argument("--all", action="store_true", help="every running stack (default: newest)")
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=DOWN_TIMEOUT_S,
+        help="seconds to wait before killing what is left (default: %(default)s)",
+    )
+    p.set_defaults(func=cmd_down)
     p = command("worker", cmd_worker, "run a stream worker (faust app)")
     p.add_argument("--loglevel", default="info")
     p = command("exporter", cmd_exporter, "serve the KPIs from Redis on /metrics")
@@ -489,6 +565,8 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    if args.command in ("up", "demo"):  # the terminal closing: stop the stack as on SIGTERM
+        signal.signal(signal.SIGHUP, lambda *_: sys.exit(0))
     try:
         code: int = args.func(args)
         return code

@@ -64,10 +64,40 @@ def free_cluster_port() -> int:
     raise UserError("no free port pair for a Redis Cluster node between 20000 and 55000")
 
 
-def _die_with_parent(death_signal: int) -> Callable[[], None]:
+class ProcessGroup:
+    """One process group for the children of a stack, apart from the terminal's: Ctrl-C and
+    a closing terminal signal ``kpistream up`` alone, which stops its children in order
+    (collector and exporter, then the worker while broker and Redis still serve its last
+    commit, then Redis and the broker); :meth:`kill` ends whatever is left of the group."""
+
+    def __init__(self) -> None:
+        self.pgid = 0  # 0 until the first child leads the group
+
+    def joined(self, pid: int) -> None:
+        """A child was started in the group (its own setpgid may race this one)."""
+        if not self.pgid:
+            self.pgid = pid
+        with contextlib.suppress(OSError):  # it ran its setpgid first, or already exited
+            os.setpgid(pid, self.pgid)
+
+    @classmethod
+    def of(cls, pgid: int) -> ProcessGroup:
+        group = cls()
+        group.pgid = pgid
+        return group
+
+    def kill(self) -> None:
+        if self.pgid:
+            with contextlib.suppress(OSError):  # nobody left: the usual case
+                os.killpg(self.pgid, signal.SIGKILL)
+
+
+def _die_with_parent(death_signal: int, pgid: int | None) -> Callable[[], None]:
     parent = os.getpid()
 
     def arm() -> None:  # runs in the child between fork and exec
+        if pgid is not None:
+            os.setpgid(0, pgid)
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
         PR_SET_PDEATHSIG = 1
         libc.prctl(PR_SET_PDEATHSIG, death_signal)
@@ -83,15 +113,18 @@ def spawn(
     log_path: Path | None = None,
     env: dict[str, str] | None = None,
     death_signal: int = signal.SIGTERM,
+    group: ProcessGroup | None = None,
 ) -> subprocess.Popen[bytes]:
-    """Start a child that receives ``death_signal`` when this process dies.
+    """Start a child that receives ``death_signal`` when this process dies (and joins
+    ``group``, when given).
 
     SIGTERM lets a child that keeps state (redis-server's AOF, a worker's commit) end
     cleanly; a child with nothing to lose takes SIGKILL and is gone at once.
     """
     out = open(log_path, "ab") if log_path else subprocess.DEVNULL
-    preexec = _die_with_parent(death_signal) if sys.platform.startswith("linux") else None
-    return subprocess.Popen(
+    pgid = None if group is None else group.pgid
+    preexec = _die_with_parent(death_signal, pgid) if sys.platform.startswith("linux") else None
+    child = subprocess.Popen(
         list(args),
         stdout=out,
         stderr=subprocess.STDOUT,
@@ -99,6 +132,9 @@ def spawn(
         preexec_fn=preexec,
         env=env,
     )
+    if group is not None:
+        group.joined(child.pid)
+    return child
 
 
 def stop(
@@ -183,7 +219,9 @@ class EmbeddedServer:
         stop(self.process, graceful=self.graceful)
 
 
-def start_broker(workdir: Path, port: int | None = None) -> EmbeddedServer:
+def start_broker(
+    workdir: Path, port: int | None = None, *, group: ProcessGroup | None = None
+) -> EmbeddedServer:
     port = port or free_port()
     url = f"tcp://127.0.0.1:{port}"
     log_path = workdir / "broker.log"
@@ -193,6 +231,7 @@ def start_broker(workdir: Path, port: int | None = None) -> EmbeddedServer:
         [broker_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url],
         log_path=log_path,
         death_signal=signal.SIGKILL,
+        group=group,
     )
     wait_port(port, process, "Kafka broker (Tansu)", log_path)
     return EmbeddedServer(process, f"127.0.0.1:{port}", log_path, graceful=False)
@@ -207,6 +246,7 @@ def start_redis(
     binary: str | None = None,
     extra: Sequence[str] = (),
     cluster_node_timeout_ms: int | None = None,
+    group: ProcessGroup | None = None,
 ) -> EmbeddedServer:
     """A real redis-server on loopback that wants a password: a random one unless given
     (give the same to restart it with its clients' URL). The password goes in a config file
@@ -244,7 +284,7 @@ def start_redis(
         "no",
         *extra,
     ]
-    process = spawn(args, log_path=log_path)
+    process = spawn(args, log_path=log_path, group=group)
     tls = "--tls-port" in extra  # a test's TLS-only server: extra names its port
     listen = int(extra[list(extra).index("--tls-port") + 1]) if tls else port
     wait_port(listen, process, "redis-server", log_path)
@@ -428,9 +468,10 @@ async def ensure_topics(settings: Settings, *, timeout_s: float = 10.0) -> None:
 class StackInfo:
     pid: int
     kafka: str
-    redis: str
+    redis: str  # with its password: the file is its owner's alone
     metrics_url: str
     started: float
+    pgid: int = 0  # the children's process group
 
 
 def state_dir() -> Path:
@@ -439,13 +480,17 @@ def state_dir() -> Path:
     return (root if os.environ.get("KPISTREAM_STATE_DIR") else root / "kpistream") / "stacks"
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
+    """The process exists and has not exited (a zombie waiting for its parent has)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
+    with contextlib.suppress(OSError):
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return stat.rsplit(")", 1)[1].split()[0] != "Z"
     return True
 
 
@@ -454,6 +499,7 @@ def published(info: StackInfo) -> Iterator[Path]:
     directory = state_dir()
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"{info.pid}.json"
+    path.touch(mode=0o600)
     path.write_text(json.dumps(asdict(info)))
     try:
         yield path
@@ -463,6 +509,11 @@ def published(info: StackInfo) -> Iterator[Path]:
 
 def running_stack() -> StackInfo | None:
     """The newest live stack started by `kpistream up`/`demo`, if any."""
+    return max(running_stacks(), key=lambda s: s.started, default=None)
+
+
+def running_stacks() -> list[StackInfo]:
+    """Every live stack started by `kpistream up`/`demo` under the state directory."""
     directory = state_dir()
     stacks: list[StackInfo] = []
     for path in directory.glob("*.json") if directory.is_dir() else []:
@@ -470,11 +521,11 @@ def running_stack() -> StackInfo | None:
             info = StackInfo(**json.loads(path.read_text()))
         except (OSError, ValueError, TypeError):
             continue
-        if _alive(info.pid):
+        if alive(info.pid):
             stacks.append(info)
         else:
             path.unlink(missing_ok=True)
-    return max(stacks, key=lambda s: s.started, default=None)
+    return stacks
 
 
 def workdir() -> Path:

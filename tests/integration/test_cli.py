@@ -108,8 +108,8 @@ def test_up_then_produce_serves_exact_kpis_and_children_die_with_it(tmp_path: Pa
         kafka = re.search(r"kafka\s+(\S+)", header)
         metrics = re.search(r"metrics\s+(\S+)", header)
         assert kafka and metrics, header
-        # The embedded Redis wants a password; the printed URL carries it.
-        assert re.search(r"redis\s+redis://:[\w-]{20,}@127\.0\.0\.1:\d+/0", header), header
+        # The embedded Redis wants a password; the printed URL hides it.
+        assert re.search(r"redis\s+redis://:\*\*\*@127\.0\.0\.1:\d+/0", header), header
         # A second stack never collides with the first one's ports.
         second = subprocess.Popen(
             [*KPISTREAM, "up", "--duration", "60"],
