@@ -97,9 +97,24 @@ def quotient_values(
             yield labels, q.value(numerator[labels], den)
 
 
+def reads(kpi: K.Count | K.Quotient, window: str, long_windows: frozenset[str]) -> bool:
+    """Whether a window holds what the KPI counts: a long window (day buckets) holds only the
+    long-window counts, a rolling window only the others. A window that holds none of them
+    would read 0 (social engagement over 30 days read 0.0 with likes in every minute)."""
+    counts = (
+        [kpi]
+        if isinstance(kpi, K.Count)
+        else [
+            c for c in (*kpi.numerator, *kpi.subtract, *kpi.denominator) if isinstance(c, K.Count)
+        ]
+    )
+    return all(c.long_window == (window in long_windows) for c in counts)
+
+
 def kpi_families(snapshot: StoreSnapshot) -> Iterator[Metric]:
     windows = {window: group(counter) for window, counter in snapshot.windows.items()}
     gauges = group(snapshot.gauges)
+    long = snapshot.long_windows
     for count in K.COUNTS:
         if not count.window:
             continue
@@ -107,12 +122,16 @@ def kpi_families(snapshot: StoreSnapshot) -> Iterator[Metric]:
             count.metric, f"{count.help}, in the window", labels=[*count.labels, "window"]
         )
         for window, grouped in windows.items():
+            if not reads(count, window, long):
+                continue
             for labels, n in sorted(grouped.get(count, {}).items()):
                 family.add_metric([*labels, window], n * count.scale)
         yield family
     for q in K.QUOTIENTS:
         family = GaugeMetricFamily(q.metric, q.help, labels=[*q.labels, "window"])
         for window, grouped in windows.items():
+            if not reads(q, window, long):
+                continue
             for labels, value in quotient_values(q, grouped, gauges):
                 family.add_metric([*labels, window], value)
         yield family

@@ -124,6 +124,8 @@ class StoreSnapshot:
     labels: dict[str, LabelUse] = field(default_factory=dict)
     #: the service's own counters (:mod:`kpistream.contract.health`)
     health: Counter[str] = field(default_factory=Counter)
+    #: which of ``windows`` are long windows (day buckets: only long-window counts)
+    long_windows: frozenset[str] = frozenset()
 
 
 class WindowStore:
@@ -447,6 +449,7 @@ class WindowReader:
                 partition_status=status,
                 labels=labels,
                 health=health,
+                long_windows=frozenset(long_windows or ()),
             )
 
         long_windows = long_windows or {}

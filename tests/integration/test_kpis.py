@@ -40,6 +40,10 @@ async def test_every_web_kpi_is_exact_and_carts_are_decided_without_later_events
     got = K.samples(text)
     assert got[("kpistream_events_processed_total", ())] == len(KE.EVENTS)
     K.assert_matches(got, KE.EXPECTED)
+    # Every (KPI, window) pair exported has a hand-computed value: no window reads nothing.
+    exported = {(name, dict(labels)["window"]) for name, labels in got if "window" in dict(labels)}
+    covered = {(name, dict(labels).get("window")) for name, labels in KE.EXPECTED}
+    assert exported <= covered, sorted(exported - covered)
     promtool = require_binary("promtool", "prometheus")
     check = await asyncio.to_thread(
         subprocess.run, [promtool, "check", "metrics"], input=text.encode(), capture_output=True
@@ -100,6 +104,26 @@ async def test_social_engagement_followers_and_post_impressions(  # type: ignore
     assert got[("kpi_likes", (*beta, ("window", "24h")))] == 2
     assert ("kpi_followers", beta) not in got
     assert ("kpi_social_engagement_rate", (*beta, ("window", "24h"))) not in got
+    # Every (KPI, window) pair exported, against its hand-computed value: the events span
+    # 98 s, so every rolling window ending at the watermark holds all of them, and no KPI of
+    # theirs is exported over the long window, which holds none of them (it read 0.0).
+    by_window = {
+        (name, labels): value
+        for (name, labels), value in got.items()
+        if name.startswith("kpi_") and "window" in dict(labels)
+    }
+    expected = {}
+    for window in settings.window_minutes():
+        for account, values in (
+            (acme, {"likes": 4, "comments": 2, "shares": 1, "post_impressions": 150}),
+            (beta, {"likes": 2}),
+        ):
+            for stem, value in values.items():
+                expected[(f"kpi_{stem}", (*account, ("window", window)))] = value
+        expected[("kpi_social_engagement_rate", (*acme, ("window", window)))] = 7 / 111
+    assert by_window.keys() == expected.keys()
+    for key, value in expected.items():
+        assert by_window[key] == pytest.approx(value, abs=1e-12), key
 
 
 async def test_100k_distinct_campaigns_stay_within_the_label_budget(  # type: ignore[no-untyped-def]

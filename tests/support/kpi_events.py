@@ -108,6 +108,31 @@ _expect("kpi_net_promoter_score", 0.0, site="feedback", **W)
 _expect("kpi_net_promoter_score", -100 / 3, site="feedback2", **W)
 _expect("kpi_csat", 2 / 3, site="feedback", **W)
 _expect("kpi_customer_effort_score", 4.0, site="feedback", **W)
+# One hand-computed value of every other (KPI, window) pair the exporter serves.
+_expect("kpi_carts_abandoned", 1, **SHOP, **W)  # B
+_expect("kpi_carts_completed", 2, **SHOP, **W)  # A, C
+_expect("kpi_checkouts_started", 2, **SHOP, **W)  # A, B
+_expect("kpi_checkouts_completed", 1, **SHOP, **W)  # A
+_expect("kpi_checkouts_abandoned", 1, **SHOP, **W)  # B
+_expect("kpi_checkout_to_purchase_rate", 1 / 2, **SHOP, **W)
+_expect("kpi_impressions", 1, item_kind="banner", campaign="none", **SHOP, **W)  # D
+_expect("kpi_click_through_rate", 0.0, item_kind="banner", campaign="none", **SHOP, **W)
+_expect("kpi_conversions", 2, goal="purchase", **SHOP, **W)  # A, C
+_expect("kpi_conversions", 1, goal="lead", **SHOP, **W)  # E
+_expect("kpi_ended_sessions", 6, **SHOP, **W)
+_expect("kpi_engaged_sessions", 5, **SHOP, **W)
+_expect("kpi_landing_sessions", 4, landing_page="/", **SHOP, **W)  # A C D F
+_expect("kpi_landing_conversions", 2, landing_page="/", goal="purchase", **SHOP, **W)
+_expect("kpi_channel_sessions", 5, channel="direct", **SHOP, **W)  # B C D E F
+_expect("kpi_channel_conversions", 1, channel="google/cpc", goal="purchase", **SHOP, **W)
+_expect("kpi_nps_answers", 5, site="feedback", **W)
+_expect("kpi_csat_answers", 3, site="feedback", **W)
+_expect("kpi_ces_answers", 3, site="feedback", **W)
+# The shorter windows end at the idle watermark (the wall clock), over an hour after the
+# last event: they hold none.
+for _window in ("5m", "1h"):
+    _expect("kpi_unique_visitors", 0, **SHOP, window=_window)
+    _expect("kpi_visitors", 0, kind="new", **SHOP, window=_window)
 _expect("kpi_sessions_total", 6, **SHOP)
 _expect("kpi_non_bounced_sessions_total", 4, **SHOP)
 _expect("kpi_engaged_sessions_total", 5, **SHOP)
@@ -170,5 +195,6 @@ _expect("kpi_new_visitors_total", 6, **SHOP)
 _expect("kpi_lead_to_customer_rate", 1 / 3, site="crm", window="30d")
 _expect("kpi_lead_to_customer_rate", 0.0, site="shop", window="30d")
 _expect("kpi_leads", 3, site="crm", window="30d")
+_expect("kpi_lead_customers", 1, site="crm", window="30d")  # g
 _expect("kpi_leads_total", 3, site="crm")
 _expect("kpi_lead_customers_total", 1, site="crm")
