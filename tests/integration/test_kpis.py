@@ -112,7 +112,7 @@ async def test_social_engagement_followers_and_post_impressions(  # type: ignore
         for (name, labels), value in got.items()
         if name.startswith("kpi_") and "window" in dict(labels)
     }
-    expected = {}
+    expected: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
     for window in settings.window_minutes():
         for account, values in (
             (acme, {"likes": 4, "comments": 2, "shares": 1, "post_impressions": 150}),
