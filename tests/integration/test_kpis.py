@@ -122,8 +122,8 @@ async def test_social_engagement_followers_and_post_impressions(  # type: ignore
                 expected[(f"kpi_{stem}", (*account, ("window", window)))] = value
         expected[("kpi_social_engagement_rate", (*acme, ("window", window)))] = 7 / 111
     assert by_window.keys() == expected.keys()
-    for key, value in expected.items():
-        assert by_window[key] == pytest.approx(value, abs=1e-12), key
+    for key, want in expected.items():
+        assert by_window[key] == pytest.approx(want, abs=1e-12), key
 
 
 async def test_100k_distinct_campaigns_stay_within_the_label_budget(  # type: ignore[no-untyped-def]
