@@ -48,7 +48,10 @@ class KpiCollector(Collector):
         self._lock = threading.Lock()
 
     def describe(self) -> Iterator[Metric]:
-        return iter(())
+        """Every family this collector serves, built from an empty snapshot: the names the
+        registry needs to answer ``/metrics?name[]=...``, without reading Redis."""
+        empty = StoreSnapshot(watermark_ms=0, totals=Counter(), windows={}, partitions=0)
+        return iter([_redis_up(True), *kpi_families(empty), *health_families(empty)])
 
     def snapshot(self) -> StoreSnapshot | None:
         with self._lock:
@@ -64,12 +67,16 @@ class KpiCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         snapshot = self.snapshot()
-        up = GaugeMetricFamily("kpistream_redis_up", "1 when the last KPI read from Redis worked")
-        up.add_metric([], 1.0 if snapshot is not None else 0.0)
-        yield up
+        yield _redis_up(snapshot is not None)
         if snapshot is not None:
             yield from kpi_families(snapshot)
             yield from health_families(snapshot)
+
+
+def _redis_up(up: bool) -> Metric:
+    family = GaugeMetricFamily("kpistream_redis_up", "1 when the last KPI read from Redis worked")
+    family.add_metric([], 1.0 if up else 0.0)
+    return family
 
 
 def _sum(counter: Grouped, parts: tuple[K.Count | K.Level, ...]) -> dict[tuple[str, ...], float]:

@@ -40,6 +40,12 @@ async def test_every_web_kpi_is_exact_and_carts_are_decided_without_later_events
     got = K.samples(text)
     assert got[("kpistream_events_processed_total", ())] == len(KE.EVENTS)
     K.assert_matches(got, KE.EXPECTED)
+    # Prometheus' own filter: only the families named, with the same samples.
+    wanted = {"kpi_bounce_rate", "kpi_sessions_total", "kpistream_events_processed_total"}
+    query = "&".join(f"name[]={name}" for name in sorted(wanted))
+    filtered = K.samples(await scrape_text(settings, query))
+    assert {name for name, _ in filtered} == wanted
+    assert filtered == {key: value for key, value in got.items() if key[0] in wanted}
     # Every (KPI, window) pair exported has a hand-computed value: no window reads nothing.
     exported = {(name, dict(labels)["window"]) for name, labels in got if "window" in dict(labels)}
     covered = {(name, dict(labels).get("window")) for name, labels in KE.EXPECTED}

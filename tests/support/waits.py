@@ -95,11 +95,13 @@ async def scrape_samples(settings: Settings) -> Samples:
     return samples(text)
 
 
-async def scrape_text(settings: Settings) -> str:
+async def scrape_text(settings: Settings, query: str = "") -> str:
+    """Serve the real exporter on a free port and fetch /metrics once (``query``: its query
+    string, e.g. ``name[]=kpi_bounce_rate``)."""
     port = free_port()
     server = serve(settings, port=port)
     try:
-        return await asyncio.to_thread(get, f"http://127.0.0.1:{port}/metrics")
+        return await asyncio.to_thread(get, f"http://127.0.0.1:{port}/metrics?{query}")
     finally:
         server.shutdown()
 
