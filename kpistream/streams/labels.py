@@ -24,6 +24,10 @@ SYNC_S = 30.0
 #: Folded values remembered for the next retry, per budget: a flood of 100,000 campaign
 #: names must not become 100,000 strings in memory.
 MAX_PENDING = 1024
+#: Folded values this worker has already had counted as refused (the store's HyperLogLog
+#: counts each distinct value once, however often it is sent): remembered so that a value
+#: seen in every batch is not sent again each time; forgotten all at once when full.
+MAX_FOLDED_SEEN = 10 * MAX_PENDING
 
 
 #: The fold labels are reserved: a raw value spelled like one is shown with this suffix, so
@@ -65,10 +69,16 @@ class LabelBudget:
         self.synced_at_s = monotonic()
         self._monotonic = monotonic
         self._cache: dict[str, str] = {}
+        #: folded values already sent to the store (counted as refused there)
+        self._folded_seen: set[str] = set()
 
     def unknown(self, values: Iterable[str]) -> set[str]:
         """Sanitized values whose fate is not decided yet (need a Redis admission). Notes
-        the admitted values in use (to refresh) and the folded ones (to retry)."""
+        the admitted values in use (to refresh) and the folded ones (to retry). With the
+        budget full, values not seen folded before are still asked: the store admits them
+        if a slot has come free, and otherwise counts each distinct one as refused (only
+        the retries of :data:`MAX_PENDING` values waited for the sync, and the refusals
+        beyond went uncounted)."""
         if self.allowlist:
             return set()
         clean = {sanitize(v) for v in values}
@@ -80,7 +90,11 @@ class LabelBudget:
             if len(self.pending) >= MAX_PENDING:
                 break
             self.pending.add(value)
-        return set()
+        fresh = new - self._folded_seen
+        if len(self._folded_seen) + len(fresh) > MAX_FOLDED_SEEN:
+            self._folded_seen.clear()
+        self._folded_seen |= fresh
+        return fresh
 
     def due(self) -> bool:
         """Time to refresh and reload the budget (never for an allowlist)."""
@@ -94,17 +108,21 @@ class LabelBudget:
         """Record an admission's result; ``replace``: it is the whole admitted set (a sync),
         so values missing from it lost their slot."""
         members = set(admitted)
+        before = (len(self.admitted), self.full)
         if replace:
             self.retired |= self.admitted - members
+            changed = members != self.admitted
             self.admitted = members
             self.used.clear()
             self.pending.clear()
             self.synced_at_s = self._monotonic()
         else:
+            changed = not members <= self.admitted
             self.admitted |= members
         self.retired -= self.admitted
         self.full = full or len(self.admitted) >= self.max_values
-        self._cache.clear()
+        if changed or before != (len(self.admitted), self.full):
+            self._cache.clear()  # a refusal learned changes no label: the cache stays
 
     def label(self, value: str | None) -> str:
         if value is None:

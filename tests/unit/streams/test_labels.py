@@ -17,7 +17,12 @@ def test_budget_admits_learned_values_then_folds() -> None:
     budget.learn({"a", "b"}, full=True)
     assert budget.label("a") == "a"
     assert budget.label("c") == OTHER
-    assert budget.unknown(["d"]) == set()
+    # Full: a new value is still asked once (the store counts it refused, or admits it if
+    # a slot came free); asked again only after it was forgotten.
+    assert budget.unknown(["d"]) == {"d"}
+    budget.learn({"a", "b"}, full=True)
+    assert budget.label("d") == OTHER
+    assert budget.unknown(["d", "a"]) == set()
 
 
 def test_undecided_value_is_a_bug_not_a_silent_label() -> None:
