@@ -74,5 +74,5 @@ async def test_a_restarted_worker_resumes_sessions_from_redis(settings_factory, 
     totals = snapshot.totals
     assert snapshot.health[H.PROCESSED] == 2
     assert totals["s\x1fa"] == 1 and totals["s\x1fb"] == 1
-    # the impression-only session of "a" ended without a page view: never a bounce
-    assert totals["nb\x1fa"] == 1
+    # the impression-only session of "a" ended: a bounce (no page view, no interaction)
+    assert totals["end\x1fa"] == 1 and totals["nb\x1fa"] == 0
