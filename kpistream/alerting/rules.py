@@ -24,8 +24,8 @@ RECORDING_GROUP = "kpistream-kpis"
 ALERTING_GROUP = "kpistream-goals"
 PIPELINE_GROUP = "kpistream-pipeline"
 
-#: Alerts on the pipeline itself, whatever the goals: a partition that cannot be read, a Redis
-#: that lost its state, a label budget that folds new values.
+#: Alerts on the pipeline itself, whatever the goals: a partition that cannot be read, no
+#: worker consuming, a Redis that lost its state, a label budget that folds new values.
 PIPELINE_ALERTS: list[dict[str, Any]] = [
     {
         "alert": "KpistreamPartitionStalled",
@@ -38,6 +38,20 @@ PIPELINE_ALERTS: list[dict[str, Any]] = [
                 "A record batch of {{ $labels.topic }}:{{ $labels.partition }} cannot be read "
                 "(a codec this install lacks, or a corrupt batch); its events are not counted "
                 "and its lag grows. The worker log names the offset."
+            ),
+        },
+    },
+    {
+        "alert": "KpistreamNoWorkerConsuming",
+        "expr": "max(kpistream_worker_up) == 0",
+        "for": "1m",
+        "labels": {"severity": "critical", "owner": "pipeline"},
+        "annotations": {
+            "summary": "No kpistream worker is consuming",
+            "description": (
+                "No worker has reported a partition for over a minute: the KPIs stand still "
+                "while events wait (kpistream_consumer_lag_records, read from the broker, "
+                "shows how many). Start `kpistream worker`, or read its log for why it exits."
             ),
         },
     },

@@ -28,7 +28,8 @@ from kpistream.kpis import catalogue as K
 from kpistream.kpis import fields
 from kpistream.kpis.series import Grouped, group
 from kpistream.schemas.decoder import REASONS
-from kpistream.sinks.window_store import StoreSnapshot
+from kpistream.sinks.log_ends import Ends
+from kpistream.sinks.window_store import PartitionStatus, StoreSnapshot
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +41,11 @@ class KpiCollector(Collector):
         *,
         cache_s: float = 1.0,
         monotonic: Callable[[], float] = time.monotonic,
+        ends: Callable[[], Ends | None] | None = None,
     ) -> None:
         self._read = read
+        #: the broker's log ends (:class:`kpistream.sinks.log_ends.LogEnds`); None: not read
+        self._ends = ends
         self.cache_s = cache_s
         self._monotonic = monotonic
         self._cached: tuple[float, StoreSnapshot | None] | None = None
@@ -51,7 +55,10 @@ class KpiCollector(Collector):
         """Every family this collector serves, built from an empty snapshot: the names the
         registry needs to answer ``/metrics?name[]=...``, without reading Redis."""
         empty = StoreSnapshot(watermark_ms=0, totals=Counter(), windows={}, partitions=0)
-        return iter([_redis_up(True), *kpi_families(empty), *health_families(empty)])
+        described = [_redis_up(True), *kpi_families(empty), *health_families(empty, {})]
+        if self._ends is not None:
+            described.append(_kafka_up(True))
+        return iter(described)
 
     def snapshot(self) -> StoreSnapshot | None:
         with self._lock:
@@ -68,9 +75,21 @@ class KpiCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         snapshot = self.snapshot()
         yield _redis_up(snapshot is not None)
+        ends = None
+        if self._ends is not None:
+            ends = self._ends()
+            yield _kafka_up(ends is not None)
         if snapshot is not None:
             yield from kpi_families(snapshot)
-            yield from health_families(snapshot)
+            yield from health_families(snapshot, ends or {})
+
+
+def _kafka_up(up: bool) -> Metric:
+    family = GaugeMetricFamily(
+        "kpistream_kafka_up", "1 when the exporter read the log ends from the broker lately"
+    )
+    family.add_metric([], 1.0 if up else 0.0)
+    return family
 
 
 def _redis_up(up: bool) -> Metric:
@@ -185,7 +204,7 @@ def level_families(gauges: Grouped) -> Iterator[Metric]:
         yield family
 
 
-def health_families(snapshot: StoreSnapshot) -> Iterator[Metric]:
+def health_families(snapshot: StoreSnapshot, ends: Ends) -> Iterator[Metric]:
     health = snapshot.health
     processed = CounterMetricFamily(
         "kpistream_events_processed", "Valid events applied to the KPI state"
@@ -251,7 +270,7 @@ def health_families(snapshot: StoreSnapshot) -> Iterator[Metric]:
         family = CounterMetricFamily(name, text)
         family.add_metric([], value)
         yield family
-    yield from partition_families(snapshot, now_s=time.time())
+    yield from partition_families(snapshot, ends, now_s=time.time())
     yield from label_families(snapshot)
     partitions = GaugeMetricFamily("kpistream_partitions", "Kafka partitions with state in Redis")
     partitions.add_metric([], snapshot.partitions)
@@ -294,10 +313,55 @@ def label_families(snapshot: StoreSnapshot) -> Iterator[Metric]:
     yield refused
 
 
-def partition_families(snapshot: StoreSnapshot, *, now_s: float) -> Iterator[Metric]:
-    """Per-partition health, live: lag from the owner's view of the log end (rewritten
-    about every second, paused and stalled partitions included) and the stored offset."""
-    status = snapshot.partition_status
+#: A worker that has not written its live view for this long is not consuming: it writes
+#: about every second while it owns a partition, paused and stalled ones included.
+WORKER_SILENT_S = 15.0
+
+
+def with_ends(status: dict[str, PartitionStatus], ends: Ends) -> dict[str, PartitionStatus]:
+    """The partitions' status with the broker's log ends: every partition the broker has,
+    claimed by a worker or not (a partition nobody ever read lags by its whole log). The
+    larger of the broker's end and the owner's report counts (a broker's ListOffsets can
+    trail what a fetch saw)."""
+    merged = dict(status)
+    for (topic, partition), end in ends.items():
+        tag = f"{topic}:{partition}"
+        known = merged.get(tag)
+        if known is None:
+            merged[tag] = PartitionStatus(None, None, end, False)
+        else:
+            reported = known.end_offset or 0
+            merged[tag] = PartitionStatus(
+                known.offset,
+                known.watermark_ms,
+                max(end, reported),
+                known.stalled,
+                known.reported_ms,
+            )
+    return merged
+
+
+def partition_families(snapshot: StoreSnapshot, ends: Ends, *, now_s: float) -> Iterator[Metric]:
+    """Per-partition health, live: lag from the log end (the broker's, or else the owner's
+    last report) and the stored offset; whether any worker is consuming."""
+    status = with_ends(snapshot.partition_status, ends)
+    reports = [s.reported_ms for s in status.values() if s.reported_ms]
+    last = GaugeMetricFamily(
+        "kpistream_worker_report_age_seconds",
+        "Seconds since a worker last reported a partition it owns (workers report about "
+        "every second)",
+    )
+    up = GaugeMetricFamily(
+        "kpistream_worker_up",
+        f"1 while some worker reports its partitions (within {WORKER_SILENT_S:g} s), 0 when "
+        "none is consuming",
+    )
+    silent = None if not reports else max(0.0, now_s - max(reports) / 1000)
+    if silent is not None:
+        last.add_metric([], silent)
+    up.add_metric([], 1.0 if silent is not None and silent <= WORKER_SILENT_S else 0.0)
+    yield last
+    yield up
     lag = GaugeMetricFamily(
         "kpistream_consumer_lag_records",
         "Records not yet counted: log end offsets minus stored offsets, summed over partitions",

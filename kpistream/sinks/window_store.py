@@ -97,10 +97,12 @@ class PartitionStatus:
     watermark_ms: int | None
     end_offset: int | None
     stalled: bool
+    reported_ms: int | None = None  # when the owner last wrote its live view (wall clock)
 
     @property
     def lag(self) -> int:
-        """Records behind the log end: the owner's reported end minus the stored offset."""
+        """Records behind the log end (the broker's, read by the exporter, or else the
+        owner's last report) minus the stored offset."""
         if self.end_offset is None:
             return 0
         return max(0, self.end_offset - (self.offset or 0))
@@ -409,7 +411,7 @@ class WindowReader:
             pipe.hgetall(p.key("totals"))
             pipe.hmget(p.key("meta"), "watermark", "offset")
             pipe.hgetall(p.key("gauges"))
-            pipe.hmget(p.key("live"), "end", "stalled")
+            pipe.hmget(p.key("live"), "end", "stalled", "at_ms")
             pipe.hgetall(p.key("health"))
         # Two keys in two hash slots: one GET each (a cluster refuses such an MGET).
         pipe.get(f"{self.prefix}:fenced_writes")
@@ -425,12 +427,13 @@ class WindowReader:
             _add(gauges, replies[5 * i + 2])
             _add(health, replies[5 * i + 4])
             wm, offset = replies[5 * i + 1]
-            end, stalled = replies[5 * i + 3]
+            end, stalled, reported = replies[5 * i + 3]
             status[p.tag] = PartitionStatus(
                 offset=_int(offset),
                 watermark_ms=_int(wm),
                 end_offset=_int(end),
                 stalled=stalled is not None and int(stalled) == 1,
+                reported_ms=_int(reported),
             )
             if wm is not None and (watermark is None or int(wm) > watermark):
                 watermark = int(wm)

@@ -55,7 +55,12 @@ def test_rules_pass_promtool_check_and_their_unit_tests() -> None:
     )
     assert test.returncode == 0 and "SUCCESS" in test.stdout, test.stdout + test.stderr
     tested = set(re.findall(r"alertname: (\w+)", RULE_TESTS.read_text()))
-    assert tested == {"ShopCartAbandonment", "ShopPurchaseConversion", "KpistreamPartitionStalled"}
+    assert tested == {
+        "ShopCartAbandonment",
+        "ShopPurchaseConversion",
+        "KpistreamPartitionStalled",
+        "KpistreamNoWorkerConsuming",
+    }
 
 
 def test_recording_rules_are_named_by_level_and_never_average_ratios() -> None:

@@ -5,16 +5,15 @@ from __future__ import annotations
 import asyncio
 import json
 import subprocess
+from typing import Any
 
 from kpistream.contract import health as H
 from kpistream.produce import produce
-from kpistream.runtime import ensure_topics
+from kpistream.runtime import ensure_topics, free_port
+from kpistream.sinks.exporter import serve
 from tests.support import known_events as K
 from tests.support.stack import require_binary
-from tests.support.waits import (
-    scrape_text,
-    wait_for_events,
-)
+from tests.support.waits import get, scrape_text, wait_for_events, wait_until
 
 
 async def test_known_events_give_exact_kpis_on_metrics(settings_factory, workers) -> None:  # type: ignore[no-untyped-def]
@@ -76,3 +75,64 @@ async def test_a_restarted_worker_resumes_sessions_from_redis(settings_factory, 
     assert totals["s\x1fa"] == 1 and totals["s\x1fb"] == 1
     # the impression-only session of "a" ended: a bounce (no page view, no interaction)
     assert totals["end\x1fa"] == 1 and totals["nb\x1fa"] == 0
+
+
+async def test_lag_grows_on_metrics_while_no_worker_runs(settings_factory, workers) -> None:  # type: ignore[no-untyped-def]
+    """The lag is the broker's log end minus the stored offsets, read by the exporter: with
+    the worker stopped it grows by every event produced (it read 0 before: the worker wrote
+    it), and kpistream_worker_up falls to 0."""
+    settings = settings_factory(partitions=2)
+    await ensure_topics(settings)
+    port = free_port()
+    exporter = serve(settings, port=port)
+
+    def views(first: int, n: int) -> list[bytes]:
+        return [
+            json.dumps(
+                {
+                    "event_id": f"lag{i}",
+                    "type": "page_view",
+                    "ts": K.T + i,
+                    "site": "shop",
+                    "visitor_id": f"v{i % 17}",
+                    "path": "/",
+                }
+            ).encode()
+            for i in range(first, first + n)
+        ]
+
+    seen: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
+
+    def metrics(**want: float) -> Any:
+        async def check() -> bool:
+            nonlocal seen
+            seen = K.samples(await asyncio.to_thread(get, f"http://127.0.0.1:{port}/metrics"))
+            return all(seen.get((name, ())) == value for name, value in want.items())
+
+        return check
+
+    try:
+        worker = await workers(settings)
+        await produce(settings, views(0, 40))
+        await wait_for_events(settings, 40)
+        await wait_until(
+            "no lag while the worker runs",
+            metrics(kpistream_consumer_lag_records=0, kpistream_worker_up=1, kpistream_kafka_up=1),
+            timeout_s=30,
+            detail=lambda: str(seen.get(("kpistream_consumer_lag_records", ()))),
+        )
+        await worker.stop()
+        await produce(settings, views(40, 25))
+        await wait_until(
+            "the lag counts every event produced since, and no worker is up",
+            metrics(kpistream_consumer_lag_records=25, kpistream_worker_up=0),
+            timeout_s=60,
+            detail=lambda: str(
+                [
+                    seen.get((n, ()))
+                    for n in ("kpistream_consumer_lag_records", "kpistream_worker_up")
+                ]
+            ),
+        )
+    finally:
+        await asyncio.to_thread(exporter.shutdown)

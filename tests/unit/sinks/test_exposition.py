@@ -77,7 +77,10 @@ def pinned() -> StoreSnapshot:
 
 def exposition() -> str:
     registry = CollectorRegistry()
-    registry.register(KpiCollector(pinned, cache_s=0))
+    # The broker's ends: partition 0 is further than its owner reported (30), partition 1
+    # was never claimed by a worker.
+    ends = {("clickstream", 0): 32, ("clickstream", 1): 7}
+    registry.register(KpiCollector(pinned, cache_s=0, ends=lambda: ends))
     return generate_latest(registry).decode()
 
 
@@ -116,7 +119,9 @@ def test_the_pinned_values_are_the_hand_computed_ones() -> None:
     assert got["kpi_orders_total", (("currency", "EUR"), ("site", "shop.example"))] == 1.0
     assert got["kpi_engaged_sessions_total", (("site", "shop.example"),)] == 0.0
     assert not any(name.startswith("kpi_bounced_sessions") for name, _ in got)
-    assert got["kpistream_consumer_lag_records", ()] == 5.0
+    assert got["kpistream_consumer_lag_records", ()] == 14.0  # (32 - 25) + (7 - 0)
+    assert got["kpistream_kafka_up", ()] == 1.0
+    assert got["kpistream_worker_up", ()] == 0.0  # no worker ever reported
     assert got["kpistream_events_rejected_total", (("reason", "malformed_json"),)] == 1.0
 
 
