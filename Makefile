@@ -11,7 +11,16 @@ STAMP := $(VENV)/.installed
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml
+# Python 3.11+ with its venv module (Debian splits it out as python3-venv): one line if not.
+PREREQS := $(VENV)/.prereqs
+
+$(PREREQS):
+	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "make: $(PYTHON) not found: install Python 3.11+ (Debian: sudo apt-get install python3 python3-venv)"; exit 1; }
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "make: $$($(PYTHON) --version 2>&1) is too old: kpistream needs Python 3.11+ (or run make PYTHON=python3.11)"; exit 1; }
+	@$(PYTHON) -c 'import venv, ensurepip' 2>/dev/null || { echo "make: the Python venv module is missing: sudo apt-get install python3-venv (Debian, Ubuntu)"; exit 1; }
+	@mkdir -p $(VENV) && touch $@
+
+$(STAMP): pyproject.toml | $(PREREQS)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
@@ -37,8 +46,9 @@ lint: venv
 typecheck: venv
 	$(BIN)/mypy
 
+# -rs: the skipped tests and why (a system binary missing; see the README's quick start).
 test: lint typecheck shop-deps
-	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -rs $(PYTEST_ARGS)
 
 unit: venv
 	$(BIN)/python -m pytest -q tests/unit

@@ -101,6 +101,8 @@ def _wait_for_servers(settings: Settings) -> None:
 
 def cmd_exporter(args: argparse.Namespace) -> int:
     settings = _settings(args)
+    port = args.port or settings.metrics_port
+    runtime.check_port(args.host, port, "the exporter", "KPISTREAM_METRICS_PORT / --port")
     runtime.check_redis(settings.redis)
     from kpistream.sinks.exporter import run_forever
 
@@ -133,7 +135,9 @@ def _about_to_change(what: str, settings: Settings, *, kafka: bool, redis: bool)
         where.append(f"Kafka {settings.kafka}")
     if redis:
         where.append(f"Redis {redacted(settings.redis)} (prefix {settings.redis_prefix})")
-    console.print(f"kpistream: {what}: {' and '.join(where)}", markup=False, highlight=False)
+    console.print(
+        f"kpistream: {what}: {' and '.join(where)}", markup=False, highlight=False, soft_wrap=True
+    )
 
 
 def cmd_produce(args: argparse.Namespace) -> int:
@@ -141,13 +145,21 @@ def cmd_produce(args: argparse.Namespace) -> int:
     path = Path(args.file)
     if not path.is_file():
         raise runtime.UserError(f"no such file: {path}")
-    from kpistream.produce import file_lines, produce
+    from kpistream.produce import Tally, file_lines, produce
 
     _about_to_change("produce", settings, kafka=True, redis=False)
     asyncio.run(runtime.ensure_topics(settings))
-    counts = asyncio.run(produce(settings, file_lines(path)))
+    tally = Tally(settings)
+    counts = asyncio.run(produce(settings, file_lines(path), tally=tally))
     for topic, n in sorted(counts.items()):
-        console.print(f"sent {n} events to {topic} on {settings.kafka}")
+        console.print(f"sent {n} events to {topic} on {settings.kafka}", highlight=False)
+    console.print(
+        f"kpistream: produce: {tally.summary()}", markup=False, highlight=False, soft_wrap=True
+    )
+    if not tally.valid:
+        raise runtime.UserError(
+            f"no valid event in {path}: see docs/events.md for the event contract"
+        )
     return 0
 
 
@@ -208,6 +220,9 @@ def cmd_collector(args: argparse.Namespace) -> int:
     settings = _settings(args)
     if args.port:
         settings = msgspec.structs.replace(settings, collector_port=args.port)
+    runtime.check_port(
+        args.host, settings.collector_port, "the collector", "KPISTREAM_COLLECTOR_PORT / --port"
+    )
     _wait_for_servers(settings)
     import uvicorn
 
@@ -227,6 +242,7 @@ def cmd_collector(args: argparse.Namespace) -> int:
 
 
 def cmd_shop(args: argparse.Namespace) -> int:
+    runtime.check_port(args.host, args.port, "the demo shop", "--port")
     import uvicorn
 
     from kpistream.collector.shop import create_shop
@@ -306,6 +322,8 @@ def stack(
     settings = msgspec.structs.replace(
         _settings(args), **{k: type(getattr(_settings(args), k))(v) for k, v in defaults.items()}
     )
+    if args.metrics_port:  # before anything starts
+        runtime.check_port("127.0.0.1", args.metrics_port, "the exporter", "--metrics-port")
     workdir = runtime.workdir()
     stops: list[Callable[[], None]] = []  # run in reverse on the way out
     group = runtime.ProcessGroup()
@@ -496,31 +514,73 @@ def cmd_demo(args: argparse.Namespace) -> int:
 # -- entry point ----------------------------------------------------------------------------
 
 
+class HelpWithDefaults(argparse.RawDescriptionHelpFormatter):
+    """Every option's help ends with its default, unless the text already says it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        shown = action.option_strings or action.nargs in (argparse.OPTIONAL, "*")
+        if (
+            shown
+            and "default" not in text
+            and action.default not in (None, argparse.SUPPRESS)
+            and not action.required
+        ):
+            text += " (default: %(default)s)"
+        return text
+
+
+def _with_defaults(parser: argparse.ArgumentParser) -> None:
+    parser.formatter_class = HelpWithDefaults
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in action.choices.values():
+                _with_defaults(child)
+
+
+def _setting_default(name: str) -> str:
+    value = Settings.__struct_defaults__[Settings.__struct_fields__.index(name)]
+    return str(value) if value != "" else "empty"
+
+
 def parser() -> argparse.ArgumentParser:
     epilog = "settings (environment):\n" + "\n".join(
-        f"  {env_name(name):32} {text}" for name, text in HELP.items()
+        f"  {env_name(name):32} {text} (default: {_setting_default(name)})"
+        for name, text in HELP.items()
     )
     root = argparse.ArgumentParser(
         prog="kpistream",
         description="Real-time marketing KPIs: Kafka -> Redis -> Prometheus",
         epilog=epilog,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    root.add_argument("--version", action="version", version=f"kpistream {_version()}")
     sub = root.add_subparsers(dest="command", required=True)
 
     def command(name: str, func: Any, text: str) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=text, description=text)
-        p.add_argument("--kafka", help="Kafka bootstrap servers (env KPISTREAM_KAFKA)")
-        p.add_argument("--redis", help="Redis URL (env KPISTREAM_REDIS)")
+        p.add_argument(
+            "--kafka",
+            help="Kafka bootstrap servers (default: KPISTREAM_KAFKA, else "
+            f"{_setting_default('kafka')}; up/demo: an embedded broker)",
+        )
+        p.add_argument(
+            "--redis",
+            help="Redis URL (default: KPISTREAM_REDIS, else "
+            f"{_setting_default('redis')}; up/demo: an embedded redis-server)",
+        )
         p.set_defaults(func=func)
         return p
 
     p = command("up", cmd_up, "start broker, Redis (embedded unless configured), worker, exporter")
     p.add_argument("--metrics-port", type=int, help="exporter port (default: a free one)")
-    p.add_argument("--duration", type=float, help="stop after this many seconds")
+    p.add_argument(
+        "--duration", type=float, help="stop after this many seconds (default: at Ctrl-C)"
+    )
     p = command("demo", cmd_demo, "like `up`, plus simulated traffic and a live KPI table")
     p.add_argument("--metrics-port", type=int, help="exporter port (default: a free one)")
-    p.add_argument("--duration", type=float, help="stop after this many seconds")
+    p.add_argument(
+        "--duration", type=float, help="stop after this many seconds (default: at Ctrl-C)"
+    )
     p.add_argument("--rate", type=float, default=20.0, help="new sessions per second")
     p.add_argument("--window", help="window the live table shows (default: the shortest)")
     p = sub.add_parser(
@@ -537,29 +597,43 @@ def parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_down)
     p = command("worker", cmd_worker, "run a stream worker (faust app)")
-    p.add_argument("--loglevel", default="info")
+    p.add_argument("--loglevel", default="info", help="log level of the worker's log")
     p = command("exporter", cmd_exporter, "serve the KPIs from Redis on /metrics")
-    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on")
     p.add_argument("--port", type=int, help="port (env KPISTREAM_METRICS_PORT, default 9464)")
     p = command("produce", cmd_produce, "send events from a JSON-lines file to their topics")
     p.add_argument("file")
     p = command("collector", cmd_collector, "serve the HTTP collector (trackers -> Kafka)")
-    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on")
     p.add_argument("--port", type=int, help="port (env KPISTREAM_COLLECTOR_PORT, default 8787)")
     p = command("shop", cmd_shop, "serve the demo shop, instrumented (host picks the tracker)")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8788)
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    p.add_argument("--port", type=int, default=8788, help="port to listen on")
     p.add_argument("--collector", default="http://127.0.0.1:8787", help="the collector's URL")
     p = command("forget", cmd_forget, "erase a customer-zone visitor's state (idempotent)")
-    p.add_argument("--site", required=True)
+    p.add_argument("--site", required=True, help="the site the visitor belongs to")
     p.add_argument("--visitor", required=True, help="the id the site sent (or the stored c-...)")
     p.add_argument("--wait", type=float, default=60.0, help="seconds to wait for a worker")
     p = command("labels", cmd_labels, "show the label budgets, or reset one")
-    p.add_argument("action", nargs="?", choices=["show", "reset"], default="show")
-    p.add_argument("dimension", nargs="?", help="with reset: the dimension (site, campaign ...)")
+    p.add_argument(
+        "action", nargs="?", choices=["show", "reset"], default="show", help="what to do"
+    )
+    p.add_argument(
+        "dimension", nargs="?", help="with reset: the dimension (site, campaign ...; default: none)"
+    )
     p.add_argument("values", nargs="*", help="with reset: only these values (default: all)")
     deploy_cli.add_commands(sub)
+    _with_defaults(root)
     return root
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("kpistream")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -66,7 +66,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
     goals_sub = goals.add_subparsers(dest="goals_command", required=True)
     check = goals_sub.add_parser("check", help="say which goal is not SMART and why, one line each")
     check.add_argument("file")
-    check.add_argument("--today", help="check deadlines as of this date (YYYY-MM-DD)")
+    check.add_argument(
+        "--today", help="check deadlines as of this date (YYYY-MM-DD; default: today)"
+    )
     check.set_defaults(func=cmd_goals_check)
     rules = sub.add_parser(
         "rules",
@@ -74,7 +76,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
         description="Prometheus recording and alerting rules from a goals file",
     )
     rules.add_argument("file")
-    rules.add_argument("-o", "--output", help="write here instead of standard output")
+    rules.add_argument(
+        "-o", "--output", help="write here instead of standard output (default: standard output)"
+    )
     rules.set_defaults(func=cmd_rules)
     boards = sub.add_parser(
         "dashboards",

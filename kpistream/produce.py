@@ -10,6 +10,8 @@ reason: nothing is lost on the way in.
 from __future__ import annotations
 
 import json
+import time
+from collections import Counter
 from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
 from typing import Any
@@ -20,6 +22,7 @@ from aiokafka import AIOKafkaProducer
 from kpistream.config.connections import kafka_options
 from kpistream.config.settings import Settings
 from kpistream.contract.routing import owner, ownership_key
+from kpistream.schemas.decoder import Rejection
 from kpistream.schemas.events import SOCIAL_TYPES, type_name
 
 SOCIAL = frozenset(type_name(t) for t in SOCIAL_TYPES)
@@ -91,8 +94,44 @@ BATCH_BYTES = 512 * 1024
 IN_FLIGHT = 64
 
 
+class Tally:
+    """What a file held, by the workers' own decoders: valid events, and the rest by reason.
+    Every line is still sent (the workers dead-letter the invalid ones with their reason);
+    the tally is what ``kpistream produce`` tells its user."""
+
+    def __init__(self, settings: Settings) -> None:
+        from kpistream.streams.clickstream import ClickstreamLogic
+        from kpistream.streams.social import SocialLogic
+
+        self.decoders = {
+            settings.clickstream_topic: ClickstreamLogic(settings).decoder,
+            settings.social_topic: SocialLogic(settings).decoder,
+        }
+        self.now_ms = int(time.time() * 1000)
+        self.valid = 0
+        self.rejected: Counter[str] = Counter()
+
+    def see(self, line: bytes, topic: str) -> None:
+        verdict = self.decoders[topic].decode(line, now_ms=self.now_ms)
+        if isinstance(verdict, Rejection):
+            self.rejected[verdict.reason] += 1
+        else:
+            self.valid += 1
+
+    def summary(self) -> str:
+        invalid = sum(self.rejected.values())
+        reasons = ", ".join(f"{reason} {n}" for reason, n in sorted(self.rejected.items()))
+        line = f"{self.valid} valid, {invalid} invalid"
+        if invalid:
+            line += f" ({reasons}; the workers dead-letter them with their reason)"
+        return line
+
+
 async def produce(
-    settings: Settings, lines: Iterable[bytes] | AsyncIterator[bytes]
+    settings: Settings,
+    lines: Iterable[bytes] | AsyncIterator[bytes],
+    *,
+    tally: Tally | None = None,
 ) -> dict[str, int]:
     """Send every line; returns how many went to each topic. Lines of a file are appended to
     one record batch per partition (the client's C batch builder) and sent a batch at a
@@ -126,6 +165,8 @@ async def produce(
     async def send(line: bytes) -> None:
         topic, key, owned_by = route(line, settings)
         counts[topic] = counts.get(topic, 0) + 1
+        if tally is not None:
+            tally.see(line, topic)
         if topic not in partitions:
             partitions[topic] = len(await producer.partitions_for(topic))
         if owned_by is None:  # no owner: the worker dead-letters it, in any partition

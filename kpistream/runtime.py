@@ -48,6 +48,20 @@ def free_port() -> int:
         return port
 
 
+def check_port(host: str, port: int, what: str, setting: str) -> None:
+    """One actionable line, before a server starts, when its port is taken (it left a
+    traceback in its log before)."""
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the servers bind
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            raise UserError(
+                f"port {port} on {host} is in use ({exc.strerror}), wanted by {what}; "
+                f"stop what holds it or set {setting}"
+            ) from None
+
+
 def free_cluster_port() -> int:
     """A free port whose cluster bus port (10,000 higher) is free too: a cluster node needs
     both, and the bus port must exist (so the node's port is at most 55535)."""

@@ -7,6 +7,7 @@ settings table is generated from :data:`HELP`; a test keeps both in step.
 
 from __future__ import annotations
 
+import difflib
 import logging
 import os
 from collections.abc import Mapping
@@ -354,6 +355,23 @@ def _csv(text: str) -> list[str]:
 
 #: Environment variables renamed, by old name: still read (the new name wins), with a line.
 DEPRECATED_ENV: dict[str, str] = {"KPISTREAM_GOALS": "conversion_goals"}
+#: ``KPISTREAM_*`` variables read elsewhere than here: not settings, not misspelled.
+OTHER_ENV = frozenset({"KPISTREAM_STATE_DIR"})
+_warned: set[str] = set()
+
+
+def unknown_variables(env: Mapping[str, str]) -> list[str]:
+    """One line per ``KPISTREAM_*`` variable that no setting reads, naming the closest one
+    (a misspelled ``KPISTREAM_REDDIS`` was silently ignored)."""
+    known = {env_name(f) for f in Settings.__struct_fields__} | set(DEPRECATED_ENV) | OTHER_ENV
+    lines = []
+    for name in sorted(env):
+        if not name.startswith("KPISTREAM_") or name in known:
+            continue
+        close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+        hint = f"; did you mean {close[0]}?" if close else "; `kpistream --help` lists them"
+        lines.append(f"kpistream: warning: {name} is not a setting and is ignored{hint}")
+    return lines
 
 
 def load(
@@ -361,6 +379,10 @@ def load(
 ) -> Settings:
     """Settings from ``env`` (default: the process environment), then non-None ``overrides``."""
     env = os.environ if env is None else env
+    for line in unknown_variables(env):
+        if line not in _warned:  # once per process, however often settings are loaded
+            _warned.add(line)
+            log.warning(line)
     raw: dict[str, Any] = {}
     for name in Settings.__struct_fields__:
         value = env.get(env_name(name))
