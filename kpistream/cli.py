@@ -354,14 +354,14 @@ def stack(
         worker = runtime.spawn(
             [*base, "worker"], log_path=workdir / "worker.log", env=env, group=group
         )
-        stops.append(functools.partial(runtime.stop, worker))
+        stops.append(functools.partial(runtime.stop, worker, name="worker"))
         exporter = runtime.spawn(
             [*base, "exporter", "--port", str(port)],
             log_path=workdir / "exporter.log",
             env=env,
             group=group,
         )
-        stops.append(functools.partial(runtime.stop, exporter))
+        stops.append(functools.partial(runtime.stop, exporter, name="exporter"))
         collector_port = runtime.free_port()
         collector = runtime.spawn(
             [*base, "collector", "--port", str(collector_port)],
@@ -369,7 +369,7 @@ def stack(
             env=env,
             group=group,
         )
-        stops.append(functools.partial(runtime.stop, collector))
+        stops.append(functools.partial(runtime.stop, collector, name="collector"))
         watched = {"worker": worker, "exporter": exporter, "collector": collector}
         if shop:
             shop_port = runtime.free_port()
@@ -386,7 +386,7 @@ def stack(
                 env=env,
                 group=group,
             )
-            stops.append(functools.partial(runtime.stop, shop_child))
+            stops.append(functools.partial(runtime.stop, shop_child, name="shop"))
             watched["shop"] = shop_child
         # Print the URLs only once they answer.
         runtime.wait_port(port, exporter, "exporter", workdir / "exporter.log")

@@ -33,6 +33,8 @@ from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 from kpistream.config.connections import kafka_options, node_urls, redacted
 from kpistream.config.settings import Settings
 
+log = logging.getLogger(__name__)
+
 #: A fresh broker or redis-server listens within a second here; 20 s covers a loaded CI box.
 START_TIMEOUT_S = 20.0
 
@@ -152,8 +154,14 @@ def spawn(
 
 
 def stop(
-    process: subprocess.Popen[bytes], *, timeout_s: float = 10.0, graceful: bool = True
+    process: subprocess.Popen[bytes],
+    *,
+    timeout_s: float = 10.0,
+    graceful: bool = True,
+    name: str | None = None,
 ) -> None:
+    """SIGTERM, then SIGKILL after ``timeout_s``; with ``name``, a kill is said in a line
+    (a child that needs one did not keep its own shutdown deadline)."""
     if process.poll() is None:
         if not graceful:
             process.kill()
@@ -165,6 +173,10 @@ def stop(
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+            if name is not None:
+                log.warning(
+                    "kpistream: the %s did not stop within %g s of SIGTERM: killed", name, timeout_s
+                )
 
 
 def wait_port(port: int, process: subprocess.Popen[bytes], what: str, log_path: Path) -> None:
