@@ -10,12 +10,16 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Callable
-from typing import Literal
+from typing import Any, Literal
+
+import re2
 
 Kind = Literal["email", "ip", "phone"]
 
-#: Something shaped like an e-mail address, anywhere in a string.
-EMAIL = re.compile(r"[^@\s\"'<>(),;:/?&=#]+@[^@\s\"'<>(),;:/?&=#]+\.[A-Za-z]{2,}")
+#: Something shaped like an e-mail address, anywhere in a string. On RE2, in time linear in
+#: the text: Python's ``re`` took 7 s for 60 KB of letters ending in ``@`` (every start
+#: position scanned the run again), and dead letters and collector values are that long.
+EMAIL: Any = re2.compile(r"[^@\s\"'<>(),;:/?&=#]+@[^@\s\"'<>(),;:/?&=#]+\.[A-Za-z]{2,}")
 #: Characters an IP address is made of; only such strings are parsed as one.
 _IP_CHARS = re.compile(r"[0-9A-Fa-f:.]{2,45}")
 #: Candidates for an IP address inside text; each is checked by parsing it.
@@ -55,7 +59,7 @@ def replace(text: str, token: Callable[[Kind], str]) -> tuple[str, int]:
     ``token(kind)``, and how many were replaced."""
     count = 0
 
-    def email(_: re.Match[str]) -> str:
+    def email(_: Any) -> str:
         nonlocal count
         count += 1
         return token("email")
