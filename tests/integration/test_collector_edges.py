@@ -49,7 +49,7 @@ async def test_hostile_user_agents_and_heads_never_hold_the_collector(
         attacker = httpx.AsyncClient(base_url=url, timeout=120)
         visitor = httpx.AsyncClient(base_url=url, timeout=5)
         answered: list[tuple[int, int]] = []
-        refused: list[str] = []
+        too_long: list[str] = []
 
         async def attack() -> None:
             for i in range(30):
@@ -62,7 +62,7 @@ async def test_hostile_user_agents_and_heads_never_hold_the_collector(
                     "/v1/events", content=json.dumps(event), headers=headers(agent)
                 )
                 answered.append((response.status_code, response.json()["accepted"]))
-            for i in range(10):  # values regexes once backtracked on: refused, and quickly
+            for _ in range(10):  # values regexes once backtracked on: refused, and quickly
                 run = "".join(rng.choice("aeiu0123456789.") for _ in range(16))
                 event = {
                     "type": "page_view",
@@ -73,7 +73,7 @@ async def test_hostile_user_agents_and_heads_never_hold_the_collector(
                 response = await attacker.post(
                     "/v1/events", content=json.dumps(event), headers=headers()
                 )
-                refused.append(response.json()["rejected"][0]["reason"])
+                too_long.append(response.json()["rejected"][0]["reason"])
 
         async def visit() -> list[int]:
             statuses = []
@@ -96,7 +96,7 @@ async def test_hostile_user_agents_and_heads_never_hold_the_collector(
             await visitor.aclose()
     assert statuses == [200, 202] * 15
     assert answered == [(202, 1)] * 30  # long, but a browser's: counted under the cut agent
-    assert refused == ["invalid_value"] * 10  # a URL beyond 2,048 characters
+    assert too_long == ["invalid_value"] * 10  # a URL beyond 2,048 characters
     for refused in (big_header, long_line):
         assert refused.status_code == 431
         assert refused.json() == {"error": "headers_too_large", "limit_bytes": 16384}
