@@ -12,7 +12,6 @@ from __future__ import annotations
 import gzip
 import hashlib
 import logging
-import os
 import secrets
 import time
 from collections.abc import Callable
@@ -30,8 +29,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+from kpistream.collector import checks, scrub
 from kpistream.collector import protocols as P
-from kpistream.collector import scrub
 from kpistream.collector.guard import (
     Sites,
     TokenBuckets,
@@ -41,15 +40,7 @@ from kpistream.collector.guard import (
 )
 from kpistream.collector.http_server import bounded_http
 from kpistream.collector.metrics import CollectorMetrics
-from kpistream.collector.privacy import (
-    ClientAddress,
-    Salts,
-    audience_id,
-    consent_given,
-    customer_id,
-    customer_session_id,
-    refusal,
-)
+from kpistream.collector.privacy import ClientAddress, Salts, audience_id, consent_given, refusal
 from kpistream.collector.sender import Backlogged, Sender
 from kpistream.config.connections import async_redis_client
 from kpistream.config.settings import Settings
@@ -63,7 +54,6 @@ GIF = (
     b",\x00\x00\x00\x00\x01\x00\x01\x00\x00\x02\x02D\x01\x00;"
 )
 ALLOWED_HEADERS = "content-type, sp-anonymous, x-kpistream-consent, x-kpistream-key, authorization"
-NOT_FROM_TRACKERS = frozenset({"forget"})
 log = logging.getLogger("kpistream.collector")
 
 
@@ -151,126 +141,54 @@ class Collector:
         client = hashlib.blake2b(who.ip.encode(), key=self._client_key, digest_size=8).digest()
         return self.buckets.take(client)
 
-    def _site_verdict(self, site: str, who: Client) -> tuple[str | None, str, bool]:
-        """(rejection reason or None, its detail, trusted) of a site for this sender."""
-        trusted = self.sites.key_matches(site, who.key)
-        if who.key is not None and not trusted:
-            return "write_key_invalid", f"the write key is not {site!r}'s", False
-        if not trusted:
-            if who.origin is not None and not self.sites.origin_allowed(site, who.origin):
-                return (
-                    "origin_not_allowed",
-                    f"origin {who.origin!r} may not send events of {site!r}",
-                    False,
-                )
-            if who.origin is None and site in self.sites.write_keys:
-                return (
-                    "write_key_required",
-                    f"{site!r} takes server-side events with its write key only",
-                    False,
-                )
-        return None, "", trusted
-
     async def admit(
         self, protocol: str, candidates: list[P.Candidate], who: Client, outcome: Outcome
     ) -> list[tuple[str, str, bytes]]:
-        """The events of a request that may go to Kafka, as (site, visitor_id, value)."""
+        """The events of a request that may go to Kafka, as (site, visitor_id, value): each
+        candidate passes the checks of :mod:`kpistream.collector.checks` in order, then the
+        visitor's pace, the scrubbing of personal data and the workers' decoder."""
         out: list[tuple[str, str, bytes]] = []
         bot = bot_reason(who.user_agent, allow_headless=self.settings.collector_allow_headless)
         now_ms = int(time.time() * 1000)
-        earliest = now_ms - self.settings.allowed_lateness_s * 1000
-        latest = now_ms + self.settings.max_future_skew_s * 1000
+        window = {
+            "now_ms": now_ms,
+            "earliest_ms": now_ms - self.settings.allowed_lateness_s * 1000,
+            "latest_ms": now_ms + self.settings.max_future_skew_s * 1000,
+        }
         # Per request, each site is judged and hashed once: the sender is the same.
-        verdicts: dict[str, tuple[str | None, str, bool]] = {}
+        verdicts: dict[str, checks.SiteVerdict] = {}
         audience: dict[str, str] = {}
         for index, item in enumerate(candidates):
             if isinstance(item, P.Skip):
-                if item.kind == "dropped":
-                    outcome.drop(item.reason)
-                else:
-                    self._reject(protocol, outcome, index, item.reason, item.detail, item.field)
+                self._stop(protocol, outcome, index, item)
                 continue
             if bot is not None:
                 outcome.drop(bot)
                 continue
-            site = item.get("site")
-            if not isinstance(site, str) or not site:
-                self._reject(
-                    protocol, outcome, index, "missing_field", "`site` is required", "$.site"
-                )
+            site = checks.site_of(item)
+            if isinstance(site, P.Skip):
+                self._stop(protocol, outcome, index, site)
                 continue
             verdict = verdicts.get(site)
             if verdict is None:
-                verdict = verdicts[site] = self._site_verdict(site, who)
-            refused, detail, trusted = verdict
-            if refused is not None:
-                self._reject(protocol, outcome, index, refused, detail)
+                verdict = verdicts[site] = checks.site_verdict(self.sites, site, who)
+            refusal = verdict.refusal or checks.not_erasure(item)
+            customer = (
+                refusal
+                if refusal is not None
+                else checks.customer_identity(item, who, site, self.settings.id_secret)
+            )
+            if isinstance(customer, P.Skip):
+                self._stop(protocol, outcome, index, customer)
                 continue
-            if item.get("type") in NOT_FROM_TRACKERS:
-                self._reject(
-                    protocol,
-                    outcome,
-                    index,
-                    "unknown_type",
-                    "erasure is `kpistream forget`, not an event",
-                    "$.type",
-                )
-                continue
-            given = item.pop("visitor_id", None)
-            consent = consent_given(item.pop("consent", None)) or who.consent
-            session = item.pop("session_id", None)
-            if given is not None and not who.anonymous:
-                if not consent:
-                    self._reject(
-                        protocol,
-                        outcome,
-                        index,
-                        "consent_required",
-                        "a visitor_id is accepted only with consent (`consent: true` or "
-                        "the X-Kpistream-Consent header); leave it out to be counted "
-                        "cookieless",
-                        "$.visitor_id",
-                    )
-                    continue
-                if not self.settings.id_secret:
-                    self._reject(
-                        protocol,
-                        outcome,
-                        index,
-                        "customer_zone_off",
-                        "this deployment has no KPISTREAM_ID_SECRET: send no visitor_id",
-                        "$.visitor_id",
-                    )
-                    continue
-                if not isinstance(given, str | int) or isinstance(given, bool) or not str(given):
-                    self._reject(
-                        protocol,
-                        outcome,
-                        index,
-                        "wrong_type",
-                        "visitor_id must be a string",
-                        "$.visitor_id",
-                    )
-                    continue
-                secret = self.settings.id_secret
-                item["visitor_id"] = customer_id(secret, site, str(given))
-                if isinstance(session, str) and session:
-                    item["session_id"] = customer_session_id(secret, site, session)
-            else:
+            if not customer:
                 visitor = audience.get(site)
                 if visitor is None:
                     salt = await self.salts.current(now_ms / 1000)
                     visitor = audience[site] = audience_id(salt, site, who.ip, who.user_agent)
                 item["visitor_id"] = visitor
             scrub.event(item, site, self.query_params.get(site, ()))
-            event_id = item.get("event_id")
-            if not isinstance(event_id, str) or not event_id:
-                item["event_id"] = os.urandom(16).hex()
-            ts = item.get("ts")
-            if ts is None:
-                item["ts"] = now_ms
-            elif not trusted and isinstance(ts, int) and not earliest <= ts <= latest:
-                item["ts"] = now_ms  # a browser's clock is not to be believed beyond this
+            checks.stamp(item, trusted=verdict.trusted, **window)
             if self.pace.too_fast(item["visitor_id"], now_ms / 1000):
                 outcome.drop("bot_behaviour")
                 continue
@@ -284,6 +202,13 @@ class Collector:
         for reason, n in outcome.dropped.items():
             self.metrics.dropped_of(protocol, reason).inc(n)
         return out
+
+    def _stop(self, protocol: str, outcome: Outcome, index: int, skip: P.Skip) -> None:
+        """An event that stops at the door: dropped (counted) or rejected (with its reason)."""
+        if skip.kind == "dropped":
+            outcome.drop(skip.reason)
+        else:
+            self._reject(protocol, outcome, index, skip.reason, skip.detail, skip.field)
 
     def _reject(
         self,
