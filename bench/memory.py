@@ -30,7 +30,7 @@ from kpistream.contract import health as H
 from kpistream.kpis import catalogue as K
 from kpistream.kpis import fields
 from kpistream.produce import encode, produce
-from kpistream.sinks.window_store import WindowReader
+from kpistream.sinks.store_reader import WindowReader
 
 
 @dataclass

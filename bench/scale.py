@@ -24,7 +24,7 @@ from kpistream.config.connections import SyncRedis, redis_client
 from kpistream.config.settings import Settings, child_environment
 from kpistream.produce import encode, produce
 from kpistream.simulator import sessions
-from kpistream.sinks.window_store import WindowReader
+from kpistream.sinks.store_reader import WindowReader
 
 TICKS = os.sysconf("SC_CLK_TCK")
 

@@ -21,8 +21,8 @@ from aiokafka import AIOKafkaProducer
 from kpistream.collector.privacy import customer_id
 from kpistream.config.connections import async_redis_client, kafka_options
 from kpistream.config.settings import Settings
-from kpistream.contract.keys import PartitionKeys
 from kpistream.contract.routing import owner, ownership_key
+from kpistream.sinks.window_store import WindowStore
 from kpistream.streams.sessionizer import decode_key
 
 
@@ -67,25 +67,22 @@ async def forget(settings: Settings, site: str, visitor_id: str, *, wait_s: floa
         )
     finally:
         await producer.stop()
-    keys = PartitionKeys(settings.redis_prefix, settings.clickstream_topic, partition)
     client = async_redis_client(settings)
+    store = WindowStore.from_settings(client, settings)
+    keys = store.keys(settings.clickstream_topic, partition)
     try:
         deadline = time.monotonic() + wait_s
         applied = False
         while True:
-            stored = await client.hget(keys.key("meta"), "offset")
-            if stored is not None and int(stored) > meta.offset:
+            stored = await store.stored_offset(keys)
+            if stored is not None and stored > meta.offset:
                 applied = True
                 break
             if time.monotonic() >= deadline:
                 break
             await asyncio.sleep(0.2)
-        left = [
-            k
-            for k in await client.hkeys(keys.state)
-            if decode_key(k if isinstance(k, bytes) else k.encode())[:2] == (site, visitor_id)
-        ]
-        record = bool(await client.exists(keys.visitor((site, visitor_id))))
+        left = [k for k in await store.state_keys(keys) if decode_key(k)[:2] == (site, visitor_id)]
+        record = await store.has_visitor(keys, (site, visitor_id))
     finally:
         await client.aclose()
     return Erasure(partition, meta.offset, applied, len(left), record)

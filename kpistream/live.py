@@ -8,10 +8,10 @@ from rich.console import Group
 from rich.table import Table
 
 from kpistream.contract import health as H
+from kpistream.contract.read_model import StoreSnapshot
 from kpistream.kpis import catalogue as K
 from kpistream.kpis.series import parse
 from kpistream.sinks.kpi_collector import kpi_families
-from kpistream.sinks.window_store import StoreSnapshot
 
 Labels = frozenset[tuple[str, str]]
 

@@ -13,7 +13,7 @@ from kpistream.config.connections import redis_client
 from kpistream.config.settings import Settings
 from kpistream.kpis import catalogue as K
 from kpistream.kpis.series import by_labels
-from kpistream.sinks.window_store import WindowReader
+from kpistream.sinks.store_reader import WindowReader
 
 ROOT = Path(__file__).resolve().parents[2]
 PEERS_PYTHON = ROOT / ".venv-peers" / "bin" / "python"

@@ -17,7 +17,7 @@ def cmd_labels(args: argparse.Namespace) -> int:
     """Show each label budget, or reset one (all its values, or the values named)."""
     from kpistream.config.connections import redis_client
     from kpistream.contract.keys import label_keys
-    from kpistream.sinks.window_store import WindowReader
+    from kpistream.sinks.store_reader import WindowReader
     from kpistream.streams import labels
 
     settings = discovered(args)

@@ -219,7 +219,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from kpistream.demo import traffic
     from kpistream.live import kpi_table
     from kpistream.produce import produce
-    from kpistream.sinks.window_store import WindowReader
+    from kpistream.sinks.store_reader import WindowReader
 
     with stack(args, DEMO_DEFAULTS, shop=True) as running:
         from kpistream.config.connections import redis_client

@@ -12,7 +12,7 @@ from kpistream.config.connections import SyncRedis, redis_client
 from kpistream.config.settings import Settings
 from kpistream.sinks.kpi_collector import KpiCollector
 from kpistream.sinks.log_ends import LogEnds
-from kpistream.sinks.window_store import WindowReader
+from kpistream.sinks.store_reader import WindowReader
 
 log = logging.getLogger(__name__)
 

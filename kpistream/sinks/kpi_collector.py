@@ -24,12 +24,12 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from kpistream.contract import health as H
+from kpistream.contract.read_model import PartitionStatus, StoreSnapshot
 from kpistream.kpis import catalogue as K
 from kpistream.kpis import fields
 from kpistream.kpis.series import Grouped, group
 from kpistream.schemas.decoder import REASONS
 from kpistream.sinks.log_ends import Ends
-from kpistream.sinks.window_store import PartitionStatus, StoreSnapshot
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,6 @@
-"""The Redis window store: per-partition state, bucketed counters and the atomic commit.
+"""The Redis window store's writer: per-partition state, bucketed counters and the atomic
+commit (the reader: :mod:`kpistream.sinks.store_reader`; what it reads:
+:mod:`kpistream.contract.read_model`).
 
 Key layout (``P`` is the configured prefix, ``{t:n}`` the hash tag of topic ``t`` partition
 ``n``; every key one atomic step touches carries the same tag, so the code runs unchanged on a
@@ -45,14 +47,13 @@ from __future__ import annotations
 import asyncio
 from collections import Counter, defaultdict
 from collections.abc import Awaitable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
 import msgspec
 import redis.asyncio as aioredis
 
-from kpistream.config.connections import AsyncRedis, SyncRedis
+from kpistream.config.connections import AsyncRedis
 from kpistream.config.settings import Settings
 from kpistream.contract.delta import BatchDelta
 from kpistream.contract.keys import PartitionKeys, label_keys
@@ -68,9 +69,8 @@ from kpistream.contract.store import (
     StateLost,
 )
 from kpistream.contract.visitor import Visitor, VisitorKey, decode_visitor, encode_visitor
-from kpistream.kpis import catalogue as K
-from kpistream.kpis.series import label_values
-from kpistream.kpis.windows import HOUR_MINUTES, day_of, window_cover, window_minutes
+from kpistream.kpis.windows import HOUR_MINUTES
+from kpistream.sinks.redis_values import as_bytes, as_int, as_text
 
 
 def _script(name: str) -> str:
@@ -80,54 +80,6 @@ def _script(name: str) -> str:
 COMMIT_LUA = _script("commit.lua")
 CLAIM_LUA = _script("claim.lua")
 ADMIT_LUA = _script("admit.lua")
-
-
-@dataclass(frozen=True, slots=True)
-class LabelUse:
-    """One dimension's budget as the exporter and `kpistream labels` read it."""
-
-    budget: int
-    admitted: int
-    refused: int  # distinct values refused a label (HyperLogLog estimate)
-
-
-@dataclass(frozen=True, slots=True)
-class PartitionStatus:
-    offset: int | None
-    watermark_ms: int | None
-    end_offset: int | None
-    stalled: bool
-    reported_ms: int | None = None  # when the owner last wrote its live view (wall clock)
-
-    @property
-    def lag(self) -> int:
-        """Records behind the log end (the broker's, read by the exporter, or else the
-        owner's last report) minus the stored offset."""
-        if self.end_offset is None:
-            return 0
-        return max(0, self.end_offset - (self.offset or 0))
-
-
-@dataclass(slots=True)
-class StoreSnapshot:
-    """Global state summed over all partitions, as the exporter reads it."""
-
-    watermark_ms: int | None
-    totals: Counter[str]
-    windows: dict[str, Counter[str]]
-    partitions: int
-    #: window -> site -> distinct visitors (HyperLogLog estimate)
-    uniques: dict[str, Counter[str]] = field(default_factory=dict)
-    gauges: Counter[str] = field(default_factory=Counter)
-    fenced_writes: int = 0
-    state_resets: int = 0
-    #: per partition tag: its stored offset, watermark and the owner's live view
-    partition_status: dict[str, PartitionStatus] = field(default_factory=dict)
-    labels: dict[str, LabelUse] = field(default_factory=dict)
-    #: the service's own counters (:mod:`kpistream.contract.health`)
-    health: Counter[str] = field(default_factory=Counter)
-    #: which of ``windows`` are long windows (day buckets: only long-window counts)
-    long_windows: frozenset[str] = frozenset()
 
 
 class WindowStore:
@@ -167,6 +119,19 @@ class WindowStore:
     def keys(self, topic: str, partition: int) -> PartitionKeys:
         return PartitionKeys(self.prefix, topic, partition)
 
+    # -- what erasure checks (`kpistream forget`) ----------------------------------------------
+
+    async def stored_offset(self, keys: PartitionKeys) -> int | None:
+        """The next offset the partition's owner reads: what it has counted."""
+        return as_int(await self.client.hget(keys.key("meta"), "offset"))
+
+    async def state_keys(self, keys: PartitionKeys) -> list[bytes]:
+        """The keys of the partition's keyed state (its open sessions)."""
+        return [as_bytes(k) for k in await self.client.hkeys(keys.state)]
+
+    async def has_visitor(self, keys: PartitionKeys, visitor: VisitorKey) -> bool:
+        return bool(await self.client.exists(keys.visitor(visitor)))
+
     async def claim(self, keys: PartitionKeys) -> Claim:
         await self.client.sadd(f"{self.prefix}:partitions", keys.tag)
         epoch, offset, watermark, flat, fresh = await self._claim(
@@ -177,7 +142,7 @@ class WindowStore:
             epoch=int(epoch),
             next_offset=int(offset) if offset else None,
             watermark_ms=int(watermark) if watermark else 0,
-            state={_bytes(flat[i]): _bytes(flat[i + 1]) for i in range(0, len(flat), 2)},
+            state={as_bytes(flat[i]): as_bytes(flat[i + 1]) for i in range(0, len(flat), 2)},
         )
 
     async def admit(
@@ -194,7 +159,7 @@ class WindowStore:
         members, freed = await self._admit(
             keys=list(keys), args=[max_values, now_ms, idle_ms, *sorted(values)]
         )
-        return Admission({_text(m) for m in members}, int(freed))
+        return Admission({as_text(m) for m in members}, int(freed))
 
     async def count_fenced(self) -> None:
         """One write rejected by the fence (outside any partition: it has no owner here)."""
@@ -256,13 +221,13 @@ class WindowStore:
                 pipe.mget(wanted)
             replies = await pipe.execute()
         done = [
-            Admission({_text(m) for m in members}, int(freed))
+            Admission({as_text(m) for m in members}, int(freed))
             for members, freed in replies[: len(admissions)]
         ]
         loaded: dict[VisitorKey, Visitor | None] = {}
         if visitors:
             for visitor, value in zip(visitors, replies[-1], strict=True):
-                loaded[visitor] = None if value is None else decode_visitor(_bytes(value))
+                loaded[visitor] = None if value is None else decode_visitor(as_bytes(value))
         return Enrichment(done, loaded)
 
     async def commit(
@@ -373,162 +338,3 @@ def _flat(counts: Mapping[str, int]) -> list[str | int]:
         if n:
             out += (name, n if -_EXACT < n < _EXACT else str(n))
     return out
-
-
-class WindowReader:
-    """Synchronous reader used by the exporter at scrape time."""
-
-    def __init__(self, client: SyncRedis, *, prefix: str) -> None:
-        self.client = client
-        self.prefix = prefix
-
-    def label_use(self, budgets: dict[str, int]) -> dict[str, LabelUse]:
-        """Each budgeted dimension's size, admitted values and refused values."""
-        pipe = self.client.pipeline(transaction=False)
-        names = list(budgets)
-        for name in names:
-            members, refused = label_keys(self.prefix, name)
-            pipe.zcard(members)
-            _pfcount(pipe, refused)
-        replies = pipe.execute()
-        return {
-            name: LabelUse(budgets[name], int(replies[2 * i]), int(replies[2 * i + 1]))
-            for i, name in enumerate(names)
-        }
-
-    def snapshot(
-        self,
-        windows_min: dict[str, int],
-        long_windows: dict[str, int] | None = None,
-        label_budgets: dict[str, int] | None = None,
-    ) -> StoreSnapshot:
-        """Totals, each rolling window (minute precision) and each long window (day
-        precision, day buckets only) ending at the newest watermark of any partition."""
-        tags = sorted(_text(t) for t in self.client.smembers(f"{self.prefix}:partitions"))
-        parts = [PartitionKeys.from_tag(self.prefix, t) for t in tags]
-        pipe = self.client.pipeline(transaction=False)
-        for p in parts:
-            pipe.hgetall(p.key("totals"))
-            pipe.hmget(p.key("meta"), "watermark", "offset")
-            pipe.hgetall(p.key("gauges"))
-            pipe.hmget(p.key("live"), "end", "stalled", "at_ms")
-            pipe.hgetall(p.key("health"))
-        # Two keys in two hash slots: one GET each (a cluster refuses such an MGET).
-        pipe.get(f"{self.prefix}:fenced_writes")
-        pipe.get(f"{self.prefix}:state_resets")
-        *replies, fenced, resets = pipe.execute()
-        totals: Counter[str] = Counter()
-        gauges: Counter[str] = Counter()
-        health: Counter[str] = Counter()
-        watermark: int | None = None
-        status: dict[str, PartitionStatus] = {}
-        for i, p in enumerate(parts):
-            _add(totals, replies[5 * i])
-            _add(gauges, replies[5 * i + 2])
-            _add(health, replies[5 * i + 4])
-            wm, offset = replies[5 * i + 1]
-            end, stalled, reported = replies[5 * i + 3]
-            status[p.tag] = PartitionStatus(
-                offset=_int(offset),
-                watermark_ms=_int(wm),
-                end_offset=_int(end),
-                stalled=stalled is not None and int(stalled) == 1,
-                reported_ms=_int(reported),
-            )
-            if wm is not None and (watermark is None or int(wm) > watermark):
-                watermark = int(wm)
-        labels = self.label_use(label_budgets or {})
-
-        def made() -> StoreSnapshot:
-            return StoreSnapshot(
-                watermark,
-                totals,
-                windows,
-                len(parts),
-                uniques,
-                gauges,
-                fenced_writes=int(fenced or 0),
-                state_resets=int(resets or 0),
-                partition_status=status,
-                labels=labels,
-                health=health,
-                long_windows=frozenset(long_windows or ()),
-            )
-
-        long_windows = long_windows or {}
-        windows: dict[str, Counter[str]] = {
-            name: Counter() for name in [*windows_min, *long_windows]
-        }
-        uniques: dict[str, Counter[str]] = {name: Counter() for name in windows_min}
-        if watermark is None or not parts:
-            return made()
-        covers = {
-            name: window_cover(*window_minutes(minutes, watermark))
-            for name, minutes in windows_min.items()
-        }
-        last_day = day_of(watermark)
-        day_ranges = {
-            name: range(last_day - days + 1, last_day + 1) for name, days in long_windows.items()
-        }
-        sites = sorted(label_values(totals, K.SESSIONS, "site"))
-        wanted: dict[str, int] = {}
-        for p in parts:
-            for minutes, hours in covers.values():
-                for m in minutes:
-                    wanted.setdefault(p.minute(m), len(wanted))
-                for h in hours:
-                    wanted.setdefault(p.hour(h), len(wanted))
-            for days_range in day_ranges.values():
-                for d in days_range:
-                    wanted.setdefault(p.day(d), len(wanted))
-        pipe = self.client.pipeline(transaction=False)
-        for key in wanted:
-            pipe.hgetall(key)
-        # Visitors are keyed to one partition, so per-partition counts add up exactly.
-        counted: list[tuple[str, str]] = []
-        for name, (minutes, hours) in covers.items():
-            for p in parts:
-                for site in sites:
-                    hll_keys = [p.uniques_minute(m, site) for m in minutes]
-                    hll_keys += [p.uniques_hour(h, site) for h in hours]
-                    _pfcount(pipe, *hll_keys)
-                    counted.append((name, site))
-        contents = pipe.execute()
-        for name, (minutes, hours) in covers.items():
-            counter = windows[name]
-            for p in parts:
-                for m in minutes:
-                    _add(counter, contents[wanted[p.minute(m)]])
-                for h in hours:
-                    _add(counter, contents[wanted[p.hour(h)]])
-        for name, days_range in day_ranges.items():
-            for p in parts:
-                for d in days_range:
-                    _add(windows[name], contents[wanted[p.day(d)]])
-        for (name, site), n in zip(counted, contents[len(wanted) :], strict=True):
-            uniques[name][site] += int(n)
-        return made()
-
-
-def _pfcount(pipe: Any, *keys: str) -> None:
-    """PFCOUNT into a pipeline. redis-py's cluster pipeline refuses ``pfcount`` (it could
-    name keys of several slots); these keys always share one slot (a partition's, or the
-    labels'), which the cluster routes as any single-slot command."""
-    pipe.execute_command("PFCOUNT", *keys)
-
-
-def _int(value: bytes | str | None) -> int | None:
-    return None if value is None or value in (b"", "") else int(value)
-
-
-def _bytes(value: bytes | str) -> bytes:
-    return value if isinstance(value, bytes) else value.encode()
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
-
-
-def _add(counter: Counter[str], mapping: dict[Any, Any]) -> None:
-    for name, value in mapping.items():
-        counter[_text(name)] += int(value)

@@ -18,7 +18,7 @@ from kpistream.config.settings import Settings
 from kpistream.contract import health as H
 from kpistream.runtime import free_port
 from kpistream.sinks.exporter import serve
-from kpistream.sinks.window_store import WindowReader
+from kpistream.sinks.store_reader import WindowReader
 from tests.support.known_events import Samples, samples
 
 

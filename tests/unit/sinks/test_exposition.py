@@ -15,10 +15,10 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from kpistream.contract import health as H
+from kpistream.contract.read_model import LabelUse, PartitionStatus, StoreSnapshot
 from kpistream.kpis import catalogue as K
 from kpistream.kpis.fields import field
 from kpistream.sinks.kpi_collector import KpiCollector
-from kpistream.sinks.window_store import LabelUse, PartitionStatus, StoreSnapshot
 
 GOLDEN = Path(__file__).with_name("exposition.txt")
 
