@@ -32,7 +32,7 @@ from kpistream import runtime
 from kpistream.config.settings import Settings, child_environment
 from kpistream.contract.routing import owner
 from kpistream.produce import route
-from kpistream.simulator import sessions
+from kpistream.sources.simulator import sessions
 
 POLL_S = 0.02
 TICK_S = 0.01

@@ -29,8 +29,9 @@ from kpistream.config.settings import Settings, child_environment, load
 from kpistream.contract import health as H
 from kpistream.kpis import catalogue as K
 from kpistream.kpis import fields
-from kpistream.produce import encode, produce
+from kpistream.produce import produce
 from kpistream.sinks.store_reader import WindowReader
+from kpistream.sources import encode
 
 
 @dataclass

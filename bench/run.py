@@ -32,9 +32,10 @@ from bench.peers import run as peers
 from kpistream import runtime
 from kpistream.config.settings import Settings
 from kpistream.contract.routing import owner
-from kpistream.produce import encode, produce, route
+from kpistream.produce import produce, route
 from kpistream.schemas.events import Clickstream
-from kpistream.simulator import sessions
+from kpistream.sources import encode
+from kpistream.sources.simulator import sessions
 from kpistream.worker import batch_consumer
 
 RESULTS = Path(__file__).parent / "RESULTS.md"

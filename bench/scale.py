@@ -22,9 +22,10 @@ from bench import memory
 from kpistream import runtime
 from kpistream.config.connections import SyncRedis, redis_client
 from kpistream.config.settings import Settings, child_environment
-from kpistream.produce import encode, produce
-from kpistream.simulator import sessions
+from kpistream.produce import produce
 from kpistream.sinks.store_reader import WindowReader
+from kpistream.sources import encode
+from kpistream.sources.simulator import sessions
 
 TICKS = os.sysconf("SC_CLK_TCK")
 

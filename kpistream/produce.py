@@ -1,19 +1,17 @@
-"""Send events to Kafka: JSON lines from a file, or the simulator's output.
+"""Send events to Kafka: the lines of a source (:mod:`kpistream.sources`).
 
-Each event goes to the clickstream or social topic by its ``type``, keyed by ``visitor_id``
-(clickstream) or ``account`` (social), straight to the partition that owns it
-(:func:`kpistream.contract.routing.owner`), so workers never need to forward it. A line that is
-not valid JSON is still sent, to the clickstream topic, where the worker dead-letters it with a
-reason: nothing is lost on the way in.
+Each event goes to the topic of its stream by its ``type`` (:mod:`kpistream.streams.registry`:
+clickstream or social), keyed by the stream's routing key (``visitor_id``, ``account``),
+straight to the partition that owns it (:func:`kpistream.contract.routing.owner`), so workers
+never need to forward it. A line that is not valid JSON is still sent, to the clickstream
+topic, where the worker dead-letters it with a reason: nothing is lost on the way in.
 """
 
 from __future__ import annotations
 
-import json
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Iterable
-from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -23,39 +21,35 @@ from kpistream.config.connections import kafka_options
 from kpistream.config.settings import Settings
 from kpistream.contract.routing import owner, ownership_key
 from kpistream.schemas.decoder import Rejection
-from kpistream.schemas.events import SOCIAL_TYPES, type_name
+from kpistream.streams.registry import FALLBACK, STREAMS, stream_of
 
-SOCIAL = frozenset(type_name(t) for t in SOCIAL_TYPES)
 _route_decoder = msgspec.json.Decoder()
-
-
-class _Routing(msgspec.Struct):
-    """The fields routing reads; the others are skipped by the decoder, unparsed."""
-
-    type: str | None = None
-    site: str | None = None
-    visitor_id: str | None = None
-    network: str | None = None
-    account: str | None = None
-
-
+#: The fields routing reads (each stream's ``routed_by`` and ``type``); the decoder skips
+#: the others, unparsed.
+_ROUTED = sorted({name for stream in STREAMS for name in stream.routed_by})
+_Routing = msgspec.defstruct(
+    "_Routing", [("type", str | None, None), *((name, str | None, None) for name in _ROUTED)]
+)
 _routing_decoder = msgspec.json.Decoder(_Routing)
 
 
 def route(line: bytes, settings: Settings) -> tuple[str, bytes | None, str | None]:
-    """(topic, key, ownership key) of one raw event line; the ownership key is None when
-    the line has no usable one (the worker will dead-letter it)."""
+    """(topic, key, ownership key) of one raw event line, by the stream its ``type`` names
+    (:mod:`kpistream.streams.registry`); the ownership key is None when the line has no
+    usable one (the worker will dead-letter it)."""
     line = line.removeprefix(b"\xef\xbb\xbf")
     try:
         fast = _routing_decoder.decode(line)
     except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError, RecursionError):
         return _route_slowly(line, settings)
-    if fast.type in SOCIAL:
-        topic, owner_of, key = settings.social_topic, fast.network, fast.account
-    else:
-        topic, owner_of, key = settings.clickstream_topic, fast.site, fast.visitor_id
-    if key is None or owner_of is None:
-        return topic, None if key is None else key.encode(), None
+    stream = stream_of(getattr(fast, "type"))  # noqa: B009 - a struct made at import
+    owner_field, key_field = stream.routed_by
+    return _routed(stream.topic(settings), getattr(fast, owner_field), getattr(fast, key_field))
+
+
+def _routed(topic: str, owner_of: object, key: object) -> tuple[str, bytes | None, str | None]:
+    if not isinstance(key, str) or not isinstance(owner_of, str):
+        return topic, None if key is None else str(key).encode(), None
     return topic, key.encode(), ownership_key(owner_of, key)
 
 
@@ -64,28 +58,12 @@ def _route_slowly(line: bytes, settings: Settings) -> tuple[str, bytes | None, s
     try:
         event: Any = _route_decoder.decode(line)
     except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError, RecursionError):
-        return settings.clickstream_topic, None, None
+        return FALLBACK.topic(settings), None, None
     if not isinstance(event, dict):
-        return settings.clickstream_topic, None, None
-    if event.get("type") in SOCIAL:
-        topic, owner_of, key = settings.social_topic, event.get("network"), event.get("account")
-    else:
-        topic, owner_of, key = (
-            settings.clickstream_topic,
-            event.get("site"),
-            event.get("visitor_id"),
-        )
-    if not isinstance(key, str) or not isinstance(owner_of, str):
-        return topic, None if key is None else str(key).encode(), None
-    return topic, key.encode(), ownership_key(owner_of, key)
-
-
-def file_lines(path: Path) -> Iterable[bytes]:
-    with path.open("rb") as handle:
-        for line in handle:
-            line = line.strip()
-            if line:
-                yield line
+        return FALLBACK.topic(settings), None, None
+    stream = stream_of(event.get("type"))
+    owner_field, key_field = stream.routed_by
+    return _routed(stream.topic(settings), event.get(owner_field), event.get(key_field))
 
 
 #: Records per produce request are bounded by bytes: large batches, few requests.
@@ -100,12 +78,8 @@ class Tally:
     the tally is what ``kpistream produce`` tells its user."""
 
     def __init__(self, settings: Settings) -> None:
-        from kpistream.streams.clickstream import ClickstreamLogic
-        from kpistream.streams.social import SocialLogic
-
         self.decoders = {
-            settings.clickstream_topic: ClickstreamLogic(settings).decoder,
-            settings.social_topic: SocialLogic(settings).decoder,
+            stream.topic(settings): stream.logic(settings).decoder for stream in STREAMS
         }
         self.now_ms = int(time.time() * 1000)
         self.valid = 0
@@ -207,7 +181,3 @@ async def produce(
     finally:
         await producer.stop()
     return counts
-
-
-def encode(event: dict[str, Any]) -> bytes:
-    return json.dumps(event, separators=(",", ":")).encode()

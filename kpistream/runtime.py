@@ -32,6 +32,7 @@ from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
 from kpistream.config.connections import kafka_options, node_urls, redacted
 from kpistream.config.settings import Settings
+from kpistream.streams.registry import STREAMS
 
 log = logging.getLogger(__name__)
 
@@ -468,8 +469,7 @@ async def ensure_topics(settings: Settings, *, timeout_s: float = 10.0) -> None:
     try:
         existing = set(await admin.list_topics())
         wanted = [
-            NewTopic(settings.clickstream_topic, settings.partitions, 1),
-            NewTopic(settings.social_topic, max(1, settings.partitions // 2), 1),
+            *(NewTopic(s.topic(settings), s.partitions(settings), 1) for s in STREAMS),
             NewTopic(
                 settings.deadletter_topic,
                 1,

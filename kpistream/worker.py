@@ -20,16 +20,10 @@ from kpistream.config.connections import kafka_options
 from kpistream.config.settings import Settings
 from kpistream.sinks.window_store import WindowStore
 from kpistream.streams.batch_consumer import BatchConsumer
-from kpistream.streams.clickstream import ClickstreamLogic
 from kpistream.streams.logic import StreamLogic
-from kpistream.streams.social import SocialLogic
+from kpistream.streams.registry import STREAMS, Stream
 
 log = logging.getLogger(__name__)
-
-
-def social_group(settings: Settings) -> str:
-    """The social stream's consumer group: its own, beside the clickstream's."""
-    return f"{settings.consumer_group}-social"
 
 
 def credentials(settings: Settings) -> Any:
@@ -70,19 +64,22 @@ def create_app(settings: Settings) -> faust.App:
         topic_partitions=1,
     )
 
-    _host(app, "ClickstreamService", lambda: batch_consumer(settings, ClickstreamLogic(settings)))
-    # The social topic has its own stream processor, in its own consumer group.
-    _host(
-        app,
-        "SocialService",
-        lambda: batch_consumer(
-            settings,
-            SocialLogic(settings),
-            group_id=social_group(settings),
-            client_id="kpistream-social",
-        ),
-    )
+    # One batch consumer per stream of the registry, each in its stream's consumer group.
+    for stream in STREAMS:
+        _host(app, f"{stream.name.capitalize()}Service", _consumer_of(settings, stream))
     return app
+
+
+def _consumer_of(settings: Settings, stream: Stream) -> Callable[[], BatchConsumer]:
+    def make() -> BatchConsumer:
+        return batch_consumer(
+            settings,
+            stream.logic(settings),
+            group_id=stream.group(settings),
+            client_id=stream.client_id,
+        )
+
+    return make
 
 
 class BatchService(Service):

@@ -15,12 +15,13 @@ def cmd_produce(args: argparse.Namespace) -> int:
     path = Path(args.file)
     if not path.is_file():
         raise runtime.UserError(f"no such file: {path}")
-    from kpistream.produce import Tally, file_lines, produce
+    from kpistream.produce import Tally, produce
+    from kpistream.sources.files import JsonLines
 
     about_to_change("produce", settings, kafka=True, redis=False)
     asyncio.run(runtime.ensure_topics(settings))
     tally = Tally(settings)
-    counts = asyncio.run(produce(settings, file_lines(path), tally=tally))
+    counts = asyncio.run(produce(settings, JsonLines(path).lines(), tally=tally))
     for topic, n in sorted(counts.items()):
         console.print(f"sent {n} events to {topic} on {settings.kafka}", highlight=False)
     console.print(

@@ -216,10 +216,10 @@ def cmd_down(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from rich.live import Live
 
-    from kpistream.demo import traffic
     from kpistream.live import kpi_table
     from kpistream.produce import produce
     from kpistream.sinks.store_reader import WindowReader
+    from kpistream.sources.demo import LiveTraffic
 
     with stack(args, DEMO_DEFAULTS, shop=True) as running:
         from kpistream.config.connections import redis_client
@@ -241,7 +241,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         deadline = None if args.duration is None else time.monotonic() + args.duration
 
         async def run() -> None:
-            task = asyncio.create_task(produce(settings, traffic(args.rate, deadline)))
+            task = asyncio.create_task(produce(settings, LiveTraffic(args.rate, deadline).lines()))
             with Live(read(), console=Console(), refresh_per_second=2) as live:
                 while not task.done():
                     await asyncio.sleep(1.0)

@@ -14,9 +14,10 @@ import msgspec
 
 from kpistream.config.settings import Settings, child_environment
 from kpistream.contract import health as H
-from kpistream.produce import encode, produce
+from kpistream.produce import produce
 from kpistream.runtime import spawn
-from kpistream.simulator import Account, sessions, social
+from kpistream.sources import encode
+from kpistream.sources.simulator import Account, sessions, social
 from tests.support.waits import wait_for_totals
 
 START_MS = (time.time_ns() // 1_000_000) - 6 * 3_600_000

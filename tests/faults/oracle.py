@@ -26,9 +26,8 @@ from kpistream.config.settings import Settings
 from kpistream.contract import health as H
 from kpistream.contract.keys import PartitionKeys
 from kpistream.contract.routing import REROUTED, is_forwarded, misplaced
-from kpistream.streams.clickstream import ClickstreamLogic
 from kpistream.streams.logic import StreamLogic, valid
-from kpistream.streams.social import SocialLogic
+from kpistream.streams.registry import STREAMS
 from tests.support.waits import counted
 
 #: Health counters that depend on how records were batched and fetched, not on what they
@@ -73,10 +72,7 @@ class State:
 
 def logics(settings: Settings) -> dict[str, StreamLogic]:
     """Each topic's stream logic, as the worker runs it."""
-    return {
-        settings.clickstream_topic: ClickstreamLogic(settings),
-        settings.social_topic: SocialLogic(settings),
-    }
+    return {stream.topic(settings): stream.logic(settings) for stream in STREAMS}
 
 
 def _partition_keys(settings: Settings) -> list[PartitionKeys]:

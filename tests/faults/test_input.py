@@ -14,8 +14,9 @@ import redis
 from kpistream.contract import health as H
 from kpistream.kpis import catalogue as K
 from kpistream.kpis import fields
-from kpistream.produce import encode, produce
+from kpistream.produce import produce
 from kpistream.runtime import ensure_topics
+from kpistream.sources import encode
 from tests.faults import oracle
 from tests.faults.common import LINES, START_MS, now_ms, settings_for
 from tests.support.stack import start_streams

@@ -10,8 +10,8 @@ import pytest
 
 from kpistream.produce import produce
 from kpistream.runtime import ensure_topics
+from kpistream.streams.registry import SOCIAL
 from kpistream.streams.social import SocialLogic
-from kpistream.worker import social_group
 from tests.support import known_events as K
 from tests.support import kpi_events as KE
 from tests.support.stack import on_cluster, require_binary
@@ -66,7 +66,7 @@ async def test_social_engagement_followers_and_post_impressions(  # type: ignore
     instagram/beta: 2 likes, no snapshot -> no follower count, no rate."""
     settings = settings_factory()
     await ensure_topics(settings)
-    await workers(settings, logic=SocialLogic(settings), group_id=social_group(settings))
+    await workers(settings, logic=SocialLogic(settings), group_id=SOCIAL.group(settings))
     t = K.T
     n = iter(range(1000))
 

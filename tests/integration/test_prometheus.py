@@ -30,10 +30,11 @@ import yaml
 from kpistream.alerting import dashboards, rules
 from kpistream.alerting.goals import load_checked
 from kpistream.config.settings import Settings
-from kpistream.produce import encode, produce
+from kpistream.produce import produce
 from kpistream.runtime import ensure_topics, free_port, spawn, stop, wait_port
-from kpistream.simulator import follower_snapshots, sessions, social_events
 from kpistream.sinks.exporter import serve
+from kpistream.sources import encode
+from kpistream.sources.simulator import follower_snapshots, sessions, social_events
 from tests.support.stack import require_binary, start_streams
 from tests.support.waits import get, wait_for_events, wait_until, wait_until_sync
 

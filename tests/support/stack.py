@@ -17,8 +17,7 @@ from kpistream import runtime
 from kpistream.config.settings import Settings, load
 from kpistream.sinks.window_store import WindowStore
 from kpistream.streams.batch_consumer import BatchConsumer
-from kpistream.streams.social import SocialLogic
-from kpistream.worker import social_group
+from kpistream.streams.registry import STREAMS
 
 
 @pytest.fixture(scope="session")
@@ -128,7 +127,8 @@ async def start_streams(
 ) -> tuple[BatchConsumer, BatchConsumer]:
     """In-process, what one `kpistream worker` runs: a clickstream and a social consumer,
     each in its own group (``workers`` is the conftest fixture)."""
-    clicks = await workers(settings, **options)
-    social_logic = SocialLogic(settings)
-    posts = await workers(settings, logic=social_logic, group_id=social_group(settings), **options)
+    clicks, posts = [
+        await workers(settings, logic=s.logic(settings), group_id=s.group(settings), **options)
+        for s in STREAMS
+    ]
     return clicks, posts

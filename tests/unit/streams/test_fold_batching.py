@@ -21,7 +21,7 @@ from kpistream.kpis import catalogue as K
 from kpistream.kpis.fields import split
 from kpistream.schemas.decoder import EventDecoder
 from kpistream.schemas.events import AddToCart, CheckoutStart, Clickstream, Forget, Purchase
-from kpistream.simulator import sessions
+from kpistream.sources.simulator import sessions
 from kpistream.streams.labels import Dimensions
 from kpistream.streams.processor import PartitionProcessor, dimension_values
 

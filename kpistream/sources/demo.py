@@ -9,8 +9,8 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-from kpistream.produce import encode
-from kpistream.simulator import follower_snapshots, session_events, social_events
+from kpistream.sources import encode
+from kpistream.sources.simulator import follower_snapshots, session_events, social_events
 
 #: Emit in small ticks so events leave close to their event time without a busy loop.
 TICK_S = 0.1
@@ -37,3 +37,14 @@ async def traffic(rate_per_s: float, deadline: float | None) -> AsyncIterator[by
         while pending and pending[0][0] <= now_ms:
             yield encode(heapq.heappop(pending)[2])
         await asyncio.sleep(TICK_S)
+
+
+class LiveTraffic:
+    """The demo's source: :func:`traffic` as a :class:`kpistream.sources.Source`."""
+
+    def __init__(self, rate_per_s: float, deadline: float | None) -> None:
+        self.rate_per_s = rate_per_s
+        self.deadline = deadline
+
+    def lines(self) -> AsyncIterator[bytes]:
+        return traffic(self.rate_per_s, self.deadline)
