@@ -9,9 +9,10 @@ topic, where the worker dead-letters it with a reason: nothing is lost on the wa
 
 from __future__ import annotations
 
+import operator
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any
 
 import msgspec
@@ -21,7 +22,7 @@ from kpistream.config.connections import kafka_options
 from kpistream.config.settings import Settings
 from kpistream.contract.routing import owner, ownership_key
 from kpistream.schemas.decoder import Rejection
-from kpistream.streams.registry import FALLBACK, STREAMS, stream_of
+from kpistream.streams.registry import FALLBACK, STREAMS, Stream, stream_of
 
 _route_decoder = msgspec.json.Decoder()
 #: The fields routing reads (each stream's ``routed_by`` and ``type``); the decoder skips
@@ -30,7 +31,7 @@ _ROUTED = sorted({name for stream in STREAMS for name in stream.routed_by})
 _Routing = msgspec.defstruct(
     "_Routing", [("type", str | None, None), *((name, str | None, None) for name in _ROUTED)]
 )
-_routing_decoder = msgspec.json.Decoder(_Routing)
+_routing_decoder: msgspec.json.Decoder[Any] = msgspec.json.Decoder(_Routing)
 
 
 def route(line: bytes, settings: Settings) -> tuple[str, bytes | None, str | None]:
@@ -42,9 +43,29 @@ def route(line: bytes, settings: Settings) -> tuple[str, bytes | None, str | Non
         fast = _routing_decoder.decode(line)
     except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError, RecursionError):
         return _route_slowly(line, settings)
-    stream = stream_of(getattr(fast, "type"))  # noqa: B009 - a struct made at import
-    owner_field, key_field = stream.routed_by
-    return _routed(stream.topic(settings), getattr(fast, owner_field), getattr(fast, key_field))
+    if not _cached or _cached[0][0] is not settings:
+        _learn_routes(settings)
+    _, routes, fallback = _cached[0]
+    topic, fields = routes.get(fast.type, fallback)
+    owner_of, key = fields(fast)
+    if key is None or owner_of is None:  # the fast decoder let only text or None through
+        return topic, None if key is None else key.encode(), None
+    return topic, key.encode(), ownership_key(owner_of, key)
+
+
+#: (topic, the routing fields' getter) of a stream under given settings
+Route = tuple[str, Callable[[Any], tuple[Any, Any]]]
+#: The routes of the last settings seen, kept by identity: it is read for every event
+#: ``produce`` sends, and hashing the settings per line would cost more than the lookup.
+_cached: list[tuple[Settings, dict[str | None, Route], Route]] = []
+
+
+def _learn_routes(settings: Settings) -> None:
+    def of(stream: Stream) -> Route:
+        return stream.topic(settings), operator.attrgetter(*stream.routed_by)
+
+    routes: dict[str | None, Route] = {t: of(s) for s in STREAMS for t in s.types}
+    _cached[:] = [(settings, routes, of(FALLBACK))]
 
 
 def _routed(topic: str, owner_of: object, key: object) -> tuple[str, bytes | None, str | None]:
