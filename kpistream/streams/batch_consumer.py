@@ -11,8 +11,11 @@ concurrently and its offset only moves after its batch is in Redis.
 Each partition batch goes through the steps of :mod:`kpistream.streams.steps` (decode,
 forward, enrich, fold, dead-letter, commit); ownership (claim, fence, re-claim) is
 :mod:`kpistream.streams.ownership`, label admission :mod:`kpistream.streams.admission`, and
-every retry waits by :class:`kpistream.streams.retry.Backoff`. This module runs them: the
-loop, the gap and stall checks, the live view and Kafka's offset hint.
+every retry waits by :class:`kpistream.streams.retry.Backoff`; unreadable batches are
+:mod:`kpistream.streams.stalls`, the live view :mod:`kpistream.streams.live_view`, idle
+watermarks :mod:`kpistream.streams.idle`, Kafka's offset hint
+:mod:`kpistream.streams.offset_hint`, memory :mod:`kpistream.streams.memory`. This module is
+the loop that runs them, and the gap check of each batch.
 
 Position and ownership live in Redis, not in Kafka: on assignment the worker bumps the
 partition's epoch (fencing any previous owner) and seeks to the offset stored there. Kafka's
@@ -37,21 +40,18 @@ What the worker refuses to trust:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterable
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import CorruptRecordException, KafkaError, UnsupportedCodecError
+from aiokafka.errors import KafkaError
 from aiokafka.structs import ConsumerRecord
 
 from kpistream.config.connections import AsyncRedis, async_redis_client, kafka_options
 from kpistream.config.settings import Settings
-from kpistream.contract.keys import PartitionKeys
 from kpistream.contract.store import (
     Fenced,
-    LiveStatus,
     OffsetMismatch,
     PartitionStore,
     StateLost,
@@ -61,26 +61,16 @@ from kpistream.streams import steps
 from kpistream.streams.admission import LabelAdmission
 from kpistream.streams.clickstream import ClickstreamLogic
 from kpistream.streams.deadletter import Redactor
+from kpistream.streams.idle import IdleWatermark
+from kpistream.streams.live_view import LiveView
 from kpistream.streams.logic import StreamLogic, valid
 from kpistream.streams.memory import Reclaimer
+from kpistream.streams.offset_hint import OffsetHint
 from kpistream.streams.ownership import REDIS_UNAVAILABLE, Owned, Ownership
 from kpistream.streams.retry import Backoff, pause
+from kpistream.streams.stalls import UNREADABLE, Stalls
 
 log = logging.getLogger(__name__)
-
-#: How often Kafka's committed offsets (a lag hint only) are refreshed.
-KAFKA_COMMIT_HINT_S = 5.0
-#: A record batch this client cannot read: it must stall its own partition only.
-UNREADABLE = (UnsupportedCodecError, CorruptRecordException)
-#: A stalled partition is tried again this often (a corrupt fetch can be transient; a
-#: missing codec is not, and then this is one log line per interval).
-STALL_RETRY_S = 30.0
-#: How long reading one partition alone may wait for its fetch while looking for the
-#: partition whose batch cannot be read.
-PROBE_TIMEOUT_MS = 1000
-#: The live view of owned partitions (log end, lag, stalled) is written this often: within
-#: one Prometheus scrape interval, at one pipelined Redis call per second.
-LIVE_EVERY_S = 1.0
 
 
 def wall_clock_ms() -> int:
@@ -120,7 +110,6 @@ class BatchConsumer:
         self.producer: AIOKafkaProducer | None = None
         self._lock = asyncio.Lock()
         self._stopping = asyncio.Event()
-        self._last_hint = 0.0
         self._failures: dict[TopicPartition, Backoff] = {}
         self._ownership: Ownership | None = None
         self._run_task: asyncio.Task[None] | None = None
@@ -134,6 +123,10 @@ class BatchConsumer:
         self.dead_letters: steps.DeadLetters | None = None
         #: The atomic step; a fault test may wrap it (tests/faults/faulty_worker.py).
         self.commit: steps.Commit | None = None
+        #: The loop's collaborators, built at start.
+        self.stalls: Stalls | None = None
+        self.idle = IdleWatermark(settings, clock_ms)
+        self.hint: OffsetHint | None = None
 
     @property
     def owned(self) -> dict[TopicPartition, Owned]:
@@ -176,9 +169,12 @@ class BatchConsumer:
         self.enrich = steps.Enrich(self.logic, self.admission, self.store, self.clock_ms)
         self.dead_letters = steps.DeadLetters(self.producer, self.redact, s.deadletter_topic)
         self.commit = steps.Commit(self.store)
+        self.stalls = Stalls(self.consumer)
+        self.hint = OffsetHint(self.consumer)
+        live = LiveView(self.consumer, self.store, lambda: self.owned, self.clock_ms, self.errors)
         self.consumer.subscribe([self.topic], listener=_Listener(self))
         await self.consumer.start()
-        self._live_task = asyncio.create_task(self._live())
+        self._live_task = asyncio.create_task(live.run(self._stopping))
 
     async def stop(self) -> None:
         self._stopping.set()
@@ -231,7 +227,14 @@ class BatchConsumer:
                 timeout_ms=timeout_ms, max_records=self.settings.batch_max_records
             )
         except UNREADABLE:
-            handled = await self._isolate()
+            assert self.stalls is not None
+            handled = await self.stalls.isolate(
+                lambda: self.owned,
+                seek=self._seek,
+                handle=self._handle,
+                locked=lambda: self._lock,
+                max_records=self.settings.batch_max_records,
+            )
         else:
             async with self._lock:
                 # The partitions' batches run side by side: one's Redis and Kafka round trips
@@ -250,7 +253,8 @@ class BatchConsumer:
             handled = sum(n for n in done if isinstance(n, int))
         async with self._lock:
             await self._advance_idle()
-            self._retry_stalled()
+            assert self.stalls is not None
+            self.stalls.retry(self.owned)
             await self._commit_hint()
         owned = list(self.owned.values())
         if self.reclaimer.observe(sum(o.processor.held() for o in owned)):
@@ -259,105 +263,6 @@ class BatchConsumer:
                     o.processor.compact()
             self.reclaimer.trim()
         return handled
-
-    # -- batches that cannot be read ---------------------------------------------------------
-
-    async def _isolate(self) -> int:
-        """A record batch could not be read and took the whole fetch with it. Put every
-        partition back at its stored offset, then read each alone, record by record, so the
-        readable records before the bad batch are counted and only its partition stalls."""
-        assert self.consumer is not None
-        async with self._lock:
-            for tp, held in self.owned.items():
-                if held.stalled_offset is None:
-                    await self._seek(tp, held.next_offset)
-        handled = 0
-        for tp in list(self.owned):
-            found = self.owned.get(tp)
-            if found is None or found.stalled_offset is not None:
-                continue
-            owned = found
-            records: list[ConsumerRecord[bytes, bytes]] = []
-            error: Exception | None = None
-            try:  # one record at a time: the records before the bad batch come out first
-                timeout_ms = PROBE_TIMEOUT_MS
-                while len(records) < self.settings.batch_max_records:
-                    got = await self.consumer.getmany(tp, timeout_ms=timeout_ms, max_records=1)
-                    if not got:
-                        break
-                    records += got.get(tp, [])
-                    timeout_ms = 0
-            except UNREADABLE as exc:
-                error = exc
-            async with self._lock:
-                if records:
-                    handled += await self._handle(tp, records, owned)
-                if error is not None and self.owned.get(tp) is owned:
-                    self._stall(tp, owned, error)
-        return handled
-
-    def _stall(self, tp: TopicPartition, owned: Owned, error: Exception) -> None:
-        assert self.consumer is not None
-        owned.stalled_offset = owned.next_offset if owned.next_offset is not None else 0
-        owned.stalled_at_s = time.monotonic()
-        self.consumer.pause(tp)
-        log.error(
-            "partition %s stalled at offset %d: a record batch cannot be read (%s: %s); "
-            "the other partitions go on, this one is retried every %.0fs. A missing codec: "
-            "reinstall kpistream (its aiokafka extras bring snappy, lz4 and zstd)",
-            owned.keys.tag,
-            owned.stalled_offset,
-            type(error).__name__,
-            error,
-            STALL_RETRY_S,
-        )
-
-    def _retry_stalled(self) -> None:
-        assert self.consumer is not None
-        now_s = time.monotonic()
-        for tp, owned in self.owned.items():
-            if owned.stalled_offset is not None and now_s - owned.stalled_at_s >= STALL_RETRY_S:
-                owned.stalled_at_s = now_s
-                self.consumer.resume(tp)
-                self.consumer.seek(tp, owned.stalled_offset)
-
-    # -- the live view -------------------------------------------------------------------------
-
-    async def _live(self) -> None:
-        """Report the live view every ``LIVE_EVERY_S``, beside the batch loop: ListOffsets
-        waits behind the consumer's long-poll fetch on the same connection (up to half a
-        second), which the batch loop must not."""
-        while not self._stopping.is_set():
-            try:
-                await self._report_live()
-            except Exception as exc:  # a bug must not end the reports; tests fail on errors
-                log.exception("live report failed")
-                self.errors.append(exc)
-            await pause(LIVE_EVERY_S, self._stopping)
-
-    async def _report_live(self) -> None:
-        """Write each owned partition's log end, lag and stall to Redis, paused and stalled
-        partitions included, so lag is live and not a value frozen at the last commit. The
-        log end is the larger of the last fetch's high watermark and ListOffsets (on some
-        brokers, Tansu among them, ListOffsets answers the start of the last record batch
-        + 1; fetches see the true end)."""
-        if self.consumer is None or self.store is None:
-            return
-        owned = dict(self.owned)
-        if not owned:
-            return
-        try:
-            listed = await asyncio.wait_for(self.consumer.end_offsets(list(owned)), 2.0)
-        except (KafkaError, TimeoutError):
-            listed = {}
-        statuses: dict[PartitionKeys, LiveStatus] = {}
-        for tp, o in owned.items():
-            position = o.next_offset or 0
-            ends = [position, self.consumer.highwater(tp) or 0, listed.get(tp) or 0, o.end_offset]
-            o.end_offset = max(ends)
-            statuses[o.keys] = LiveStatus(o.end_offset, o.stalled_offset)
-        with contextlib.suppress(*REDIS_UNAVAILABLE):
-            await self.store.report_live(statuses, now_ms=self.clock_ms())
 
     # -- partitions --------------------------------------------------------------------------
 
@@ -489,46 +394,20 @@ class BatchConsumer:
         owned.last_records_s = time.monotonic()
 
     async def _advance_idle(self) -> None:
-        """Time keeps moving when traffic stops: an idle partition's watermark follows the
-        wall clock minus the allowed lateness, so its sessions end and are decided. A
-        partition with records still to read is not idle, however long its last batch
-        is ago (a backlog, a stall): its records keep their event time."""
-        assert self.consumer is not None
-        now_s = time.monotonic()
-        idle_s = self.settings.idle_after_s
-        for tp, owned in list(self.owned.items()):
-            if owned.next_offset is None or now_s - owned.last_records_s < idle_s:
-                continue
-            end = max(owned.end_offset, self.consumer.highwater(tp) or 0)
-            if end > owned.next_offset or owned.stalled_offset is not None:
-                continue
-            owned.last_records_s = now_s  # at most one idle step per idle_after_s
-            lateness_ms = self.settings.allowed_lateness_s * 1000
-            delta = owned.processor.advance(self.clock_ms() - lateness_ms)
-            if delta.watermark_ms:
-                try:
-                    assert self.commit is not None
-                    await self.commit(owned, delta, owned.next_offset)
-                except Exception as exc:
-                    if not await self._recover(tp, owned, exc):
-                        raise
+        """Commit what the idle partitions' moved watermarks decided
+        (:mod:`kpistream.streams.idle`)."""
+        assert self.consumer is not None and self.commit is not None
+        for tp, owned, delta in self.idle.advance(self.owned, self.consumer.highwater):
+            assert owned.next_offset is not None  # an idle partition has read something
+            try:
+                await self.commit(owned, delta, owned.next_offset)
+            except Exception as exc:
+                if not await self._recover(tp, owned, exc):
+                    raise
 
     async def _commit_hint(self, *, force: bool = False) -> None:
-        now = time.monotonic()
-        if (
-            self.consumer is None
-            or not self.owned
-            or (not force and now - self._last_hint < KAFKA_COMMIT_HINT_S)
-        ):
-            return
-        self._last_hint = now
-        offsets = {tp: o.next_offset for tp, o in self.owned.items() if o.next_offset is not None}
-        if not offsets:
-            return
-        try:
-            await self.consumer.commit(offsets)
-        except KafkaError as exc:  # only a lag hint: the true position is in Redis
-            log.info("Kafka offset hint not committed (%s)", exc)
+        if self.hint is not None:
+            await self.hint.commit(self.owned, force=force)
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
