@@ -92,44 +92,27 @@ def stack(
             env_name("id_secret"): settings.id_secret,
         }
         port = args.metrics_port or runtime.free_port()
-        base = [sys.executable, "-m", "kpistream"]
-        worker = runtime.spawn(
-            [*base, "worker"], log_path=workdir / "worker.log", env=env, group=group
-        )
-        stops.append(functools.partial(runtime.stop, worker, name="worker"))
-        exporter = runtime.spawn(
-            [*base, "exporter", "--port", str(port)],
-            log_path=workdir / "exporter.log",
-            env=env,
-            group=group,
-        )
-        stops.append(functools.partial(runtime.stop, exporter, name="exporter"))
-        collector_port = runtime.free_port()
-        collector = runtime.spawn(
-            [*base, "collector", "--port", str(collector_port)],
-            log_path=workdir / "collector.log",
-            env=env,
-            group=group,
-        )
-        stops.append(functools.partial(runtime.stop, collector, name="collector"))
-        watched = {"worker": worker, "exporter": exporter, "collector": collector}
-        if shop:
-            shop_port = runtime.free_port()
-            shop_child = runtime.spawn(
-                [
-                    *base,
-                    "shop",
-                    "--port",
-                    str(shop_port),
-                    "--collector",
-                    f"http://127.0.0.1:{collector_port}",
-                ],
-                log_path=workdir / "shop.log",
+
+        def child(name: str, *args: str) -> subprocess.Popen[bytes]:
+            """A `kpistream NAME ARGS` child of the stack, logging to NAME.log."""
+            process = runtime.spawn(
+                [sys.executable, "-m", "kpistream", name, *args],
+                log_path=workdir / f"{name}.log",
                 env=env,
                 group=group,
             )
-            stops.append(functools.partial(runtime.stop, shop_child, name="shop"))
-            watched["shop"] = shop_child
+            stops.append(functools.partial(runtime.stop, process, name=name))
+            return process
+
+        worker = child("worker")
+        exporter = child("exporter", "--port", str(port))
+        collector_port = runtime.free_port()
+        collector = child("collector", "--port", str(collector_port))
+        watched = {"worker": worker, "exporter": exporter, "collector": collector}
+        if shop:
+            shop_port = runtime.free_port()
+            collector_url = f"http://127.0.0.1:{collector_port}"
+            watched["shop"] = child("shop", "--port", str(shop_port), "--collector", collector_url)
         # Print the URLs only once they answer.
         runtime.wait_port(port, exporter, "exporter", workdir / "exporter.log")
         runtime.wait_port(collector_port, collector, "collector", workdir / "collector.log")
