@@ -31,6 +31,7 @@ from starlette.routing import Route
 
 from kpistream.collector import checks, scrub
 from kpistream.collector import protocols as P
+from kpistream.collector.edge import Edge
 from kpistream.collector.guard import (
     Sites,
     TokenBuckets,
@@ -53,7 +54,6 @@ GIF = (
     b"GIF89a\x01\x00\x01\x00\x80\x00\x00\x00\x00\x00\xff\xff\xff!\xf9\x04\x01\x00\x00\x00\x00"
     b",\x00\x00\x00\x00\x01\x00\x01\x00\x00\x02\x02D\x01\x00;"
 )
-ALLOWED_HEADERS = "content-type, sp-anonymous, x-kpistream-consent, x-kpistream-key, authorization"
 log = logging.getLogger("kpistream.collector")
 
 
@@ -182,11 +182,7 @@ class Collector:
                 self._stop(protocol, outcome, index, customer)
                 continue
             if not customer:
-                visitor = audience.get(site)
-                if visitor is None:
-                    salt = await self.salts.current(now_ms / 1000)
-                    visitor = audience[site] = audience_id(salt, site, who.ip, who.user_agent)
-                item["visitor_id"] = visitor
+                item["visitor_id"] = await self._audience(site, who, now_ms, audience)
             scrub.event(item, site, self.query_params.get(site, ()))
             checks.stamp(item, trusted=verdict.trusted, **window)
             if self.pace.too_fast(item["visitor_id"], now_ms / 1000):
@@ -202,6 +198,15 @@ class Collector:
         for reason, n in outcome.dropped.items():
             self.metrics.dropped_of(protocol, reason).inc(n)
         return out
+
+    async def _audience(self, site: str, who: Client, now_ms: int, known: dict[str, str]) -> str:
+        """The audience zone's visitor id: a keyed hash of (site, IP, User-Agent) under
+        today's salt, once per site and request (``known``)."""
+        visitor = known.get(site)
+        if visitor is None:
+            salt = await self.salts.current(now_ms / 1000)
+            visitor = known[site] = audience_id(salt, site, who.ip, who.user_agent)
+        return visitor
 
     def _stop(self, protocol: str, outcome: Outcome, index: int, skip: P.Skip) -> None:
         """An event that stops at the door: dropped (counted) or rejected (with its reason)."""
@@ -449,73 +454,4 @@ def create_app(settings: Settings, *, redis: Any = None, sender: Sender | None =
     ]
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.collector = c
-    return _Edge(app, c.sites, c.metrics)  # type: ignore[return-value]
-
-
-class _Edge:
-    """Around every request, in one wrapper: CORS for trackers on other origins (the
-    request's Origin is echoed, never ``*``: the Snowplow tracker sends credentials, when it
-    may send for some site; each event's site is checked again in :meth:`Collector.admit`),
-    and the count of answers by endpoint and status (unknown paths as ``other``)."""
-
-    KNOWN = frozenset(
-        {
-            "/v1/events",
-            "/v1/p.gif",
-            "/api/event",
-            "/i",
-            "/healthz",
-            "/metrics",
-            "/com.snowplowanalytics.snowplow/tp2",
-            "/.well-known/gpc.json",
-            "/kpistream.js",
-        }
-    )
-    PREFLIGHT = [
-        (b"access-control-allow-methods", b"POST, GET, OPTIONS"),
-        (b"access-control-allow-headers", ALLOWED_HEADERS.encode()),
-        (b"access-control-max-age", b"86400"),
-    ]
-
-    def __init__(self, app: Any, sites: Sites, metrics: CollectorMetrics) -> None:
-        self.app, self.sites, self.metrics = app, sites, metrics
-        self._answered: dict[tuple[str, int], Any] = {}
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.app, name)
-
-    def count(self, path: str, status: int) -> None:
-        child = self._answered.get((path, status))
-        if child is None:
-            child = self._answered[path, status] = self.metrics.requests.labels(path, str(status))
-        child.inc()
-
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        path = scope["path"] if scope["path"] in self.KNOWN else "other"
-        origin = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"origin"), None)
-        cors: list[tuple[bytes, bytes]] = [(b"vary", b"Origin")]
-        allowed = origin is not None and self.sites.any_origin_allowed(origin)
-        if allowed:
-            assert origin is not None
-            cors += [
-                (b"access-control-allow-origin", origin.encode("latin-1")),
-                (b"access-control-allow-credentials", b"true"),
-            ]
-        if scope["method"] == "OPTIONS":
-            status = 204 if allowed else 403
-            headers = [*cors, *self.PREFLIGHT] if allowed else cors
-            await send({"type": "http.response.start", "status": status, "headers": headers})
-            await send({"type": "http.response.body", "body": b""})
-            self.count(path, status)
-            return
-
-        async def edge(message: dict[str, Any]) -> None:
-            if message["type"] == "http.response.start":
-                self.count(path, message["status"])
-                message = {**message, "headers": [*message.get("headers", []), *cors]}
-            await send(message)
-
-        await self.app(scope, receive, edge)
+    return Edge(app, c.sites, c.metrics)  # type: ignore[return-value]

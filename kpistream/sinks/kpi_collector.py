@@ -204,24 +204,29 @@ def level_families(gauges: Grouped) -> Iterator[Metric]:
         yield family
 
 
+def _counter(name: str, text: str, value: float) -> Metric:
+    family = CounterMetricFamily(name, text)
+    family.add_metric([], value)
+    return family
+
+
 def health_families(snapshot: StoreSnapshot, ends: Ends) -> Iterator[Metric]:
+    """The service's own health: what it counted, dropped, forwarded and how fast; the
+    partitions, their lag and the label budgets."""
     health = snapshot.health
-    processed = CounterMetricFamily(
-        "kpistream_events_processed", "Valid events applied to the KPI state"
+    yield _counter(
+        "kpistream_events_processed", "Valid events applied to the KPI state", health[H.PROCESSED]
     )
-    processed.add_metric([], health[H.PROCESSED])
-    yield processed
-    late = CounterMetricFamily(
-        "kpistream_events_late", "Events dropped for arriving later than the allowed lateness"
+    yield _counter(
+        "kpistream_events_late",
+        "Events dropped for arriving later than the allowed lateness",
+        health[H.LATE],
     )
-    late.add_metric([], health[H.LATE])
-    yield late
-    duplicate = CounterMetricFamily(
+    yield _counter(
         "kpistream_events_duplicate",
         "Events dropped as a retry of an event already counted (same event_id)",
+        health[H.DUPLICATE],
     )
-    duplicate.add_metric([], health[H.DUPLICATE])
-    yield duplicate
     rejected = CounterMetricFamily(
         "kpistream_events_rejected",
         "Invalid events sent to the dead-letter topic",
@@ -230,24 +235,13 @@ def health_families(snapshot: StoreSnapshot, ends: Ends) -> Iterator[Metric]:
     for reason in REASONS:
         rejected.add_metric([reason], health[fields.field(H.REJECTED, reason)])
     yield rejected
-    batch = HistogramMetricFamily(
-        "kpistream_batch_processing_seconds",
-        "Time to decode, process and dead-letter one partition batch (before its Redis commit)",
-    )
-    buckets = [
-        (repr(le), float(health[fields.field(H.BATCH_BUCKET, repr(le))]))
-        for le in H.BATCH_BUCKETS_S
-    ]
-    buckets.append(("+Inf", float(health[H.BATCH_COUNT])))
-    batch.add_metric([], buckets, sum_value=health[H.BATCH_SUM_US] / 1_000_000)
-    yield batch
-    fenced = CounterMetricFamily(
-        "kpistream_fenced_writes",
-        "Batches a worker that had lost its partition tried to commit; rejected by the fence",
-    )
-    fenced.add_metric([], snapshot.fenced_writes)
-    yield fenced
+    yield _batch_times(health)
     for name, text, value in (
+        (
+            "kpistream_fenced_writes",
+            "Batches a worker that had lost its partition tried to commit; rejected by the fence",
+            snapshot.fenced_writes,
+        ),
         (
             "kpistream_state_resets",
             "Partitions found without any state (Redis came back empty) and rebuilt from the "
@@ -267,11 +261,27 @@ def health_families(snapshot: StoreSnapshot, ends: Ends) -> Iterator[Metric]:
             health[H.SKIPPED],
         ),
     ):
-        family = CounterMetricFamily(name, text)
-        family.add_metric([], value)
-        yield family
+        yield _counter(name, text, value)
     yield from partition_families(snapshot, ends, now_s=time.time())
     yield from label_families(snapshot)
+    yield from _progress(snapshot)
+
+
+def _batch_times(health: Counter[str]) -> Metric:
+    batch = HistogramMetricFamily(
+        "kpistream_batch_processing_seconds",
+        "Time to decode, process and dead-letter one partition batch (before its Redis commit)",
+    )
+    buckets = [
+        (repr(le), float(health[fields.field(H.BATCH_BUCKET, repr(le))]))
+        for le in H.BATCH_BUCKETS_S
+    ]
+    buckets.append(("+Inf", float(health[H.BATCH_COUNT])))
+    batch.add_metric([], buckets, sum_value=health[H.BATCH_SUM_US] / 1_000_000)
+    return batch
+
+
+def _progress(snapshot: StoreSnapshot) -> Iterator[Metric]:
     partitions = GaugeMetricFamily("kpistream_partitions", "Kafka partitions with state in Redis")
     partitions.add_metric([], snapshot.partitions)
     yield partitions
