@@ -34,38 +34,41 @@ _Routing = msgspec.defstruct(
 _routing_decoder: msgspec.json.Decoder[Any] = msgspec.json.Decoder(_Routing)
 
 
-def route(line: bytes, settings: Settings) -> tuple[str, bytes | None, str | None]:
+Routed = tuple[str, bytes | None, str | None]
+
+
+def route(line: bytes, settings: Settings) -> Routed:
     """(topic, key, ownership key) of one raw event line, by the stream its ``type`` names
     (:mod:`kpistream.streams.registry`); the ownership key is None when the line has no
     usable one (the worker will dead-letter it)."""
-    line = line.removeprefix(b"\xef\xbb\xbf")
-    try:
-        fast = _routing_decoder.decode(line)
-    except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError, RecursionError):
-        return _route_slowly(line, settings)
-    if not _cached or _cached[0][0] is not settings:
-        _learn_routes(settings)
-    _, routes, fallback = _cached[0]
-    topic, fields = routes.get(fast.type, fallback)
-    owner_of, key = fields(fast)
-    if key is None or owner_of is None:  # the fast decoder let only text or None through
-        return topic, None if key is None else key.encode(), None
-    return topic, key.encode(), ownership_key(owner_of, key)
+    return router(settings)(line)
 
 
-#: (topic, the routing fields' getter) of a stream under given settings
-Route = tuple[str, Callable[[Any], tuple[Any, Any]]]
-#: The routes of the last settings seen, kept by identity: it is read for every event
-#: ``produce`` sends, and hashing the settings per line would cost more than the lookup.
-_cached: list[tuple[Settings, dict[str | None, Route], Route]] = []
+def router(settings: Settings) -> Callable[[bytes], Routed]:
+    """:func:`route` for these settings, with each event type's topic and routing fields
+    looked up once (it runs for every event ``produce`` sends)."""
 
-
-def _learn_routes(settings: Settings) -> None:
-    def of(stream: Stream) -> Route:
+    def of(stream: Stream) -> tuple[str, Callable[[Any], tuple[Any, Any]]]:
         return stream.topic(settings), operator.attrgetter(*stream.routed_by)
 
-    routes: dict[str | None, Route] = {t: of(s) for s in STREAMS for t in s.types}
-    _cached[:] = [(settings, routes, of(FALLBACK))]
+    routes = {t: of(s) for s in STREAMS for t in s.types}
+    fallback = of(FALLBACK)
+    decode = _routing_decoder.decode
+    bom = b"\xef\xbb\xbf"
+
+    def route_line(line: bytes) -> Routed:
+        line = line.removeprefix(bom)
+        try:
+            fast = decode(line)
+        except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError, RecursionError):
+            return _route_slowly(line, settings)
+        topic, fields = routes.get(fast.type, fallback)
+        owner_of, key = fields(fast)
+        if key is None or owner_of is None:  # the fast decoder let only text or None through
+            return topic, None if key is None else key.encode(), None
+        return topic, key.encode(), ownership_key(owner_of, key)
+
+    return route_line
 
 
 def _routed(topic: str, owner_of: object, key: object) -> tuple[str, bytes | None, str | None]:
@@ -157,8 +160,10 @@ async def produce(
             pending.append(await producer.send_batch(batch, topic, partition=partition))
             await wait(IN_FLIGHT)
 
+    route_line = router(settings)
+
     async def send(line: bytes) -> None:
-        topic, key, owned_by = route(line, settings)
+        topic, key, owned_by = route_line(line)
         counts[topic] = counts.get(topic, 0) + 1
         if tally is not None:
             tally.see(line, topic)
@@ -186,7 +191,7 @@ async def produce(
             # A live source: each line goes as it comes (the client's linger batches them),
             # none waits in a half-full batch for lines that may come much later.
             async for line in lines:
-                topic, key, owned_by = route(line, settings)
+                topic, key, owned_by = route_line(line)
                 counts[topic] = counts.get(topic, 0) + 1
                 if topic not in partitions:
                     partitions[topic] = len(await producer.partitions_for(topic))
