@@ -41,7 +41,14 @@ def route(line: bytes, settings: Settings) -> Routed:
     """(topic, key, ownership key) of one raw event line, by the stream its ``type`` names
     (:mod:`kpistream.streams.registry`); the ownership key is None when the line has no
     usable one (the worker will dead-letter it)."""
-    return router(settings)(line)
+    if not _routers or _routers[0][0] is not settings:
+        _routers[:] = [(settings, router(settings))]
+    return _routers[0][1](line)
+
+
+#: The router of the last settings seen, kept by identity: callers that route line by line
+#: (the benchmarks' producers) would otherwise build one per line.
+_routers: list[tuple[Settings, Callable[[bytes], Routed]]] = []
 
 
 def router(settings: Settings) -> Callable[[bytes], Routed]:

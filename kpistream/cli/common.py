@@ -13,7 +13,7 @@ from rich.console import Console
 
 from kpistream import runtime
 from kpistream.config.connections import redacted
-from kpistream.config.settings import Settings, env_name, load
+from kpistream.config.settings import Settings, default_of, env_name, load
 
 console = Console(stderr=True)
 
@@ -108,7 +108,7 @@ def with_defaults(parser: argparse.ArgumentParser) -> None:
 
 
 def setting_default(name: str) -> str:
-    value = Settings.__struct_defaults__[Settings.__struct_fields__.index(name)]
+    value = default_of(name)
     return str(value) if value != "" else "empty"
 
 

@@ -172,11 +172,11 @@ class Collector:
             verdict = verdicts.get(site)
             if verdict is None:
                 verdict = verdicts[site] = checks.site_verdict(self.sites, site, who)
-            refusal = verdict.refusal or checks.not_erasure(item)
+            # The first check that stops the event; else whether it is in the customer zone.
             customer = (
-                refusal
-                if refusal is not None
-                else checks.customer_identity(item, who, site, self.settings.id_secret)
+                verdict.refusal
+                or checks.not_erasure(item)
+                or checks.customer_identity(item, who, site, self.settings.id_secret)
             )
             if isinstance(customer, P.Skip):
                 self._stop(protocol, outcome, index, customer)

@@ -311,11 +311,16 @@ HELP: dict[str, str] = {
 }
 
 
+def default_of(name: str) -> Any:
+    """A setting's default value."""
+    return Settings.__struct_defaults__[Settings.__struct_fields__.index(name)]
+
+
 def markdown_table() -> str:
     """The README's settings table."""
     rows = ["| variable | default | meaning |", "| --- | --- | --- |"]
     for name, text in HELP.items():
-        default = Settings.__struct_defaults__[Settings.__struct_fields__.index(name)]
+        default = default_of(name)
         shown = f"`{default}`" if default != "" else "(empty)"
         rows.append(f"| `{env_name(name)}` | {shown} | {text} |")
     return "\n".join(rows)

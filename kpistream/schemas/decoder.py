@@ -63,6 +63,11 @@ class Rejection(msgspec.Struct, frozen=True, gc=False):
     field: str | None = None
 
 
+def out_of_range(error: Exception | str) -> bool:
+    """msgspec's complaint about a JSON number beyond any float or int (``1e400``)."""
+    return str(error).startswith("Number out of range")
+
+
 def classify(message: str) -> Rejection:
     """Map a msgspec validation message to a reason code."""
     match = _PATH.search(message)
@@ -76,7 +81,7 @@ def classify(message: str) -> Rejection:
         if field is None:
             return Rejection("not_an_object", message, None)
         return Rejection("wrong_type", message, field)
-    if message.startswith("Number out of range"):  # beyond any float or int: 1e400
+    if out_of_range(message):
         return Rejection("invalid_number", message, field)
     if field == "$.ts" and (
         message.startswith("Expected `int` >=") or message.startswith("Expected `int` <=")
@@ -172,7 +177,7 @@ class EventDecoder(Generic[E]):
         try:
             raw = _ANY.decode(value)
         except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:
-            if str(exc).startswith("Number out of range"):
+            if out_of_range(exc):
                 return classify(message)  # JSON, with a number no type can hold
             return Rejection("malformed_json", str(exc)[:200])
         if not isinstance(raw, dict):

@@ -108,7 +108,7 @@ class LabelBudget:
         """Record an admission's result; ``replace``: it is the whole admitted set (a sync),
         so values missing from it lost their slot."""
         members = set(admitted)
-        before = (len(self.admitted), self.full)
+        was_full = self.full
         if replace:
             self.retired |= self.admitted - members
             changed = members != self.admitted
@@ -121,7 +121,7 @@ class LabelBudget:
             self.admitted |= members
         self.retired -= self.admitted
         self.full = full or len(self.admitted) >= self.max_values
-        if changed or before != (len(self.admitted), self.full):
+        if changed or self.full != was_full:
             self._cache.clear()  # a refusal learned changes no label: the cache stays
 
     def label(self, value: str | None) -> str:

@@ -16,6 +16,8 @@ from urllib.parse import parse_qsl, urlsplit
 
 import msgspec
 
+from kpistream.schemas.decoder import out_of_range
+
 json_decoder = msgspec.json.Decoder()
 
 
@@ -118,10 +120,8 @@ def invalid_number(exc: BadNumber) -> Skip:
 def undecodable(exc: Exception) -> Skip:
     """A body that JSON cannot take: a number beyond any float (``1e400``) is its own
     reason; anything else is malformed."""
-    message = str(exc)
-    if message.startswith("Number out of range"):
-        return reject("invalid_number", message[:200])
-    return reject("malformed_json", message[:200])
+    reason = "invalid_number" if out_of_range(exc) else "malformed_json"
+    return reject(reason, str(exc)[:200])
 
 
 #: Most distinct domains in one Plausible ``d`` (a site rolled up into a few dashboards

@@ -21,6 +21,7 @@ from kpistream.collector.protocols.common import (
     reject,
     undecodable,
 )
+from kpistream.schemas.decoder import out_of_range
 from kpistream.schemas.events import ITEM_KINDS
 
 
@@ -34,7 +35,7 @@ def _object(value: Any, field: str) -> dict[str, Any]:
         try:
             value = json_decoder.decode(value)
         except msgspec.DecodeError as exc:
-            if str(exc).startswith("Number out of range"):
+            if out_of_range(exc):
                 raise BadNumber(field) from None
             return {}
     return value if isinstance(value, dict) else {}

@@ -23,6 +23,7 @@ from kpistream.collector.protocols.common import (
     reject,
     undecodable,
 )
+from kpistream.schemas.decoder import out_of_range
 from kpistream.schemas.events import ITEM_KINDS
 
 PAYLOAD_SCHEMA = "iglu:com.snowplowanalytics.snowplow/payload_data/jsonschema/1-0-"
@@ -60,7 +61,7 @@ def _json_field(item: dict[str, Any], plain: str, encoded: str) -> Any:
         if isinstance(item.get(encoded), str):
             return _b64(item[encoded])
     except (msgspec.DecodeError, binascii.Error, ValueError, UnicodeDecodeError) as exc:
-        if str(exc).startswith("Number out of range"):
+        if out_of_range(exc):
             raise BadNumber(f"$.{plain}") from None
         raise ValueError(f"`{plain}`/`{encoded}` is not JSON (or base64url JSON)") from None
     return None
