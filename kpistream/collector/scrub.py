@@ -52,13 +52,18 @@ def _host(parts: Any) -> str:
     """Host and port, without user and password; an IP address as host is personal too
     (a visitor's own device serving the page)."""
     try:
-        host, port = parts.hostname or "", parts.port
+        port = parts.port
     except ValueError:  # a port that is not a number
-        host, port = parts.hostname or "", None
-    host = text(host)
+        port = None
+    host = text(parts.hostname or "")
     if ":" in host:  # an IPv6 literal that survived (not personal: e.g. a link-local) keeps []
         host = f"[{host}]"
     return f"{host}:{port}" if port else host
+
+
+def _path(parts: Any) -> str:
+    """The path, scrubbed as text and percent-encoded again."""
+    return quote(text(unquote(parts.path)), safe=_PATH_SAFE)
 
 
 def page_url(url: str, keep: Collection[str]) -> str:
@@ -67,7 +72,7 @@ def page_url(url: str, keep: Collection[str]) -> str:
         parts = urlsplit(url)
     except ValueError:
         return text(url.split("?", 1)[0].split("#", 1)[0])
-    path = quote(text(unquote(parts.path)), safe=_PATH_SAFE)
+    path = _path(parts)
     query = urlencode(
         [
             (name, text(value))
@@ -90,7 +95,7 @@ def referrer(url: str, page_host: str | None) -> str | None:
         return None
     path = ""
     if page_host and parts.hostname == page_host:
-        path = quote(text(unquote(parts.path)), safe=_PATH_SAFE)
+        path = _path(parts)
     return urlunsplit((parts.scheme, _host(parts), path or "/", "", ""))
 
 
