@@ -24,9 +24,20 @@ KPISTREAM = [sys.executable, "-m", "kpistream"]
 def _run(
     args: list[str], *, env: dict[str, str] | None = None, cwd: Path | None = None
 ) -> subprocess.CompletedProcess[str]:
-    """A command as a user runs it: this environment without its ``KPISTREAM_*``, plus
-    ``env``."""
-    base = {k: v for k, v in os.environ.items() if not k.startswith("KPISTREAM_")}
+    """A command as a user runs it from a shell: this environment without its ``KPISTREAM_*``
+    and without what an enclosing ``make`` (the suite runs under ``make test``) passes down,
+    which would make a child ``make`` print its directory; plus ``env``."""
+    inherited = (
+        "MAKELEVEL",
+        "MAKEFLAGS",
+        "MFLAGS",
+        "MAKEOVERRIDES",
+        "MAKE_TERMOUT",
+        "MAKE_TERMERR",
+    )
+    base = {
+        k: v for k, v in os.environ.items() if not k.startswith("KPISTREAM_") and k not in inherited
+    }
     return subprocess.run(
         args,
         capture_output=True,
