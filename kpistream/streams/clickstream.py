@@ -4,14 +4,16 @@ KPIs."""
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, cast
 
 from kpistream.config.settings import Settings
 from kpistream.contract.routing import clickstream_key
 from kpistream.schemas.decoder import EventDecoder
-from kpistream.schemas.events import Clickstream
+from kpistream.schemas.events import Clickstream, ClickstreamEvent, ItemEvent, PageView, Purchase
+from kpistream.streams.event_kpis import ITEMS
 from kpistream.streams.labels import Dimensions, LabelBudget
-from kpistream.streams.processor import PartitionProcessor, dimension_values
+from kpistream.streams.processor import PartitionProcessor
+from kpistream.streams.session_kpis import channel_of, landing_path
 
 
 class ClickstreamLogic:
@@ -55,3 +57,32 @@ class ClickstreamLogic:
 
     def dimension_values(self, events: Iterable[Any]) -> dict[str, set[str]]:
         return dimension_values(events)
+
+
+def dimension_values(events: Iterable[ClickstreamEvent]) -> dict[str, set[str]]:
+    """Raw values of each bounded dimension in a batch, for label admission."""
+    sites: set[str] = set()
+    campaigns: set[str] = set()
+    pages: set[str] = set()
+    channels: set[str] = set()
+    currencies: set[str] = set()
+    for event in events:
+        sites.add(event.site)
+        cls = event.__class__  # exact classes: isinstance on a struct class is slow
+        if cls is PageView:
+            view = cast(PageView, event)
+            pages.add(landing_path(view))
+            channels.add(channel_of(view))
+        elif cls in ITEMS:
+            campaign = cast(ItemEvent, event).campaign
+            if campaign is not None:
+                campaigns.add(campaign)
+        elif cls is Purchase:
+            currencies.add(cast(Purchase, event).currency)
+    return {
+        "site": sites,
+        "campaign": campaigns,
+        "landing_page": pages,
+        "channel": channels,
+        "currency": currencies,
+    }

@@ -49,10 +49,6 @@ class Session(msgspec.Struct, array_like=True, gc=False):
     checkout_ms: int | None = None  # first checkout_start
     purchases_ms: list[int] = msgspec.field(default_factory=list)  # sorted, bounded
 
-    @property
-    def is_bounce(self) -> bool:
-        return self.page_views <= 1 and not self.interacted
-
 
 _SESSIONS_CODEC = msgspec.msgpack.Decoder(list[Session])
 _KEY_CODEC = msgspec.msgpack.Decoder(tuple[str, str, str])

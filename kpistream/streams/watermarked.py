@@ -45,7 +45,7 @@ class WatermarkedProcessor:
         return True
 
     @staticmethod
-    def repeated(delta: BatchDelta, index: int, event_id: str, *, same_content: bool) -> None:
+    def repeated(delta: BatchDelta, index: int, event_id: str, same_content: bool) -> None:
         """An event whose ``event_id`` was counted before: a retry with the same content
         counts as a duplicate; other content is rejected (dead-lettered by the caller)."""
         if same_content:

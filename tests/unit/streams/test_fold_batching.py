@@ -22,8 +22,9 @@ from kpistream.kpis.fields import split
 from kpistream.schemas.decoder import EventDecoder
 from kpistream.schemas.events import AddToCart, CheckoutStart, Clickstream, Forget, Purchase
 from kpistream.sources.simulator import sessions
+from kpistream.streams.clickstream import dimension_values
 from kpistream.streams.labels import Dimensions
-from kpistream.streams.processor import PartitionProcessor, dimension_values
+from kpistream.streams.processor import PartitionProcessor
 
 START_MS = 1_763_800_000_000
 NOW_MS = START_MS + 86_400_000
