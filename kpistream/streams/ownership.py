@@ -15,6 +15,7 @@ import contextlib
 import logging
 import time
 from dataclasses import dataclass
+from typing import Literal
 
 import redis.exceptions
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -23,7 +24,7 @@ from aiokafka.errors import KafkaError
 from kpistream.config.connections import redacted
 from kpistream.config.settings import Settings
 from kpistream.contract.keys import PartitionKeys
-from kpistream.contract.store import PartitionStore
+from kpistream.contract.store import Fenced, OffsetMismatch, PartitionStore, StateLost
 from kpistream.streams.admission import LabelAdmission
 from kpistream.streams.logic import PartitionLogic, StreamLogic
 from kpistream.streams.retry import Backoff, pause
@@ -146,3 +147,20 @@ class Ownership:
             await self.consumer.seek_to_beginning(tp)
         else:
             self.consumer.seek(tp, offset)
+
+
+def recovery(exc: Exception, tag: str) -> Literal["fence", "claim"] | None:
+    """How the loop recovers from a commit the store refused or could not take (logged
+    here): pause a partition another worker owns now (``fence``), reload the state of one
+    whose store lost it, moved on, or cannot take the step now (``claim``); None for
+    anything else."""
+    if isinstance(exc, Fenced):
+        log.warning("%s; another worker owns it now, pausing it here", exc)
+        return "fence"
+    if isinstance(exc, StateLost):
+        log.warning("%s; claiming it anew", exc)
+        return "claim"
+    if isinstance(exc, (OffsetMismatch, *REDIS_UNAVAILABLE)):
+        log.warning("partition %s: %s; reloading its state from Redis", tag, exc)
+        return "claim"
+    return None

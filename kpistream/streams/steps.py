@@ -14,7 +14,9 @@ apart from the KPI counters.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
@@ -30,7 +32,7 @@ from kpistream.kpis import fields
 from kpistream.schemas.decoder import EventDecoder, Rejection
 from kpistream.streams.admission import LabelAdmission, Pending
 from kpistream.streams.deadletter import Redactor
-from kpistream.streams.logic import StreamLogic
+from kpistream.streams.logic import StreamLogic, valid
 from kpistream.streams.ownership import Owned
 
 log = logging.getLogger(__name__)
@@ -194,3 +196,48 @@ class Commit:
             log.info("partition %s flows again from offset %d", owned.keys.tag, next_offset)
             owned.stalled_offset = None
         owned.processor.committed()
+
+
+class Pipeline:
+    """A partition batch's steps, in order. ``commit`` is the atomic step; a fault test may
+    wrap it (tests/faults/faulty_worker.py)."""
+
+    def __init__(
+        self,
+        logic: StreamLogic,
+        store: PartitionStore,
+        producer: AIOKafkaProducer,
+        admission: LabelAdmission,
+        redact: Redactor,
+        deadletter_topic: str,
+        clock_ms: Callable[[], int],
+    ) -> None:
+        self.decoder = logic.decoder
+        self.clock_ms = clock_ms
+        self.forward = Forward(producer, logic.ownership_key)
+        self.enrich = Enrich(logic, admission, store, clock_ms)
+        self.dead_letters = DeadLetters(producer, redact, deadletter_topic)
+        self.commit = Commit(store)
+
+    async def __call__(
+        self,
+        tp: TopicPartition,
+        partitions: int,
+        owned: Owned,
+        records: Sequence[ConsumerRecord[bytes, bytes]],
+        skipped: int = 0,
+    ) -> None:
+        """Run the steps on one batch of a partition of ``partitions``."""
+        started = time.perf_counter()
+        now_ms = self.clock_ms()
+        decoded = decode(self.decoder, records, now_ms)
+        sends = await self.forward(tp, partitions, records, decoded)
+        await self.enrich(owned, valid(decoded))
+        delta = fold(owned, decoded, now_ms)
+        sends += await self.dead_letters(tp, records, decoded, delta)
+        if sends:  # forwarded and dead-lettered before the offset moves past them
+            await asyncio.gather(*sends)
+        delta.health.update(batch_health(time.perf_counter() - started, skipped))
+        await self.commit(
+            owned, delta, records[-1].offset + 1, first_offset=records[0].offset, skipped=skipped
+        )

@@ -10,7 +10,7 @@ clickstream consumer's (or with ``:social``, the social consumer's) n-th atomic 
 - ``stop-before``: SIGSTOP just before the step: a zombie holding a batch ready to commit,
   until the test sends SIGCONT.
 
-The harness wraps the consumer's public commit step (``BatchConsumer.commit``); the
+The harness wraps the consumer's commit step (``BatchConsumer.pipeline.commit``); the
 production worker has no fault hooks.
 """
 
@@ -64,8 +64,9 @@ def install(action: str, at: int, stream: str) -> None:
 
             async def start_wrapped() -> None:
                 await start()
-                assert consumer.commit is not None
-                consumer.commit = Faulty(consumer.commit, action, at)  # type: ignore[assignment]
+                assert consumer.pipeline is not None
+                pipeline = consumer.pipeline
+                pipeline.commit = Faulty(pipeline.commit, action, at)  # type: ignore[assignment]
 
             consumer.start = start_wrapped  # type: ignore[method-assign]
         return consumer

@@ -1,11 +1,14 @@
-"""The batch loop's collaborators alone: stalls, the idle watermark, the offset hint and the
-live view, on a fake consumer and store with the clock injected (no sleeping)."""
+"""The batch loop's collaborators alone: stalls, the idle watermark, the offset hint, the
+live view, the gap check and the recovery from a refused commit, on a fake consumer and store
+with the clock injected (no sleeping)."""
 
 from __future__ import annotations
 
 import asyncio
 from typing import Any
 
+import pytest
+import redis.exceptions
 from aiokafka import TopicPartition
 from aiokafka.errors import KafkaConnectionError, UnsupportedCodecError
 from aiokafka.structs import ConsumerRecord
@@ -13,11 +16,12 @@ from aiokafka.structs import ConsumerRecord
 from kpistream.config.settings import load
 from kpistream.contract.delta import BatchDelta
 from kpistream.contract.keys import PartitionKeys
-from kpistream.contract.store import LiveStatus
+from kpistream.contract.store import Fenced, LiveStatus, OffsetMismatch, StateLost
+from kpistream.streams import gaps
 from kpistream.streams.idle import IdleWatermark
 from kpistream.streams.live_view import LiveView
 from kpistream.streams.offset_hint import KAFKA_COMMIT_HINT_S, OffsetHint
-from kpistream.streams.ownership import Owned
+from kpistream.streams.ownership import Owned, recovery
 from kpistream.streams.stalls import STALL_RETRY_S, Stalls
 
 A, B = TopicPartition("clicks", 0), TopicPartition("clicks", 1)
@@ -194,3 +198,47 @@ async def test_the_live_view_reports_the_largest_end_seen() -> None:
     consumer.high = {}
     await view.report()
     assert store.reports[-1][held[A].keys] == LiveStatus(12, None)
+
+
+def records_at(*offsets: int) -> list[ConsumerRecord[bytes, bytes]]:
+    return [record(offset) for offset in offsets]
+
+
+def test_a_batch_at_the_stored_offset_is_applied_whole() -> None:
+    verdict = gaps.check(records_at(5, 6, 7), 5, None, "clicks/0")
+    assert [r.offset for r in verdict.records] == [5, 6, 7]
+    assert (verdict.skipped, verdict.reread) == (0, None)
+
+
+def test_records_before_the_stored_offset_are_dropped_as_counted() -> None:
+    verdict = gaps.check(records_at(3, 4, 5, 6), 5, None, "clicks/0")
+    assert [r.offset for r in verdict.records] == [5, 6]
+
+
+def test_a_gap_is_read_again_once_then_counted_as_skipped() -> None:
+    first = gaps.check(records_at(8, 9), 5, None, "clicks/0")
+    assert (first.records, first.reread) == ([], (5, 8))
+    second = gaps.check(records_at(8, 9), 5, first.reread, "clicks/0")
+    assert [r.offset for r in second.records] == [8, 9]
+    assert (second.skipped, second.reread) == (3, None)
+    other = gaps.check(records_at(7, 9), 5, first.reread, "clicks/0")  # not the same gap
+    assert other.reread == (5, 7)
+
+
+def test_a_partition_without_a_position_takes_what_comes() -> None:
+    verdict = gaps.check(records_at(40), None, None, "clicks/0")
+    assert [r.offset for r in verdict.records] == [40]
+
+
+@pytest.mark.parametrize(
+    ("exc", "reaction"),
+    [
+        (Fenced("partition clicks/0 fenced"), "fence"),
+        (StateLost("partition clicks/0 lost its state"), "claim"),
+        (OffsetMismatch("partition clicks/0 moved"), "claim"),
+        (redis.exceptions.ConnectionError("down"), "claim"),
+        (ValueError("a bug"), None),
+    ],
+)
+def test_recovery_from_what_the_store_refused(exc: Exception, reaction: str | None) -> None:
+    assert recovery(exc, "clicks/0") == reaction
