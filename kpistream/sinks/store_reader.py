@@ -4,6 +4,7 @@ scrape, the live tables and `kpistream labels` (the key layout: :mod:`.window_st
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import dataclass, field
 
 from kpistream.config.connections import SyncRedis
 from kpistream.contract.keys import PartitionKeys, label_keys
@@ -43,6 +44,27 @@ class WindowReader:
     ) -> StoreSnapshot:
         """Totals, each rolling window (minute precision) and each long window (day
         precision, day buckets only) ending at the newest watermark of any partition."""
+        long_windows = long_windows or {}
+        now = self._partitions()
+        windows, uniques = self._windows(now, windows_min, long_windows)
+        return StoreSnapshot(
+            now.watermark,
+            now.totals,
+            windows,
+            len(now.parts),
+            uniques,
+            now.gauges,
+            fenced_writes=now.fenced_writes,
+            state_resets=now.state_resets,
+            partition_status=now.status,
+            labels=self.label_use(label_budgets or {}),
+            health=now.health,
+            long_windows=frozenset(long_windows),
+        )
+
+    def _partitions(self) -> _Partitions:
+        """Every partition's totals, gauges, health, position and live status: one round
+        trip."""
         tags = sorted(as_text(t) for t in self.client.smembers(f"{self.prefix}:partitions"))
         parts = [PartitionKeys.from_tag(self.prefix, t) for t in tags]
         pipe = self.client.pipeline(transaction=False)
@@ -56,74 +78,53 @@ class WindowReader:
         pipe.get(f"{self.prefix}:fenced_writes")
         pipe.get(f"{self.prefix}:state_resets")
         *replies, fenced, resets = pipe.execute()
-        totals: Counter[str] = Counter()
-        gauges: Counter[str] = Counter()
-        health: Counter[str] = Counter()
-        watermark: int | None = None
-        status: dict[str, PartitionStatus] = {}
+        now = _Partitions(parts, fenced_writes=int(fenced or 0), state_resets=int(resets or 0))
         for i, p in enumerate(parts):
-            add_counts(totals, replies[5 * i])
-            add_counts(gauges, replies[5 * i + 2])
-            add_counts(health, replies[5 * i + 4])
+            add_counts(now.totals, replies[5 * i])
+            add_counts(now.gauges, replies[5 * i + 2])
+            add_counts(now.health, replies[5 * i + 4])
             wm, offset = replies[5 * i + 1]
             end, stalled, reported = replies[5 * i + 3]
-            status[p.tag] = PartitionStatus(
+            now.status[p.tag] = PartitionStatus(
                 offset=as_int(offset),
                 watermark_ms=as_int(wm),
                 end_offset=as_int(end),
                 stalled=stalled is not None and int(stalled) == 1,
                 reported_ms=as_int(reported),
             )
-            if wm is not None and (watermark is None or int(wm) > watermark):
-                watermark = int(wm)
-        labels = self.label_use(label_budgets or {})
+            if wm is not None and (now.watermark is None or int(wm) > now.watermark):
+                now.watermark = int(wm)
+        return now
 
-        def made() -> StoreSnapshot:
-            return StoreSnapshot(
-                watermark,
-                totals,
-                windows,
-                len(parts),
-                uniques,
-                gauges,
-                fenced_writes=int(fenced or 0),
-                state_resets=int(resets or 0),
-                partition_status=status,
-                labels=labels,
-                health=health,
-                long_windows=frozenset(long_windows or ()),
-            )
-
-        long_windows = long_windows or {}
+    def _windows(
+        self, now: _Partitions, windows_min: dict[str, int], long_windows: dict[str, int]
+    ) -> tuple[dict[str, Counter[str]], dict[str, Counter[str]]]:
+        """Each window's counts and unique visitors per site label: one round trip."""
         windows: dict[str, Counter[str]] = {
             name: Counter() for name in [*windows_min, *long_windows]
         }
         uniques: dict[str, Counter[str]] = {name: Counter() for name in windows_min}
+        watermark, parts = now.watermark, now.parts
         if watermark is None or not parts:
-            return made()
+            return windows, uniques
         covers = {
             name: window_cover(*window_minutes(minutes, watermark))
             for name, minutes in windows_min.items()
         }
         last_day = day_of(watermark)
-        day_ranges = {
-            name: range(last_day - days + 1, last_day + 1) for name, days in long_windows.items()
-        }
-        sites = sorted(label_values(totals, K.SESSIONS, "site"))
-        wanted: dict[str, int] = {}
-        for p in parts:
-            for minutes, hours in covers.values():
-                for m in minutes:
-                    wanted.setdefault(p.minute(m), len(wanted))
-                for h in hours:
-                    wanted.setdefault(p.hour(h), len(wanted))
-            for days_range in day_ranges.values():
-                for d in days_range:
-                    wanted.setdefault(p.day(d), len(wanted))
+        days = {name: range(last_day - n + 1, last_day + 1) for name, n in long_windows.items()}
+        keys: dict[str, list[str]] = {}  # window -> its bucket keys, every partition's
+        for name, (minutes, hours) in covers.items():
+            keys[name] = [p.minute(m) for p in parts for m in minutes]
+            keys[name] += [p.hour(h) for p in parts for h in hours]
+        for name, span in days.items():
+            keys[name] = [p.day(d) for p in parts for d in span]
+        wanted = list(dict.fromkeys(k for window in keys.values() for k in window))
         pipe = self.client.pipeline(transaction=False)
         for key in wanted:
             pipe.hgetall(key)
         # Visitors are keyed to one partition, so per-partition counts add up exactly.
+        sites = sorted(label_values(now.totals, K.SESSIONS, "site"))
         counted: list[tuple[str, str]] = []
         for name, (minutes, hours) in covers.items():
             for p in parts:
@@ -133,17 +134,24 @@ class WindowReader:
                     pfcount(pipe, *hll_keys)
                     counted.append((name, site))
         contents = pipe.execute()
-        for name, (minutes, hours) in covers.items():
-            counter = windows[name]
-            for p in parts:
-                for m in minutes:
-                    add_counts(counter, contents[wanted[p.minute(m)]])
-                for h in hours:
-                    add_counts(counter, contents[wanted[p.hour(h)]])
-        for name, days_range in day_ranges.items():
-            for p in parts:
-                for d in days_range:
-                    add_counts(windows[name], contents[wanted[p.day(d)]])
+        found = dict(zip(wanted, contents, strict=False))
+        for name, window in keys.items():
+            for key in window:
+                add_counts(windows[name], found[key])
         for (name, site), n in zip(counted, contents[len(wanted) :], strict=True):
             uniques[name][site] += int(n)
-        return made()
+        return windows, uniques
+
+
+@dataclass(slots=True)
+class _Partitions:
+    """What the first round trip of a snapshot reads."""
+
+    parts: list[PartitionKeys]
+    totals: Counter[str] = field(default_factory=Counter)
+    gauges: Counter[str] = field(default_factory=Counter)
+    health: Counter[str] = field(default_factory=Counter)
+    watermark: int | None = None
+    status: dict[str, PartitionStatus] = field(default_factory=dict)
+    fenced_writes: int = 0
+    state_resets: int = 0

@@ -45,12 +45,10 @@ expire (wall-clock TTL refreshed on write): no per-visitor state outlives the re
 from __future__ import annotations
 
 import asyncio
-from collections import Counter, defaultdict
-from collections.abc import Awaitable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Iterable, Sequence
 from importlib import resources
 from typing import Any
 
-import msgspec
 import redis.asyncio as aioredis
 
 from kpistream.config.connections import AsyncRedis
@@ -62,14 +60,10 @@ from kpistream.contract.store import (
     AdmitRequest,
     Claim,
     Enrichment,
-    Fenced,
     LiveStatus,
-    OffsetGap,
-    OffsetMismatch,
-    StateLost,
 )
-from kpistream.contract.visitor import Visitor, VisitorKey, decode_visitor, encode_visitor
-from kpistream.kpis.windows import HOUR_MINUTES
+from kpistream.contract.visitor import Visitor, VisitorKey, decode_visitor
+from kpistream.sinks.commit_args import Lifetimes, Positions, arguments, refusal
 from kpistream.sinks.redis_values import as_bytes, as_int, as_text
 
 
@@ -247,94 +241,15 @@ class WindowStore:
         confirmed empty, or nothing is written (:class:`OffsetGap`)."""
         if first_offset is None:
             first_offset = next_offset if expected_offset is None else expected_offset
-        by_key: dict[str, Counter[str]] = defaultdict(Counter)
-        ttls: dict[str, int] = {}
-        for (minute, name), n in delta.buckets.items():
-            if n:
-                for key in (keys.minute(minute), keys.hour(minute // HOUR_MINUTES)):
-                    by_key[key][name] += n
-                    ttls[key] = self.bucket_ttl_s
-        for (day, name), n in delta.days.items():
-            if n:
-                by_key[keys.day(day)][name] += n
-                ttls[keys.day(day)] = self.day_ttl_s
-        hlls: dict[str, set[str]] = defaultdict(set)
-        for (minute, site), visitor_ids in delta.uniques.items():
-            hlls[keys.uniques_minute(minute, site)] |= visitor_ids
-            hlls[keys.uniques_hour(minute // HOUR_MINUTES, site)] |= visitor_ids
-        bucket_keys = [k for k, counts in by_key.items() if any(counts.values())]
-        visitor_keys = list(delta.visitors)
-        args: list[Any] = [
-            epoch,
-            "" if expected_offset is None else expected_offset,
-            next_offset,
-            delta.watermark_ms,
-            self.session_ttl_s,
-            self.visitor_ttl_s,
-            len(bucket_keys),
-            len(hlls),
-            len(visitor_keys),
-            first_offset,
-            skipped,
-            _CHANGES(
-                (
-                    _flat(delta.totals),
-                    _flat(delta.health),
-                    _flat(delta.gauges),
-                    [(ttls[key], _flat(by_key[key])) for key in bucket_keys],
-                    [(self.bucket_ttl_s, list(members)) for members in hlls.values()],
-                )
-            ),
-        ]
-        args += (
-            b"" if (visitor := delta.visitors[v]) is None else encode_visitor(visitor)
-            for v in visitor_keys
+        script_keys, args = arguments(
+            keys,
+            delta,
+            Positions(epoch, expected_offset, next_offset, first_offset, skipped),
+            Lifetimes(self.session_ttl_s, self.visitor_ttl_s, self.bucket_ttl_s, self.day_ttl_s),
         )
-        args.append(len(delta.state_set))
-        for state_key, encoded in delta.state_set.items():
-            args += (state_key, encoded)
-        args.append(len(delta.state_del))
-        args += delta.state_del
-        result = await self._commit(
-            keys=[
-                keys.key("epoch"),
-                keys.key("meta"),
-                keys.state,
-                keys.key("totals"),
-                keys.key("gauges"),
-                keys.key("health"),
-                *bucket_keys,
-                *hlls,
-                *(keys.visitor(v) for v in visitor_keys),
-            ],
-            args=args,
+        result = await self._commit(keys=script_keys, args=args)
+        refused = refusal(
+            result, keys.tag, epoch=epoch, expected=expected_offset, first=first_offset
         )
-        if result[0] == -1:
-            raise Fenced(f"partition {keys.tag}: epoch {epoch} is stale (now {result[1]!r})")
-        if result[0] == -2:
-            raise OffsetMismatch(
-                f"partition {keys.tag}: expected offset {expected_offset}, Redis has {result[1]!r}"
-            )
-        if result[0] == -3:
-            raise StateLost(f"partition {keys.tag}: Redis has no state for it (no epoch)")
-        if result[0] == -4:
-            raise OffsetGap(
-                f"partition {keys.tag}: the batch starts at offset {first_offset}, "
-                f"the stored offset is {result[1]!r}"
-            )
-
-
-#: The batch's counters travel as one MessagePack argument (see commit.lua): one string for
-#: the client to send and for Redis to parse, not thousands.
-_CHANGES = msgspec.msgpack.Encoder().encode
-#: Lua numbers are doubles: larger integers travel as text (HINCRBY takes either).
-_EXACT = 2**53
-
-
-def _flat(counts: Mapping[str, int]) -> list[str | int]:
-    """The non-zero counts as ``[name, count, ...]``."""
-    out: list[str | int] = []
-    for name, n in counts.items():
-        if n:
-            out += (name, n if -_EXACT < n < _EXACT else str(n))
-    return out
+        if refused is not None:
+            raise refused
