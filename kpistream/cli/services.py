@@ -68,7 +68,7 @@ def cmd_collector(args: argparse.Namespace) -> int:
     wait_for_servers(settings)
     import uvicorn
 
-    from kpistream.collector.app import create_app, server_options
+    from kpistream.collector.routes import create_app, server_options
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     app = create_app(settings)

@@ -14,7 +14,7 @@ from typing import Any
 import msgspec
 import pytest
 
-from kpistream.collector.app import create_app
+from kpistream.collector.routes import create_app
 from kpistream.collector.sender import Sender
 from kpistream.collector.shop import HERE, create_shop, vendor_installed
 from kpistream.config.settings import Settings

@@ -207,7 +207,7 @@ def test_the_wheel_holds_its_data_and_runs_from_a_fresh_venv(tmp_path: Path) -> 
             "import kpistream\n"
             "assert 'site-packages' in kpistream.__file__, kpistream.__file__\n"
             "from starlette.testclient import TestClient\n"
-            "from kpistream.collector.app import create_app\n"
+            "from kpistream.collector.routes import create_app\n"
             "from kpistream.config.settings import load\n"
             "r = TestClient(create_app(load({}, env={}))).get('/kpistream.js')\n"
             "assert r.status_code == 200 and 'data-site' in r.text, r.status_code\n",

@@ -10,7 +10,7 @@ from typing import Any
 import msgspec
 import uvicorn
 
-from kpistream.collector.app import create_app, server_options
+from kpistream.collector.routes import create_app, server_options
 from kpistream.config.settings import Settings
 from kpistream.runtime import ensure_topics, free_port
 from tests.support.waits import read_records, wait_until

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import msgspec
 
@@ -87,6 +88,19 @@ def plausible(body: bytes, max_events: int) -> list[Candidate] | Skip:
     return [{**event, "site": site} for site in sites]
 
 
+class Named(NamedTuple):
+    """One Plausible event, as the mapping of its name needs it."""
+
+    name: str
+    kind: str  # the name, normalised
+    url: str
+    referrer: str | None
+    props: dict[str, Any]
+    raw: dict[str, Any]
+    amount: float | None  # revenue.amount, else props.value
+    currency: str | None
+
+
 def plausible_event(
     name: str,
     url: str,
@@ -101,59 +115,98 @@ def plausible_event(
     if amount is None:
         amount = money(props.get("value"), "$.p.value")
     currency = revenue.get("currency") or props.get("currency")
-    if kind == "pageview":
-        return page_view(url, referrer)
-    if kind == "engagement":
-        event: dict[str, Any] = {"type": "engagement"}
-        if isinstance(raw.get("e"), int) and raw["e"] >= 0:
-            event["engaged_ms"] = min(raw["e"], 86_400_000)
-        if isinstance(raw.get("sd"), int):
-            event["scroll_depth"] = max(0, min(100, raw["sd"]))
-        return event
-    if kind in ("addtocart", "addtobasket"):
-        item = props.get("item_id") or props.get("item") or props.get("product") or "unknown"
-        event = {"type": "add_to_cart", "item_id": str(item)}
-        if amount is not None and currency:
-            event.update(value=amount, currency=currency)
-        if "quantity" in props:
-            quantity = integer(props["quantity"], "$.p.quantity")
-            if quantity is None:
-                return reject("wrong_type", "props.quantity must be a number", "$.p.quantity")
-            event["quantity"] = quantity
-        return event
-    if kind in ("checkout", "begincheckout", "checkoutstart", "initiatecheckout"):
-        event = {"type": "checkout_start"}
-        if amount is not None and currency:
-            event.update(value=amount, currency=currency)
-        return event
-    if kind in ("purchase", "order", "ordercompleted"):
-        if amount is None or not currency:
-            return reject(
-                "missing_field", f"{name!r} needs revenue {{amount, currency}}", "$.revenue"
-            )
-        event = {"type": "purchase", "value": amount, "currency": currency}
-        if props.get("order_id"):
-            event["order_id"] = str(props["order_id"])
-        return event
-    if kind in ("lead", "signup", "generatelead", "formsubmission"):
-        event = {"type": "lead"}
-        if props.get("form_id"):
-            event["form_id"] = str(props["form_id"])
-        return event
-    if kind == "outboundlinkclick":
-        target = host_of(str(props.get("url", ""))) or "link"
-        return {"type": "click", "item_kind": "cta", "item_id": f"outbound:{target}"[:128]}
-    if kind in ("impression", "click"):
-        item_kind = props.get("kind", "cta")
-        if item_kind not in ITEM_KINDS:
-            return reject("invalid_value", f"props.kind must be one of {ITEM_KINDS}", "$.p.kind")
-        event = {"type": kind, "item_kind": item_kind, "item_id": str(props.get("id", "unknown"))}
-        if props.get("campaign"):
-            event["campaign"] = str(props["campaign"])
-        return event
-    if kind in ("nps", "csat", "ces"):
-        score = integer(props.get("score"), "$.p.score")
-        if score is None:
-            return reject("missing_field", f"{name!r} needs props.score", "$.p.score")
-        return {"type": "survey_response", "kind": kind, "score": score}
-    return drop("unmapped_event", f"no mapping for the Plausible event {name!r}")
+    mapping = MAPPINGS.get(kind)
+    if mapping is None:
+        return drop("unmapped_event", f"no mapping for the Plausible event {name!r}")
+    return mapping(Named(name, kind, url, referrer, props, raw, amount, currency))
+
+
+def _page_view(e: Named) -> Candidate:
+    return page_view(e.url, e.referrer)
+
+
+def _engagement(e: Named) -> Candidate:
+    event: dict[str, Any] = {"type": "engagement"}
+    if isinstance(e.raw.get("e"), int) and e.raw["e"] >= 0:
+        event["engaged_ms"] = min(e.raw["e"], 86_400_000)
+    if isinstance(e.raw.get("sd"), int):
+        event["scroll_depth"] = max(0, min(100, e.raw["sd"]))
+    return event
+
+
+def _valued(event: dict[str, Any], e: Named) -> dict[str, Any]:
+    """The event with its value, when both amount and currency came."""
+    if e.amount is not None and e.currency:
+        event.update(value=e.amount, currency=e.currency)
+    return event
+
+
+def _add_to_cart(e: Named) -> Candidate:
+    props = e.props
+    item = props.get("item_id") or props.get("item") or props.get("product") or "unknown"
+    event = _valued({"type": "add_to_cart", "item_id": str(item)}, e)
+    if "quantity" in props:
+        quantity = integer(props["quantity"], "$.p.quantity")
+        if quantity is None:
+            return reject("wrong_type", "props.quantity must be a number", "$.p.quantity")
+        event["quantity"] = quantity
+    return event
+
+
+def _checkout(e: Named) -> Candidate:
+    return _valued({"type": "checkout_start"}, e)
+
+
+def _purchase(e: Named) -> Candidate:
+    if e.amount is None or not e.currency:
+        return reject(
+            "missing_field", f"{e.name!r} needs revenue {{amount, currency}}", "$.revenue"
+        )
+    event = {"type": "purchase", "value": e.amount, "currency": e.currency}
+    if e.props.get("order_id"):
+        event["order_id"] = str(e.props["order_id"])
+    return event
+
+
+def _lead(e: Named) -> Candidate:
+    event = {"type": "lead"}
+    if e.props.get("form_id"):
+        event["form_id"] = str(e.props["form_id"])
+    return event
+
+
+def _outbound(e: Named) -> Candidate:
+    target = host_of(str(e.props.get("url", ""))) or "link"
+    return {"type": "click", "item_kind": "cta", "item_id": f"outbound:{target}"[:128]}
+
+
+def _item(e: Named) -> Candidate:
+    item_kind = e.props.get("kind", "cta")
+    if item_kind not in ITEM_KINDS:
+        return reject("invalid_value", f"props.kind must be one of {ITEM_KINDS}", "$.p.kind")
+    event = {"type": e.kind, "item_kind": item_kind, "item_id": str(e.props.get("id", "unknown"))}
+    if e.props.get("campaign"):
+        event["campaign"] = str(e.props["campaign"])
+    return event
+
+
+def _survey(e: Named) -> Candidate:
+    score = integer(e.props.get("score"), "$.p.score")
+    if score is None:
+        return reject("missing_field", f"{e.name!r} needs props.score", "$.p.score")
+    return {"type": "survey_response", "kind": e.kind, "score": score}
+
+
+#: Plausible event names (normalised: lower case, no spaces, dashes or underscores) and the
+#: event each becomes; any other name is dropped as ``unmapped_event``.
+MAPPINGS: dict[str, Callable[[Named], Candidate]] = {
+    "pageview": _page_view,
+    "engagement": _engagement,
+    **dict.fromkeys(("addtocart", "addtobasket"), _add_to_cart),
+    **dict.fromkeys(("checkout", "begincheckout", "checkoutstart", "initiatecheckout"), _checkout),
+    **dict.fromkeys(("purchase", "order", "ordercompleted"), _purchase),
+    **dict.fromkeys(("lead", "signup", "generatelead", "formsubmission"), _lead),
+    "outboundlinkclick": _outbound,
+    **dict.fromkeys(("impression", "click"), _item),
+    **dict.fromkeys(("nps", "csat", "ces"), _survey),
+}
