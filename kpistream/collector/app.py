@@ -53,6 +53,12 @@ from kpistream.schemas.events import Clickstream
 log = logging.getLogger("kpistream.collector")
 
 
+#: A protocol's parser: a request's body and sender to candidate events, or why not.
+Parse = Callable[[bytes, Client], list[P.Candidate] | P.Skip]
+#: A protocol's answer to a request it took.
+Answer = Callable[[Outcome], Response]
+
+
 @dataclass(slots=True)
 class _Door:
     """One request at the door: what every event of it shares. Per request, each site is
@@ -210,8 +216,8 @@ class Collector:
         self,
         request: Request,
         protocol: str,
-        parse: Callable[[bytes, Client], list[P.Candidate] | P.Skip],
-        answer: Callable[[Outcome], Response],
+        parse: Parse,
+        answer: Answer,
     ) -> Response:
         """:meth:`serve`, with a JSON answer and one log line (no request data in it) for
         any error of ours."""
@@ -226,8 +232,8 @@ class Collector:
         self,
         request: Request,
         protocol: str,
-        parse: Callable[[bytes, Client], list[P.Candidate] | P.Skip],
-        answer: Callable[[Outcome], Response],
+        parse: Parse,
+        answer: Answer,
     ) -> Response:
         """Read, rate-limit, parse, admit and send one request."""
         who = client_of(request, self.address)
