@@ -53,8 +53,11 @@ def _suspect(event: object) -> bool:
     visitor: str | None = getattr(event, "visitor_id", None)
     if visitor is not None and ("@" in visitor or "." in visitor or ":" in visitor):
         return True
-    session: str | None = getattr(event, "session_id", None)
-    return session is not None and ("@" in session or "." in session or ":" in session)
+    for name in ("session_id", "customer_id"):
+        given: str | None = getattr(event, name, None)
+        if given is not None and ("@" in given or "." in given or ":" in given):
+            return True
+    return False
 
 
 class Rejection(msgspec.Struct, frozen=True, gc=False):
@@ -113,10 +116,11 @@ class EventDecoder(Generic[E]):
         self.event_type = event_type
         self._decoder: msgspec.json.Decoder[E] = msgspec.json.Decoder(event_type)
         #: wire type -> the struct's fields in contract order, to diagnose a failure
+        types = get_args(event_type) or (event_type,)  # a union, or one tagged struct
         self._fields: dict[str, tuple[str, ...]] = {
-            str(t.__struct_config__.tag): t.__struct_fields__ for t in get_args(event_type)
+            str(t.__struct_config__.tag): t.__struct_fields__ for t in types
         }
-        self._tag = next(iter(get_args(event_type))).__struct_config__.tag_field
+        self._tag = types[0].__struct_config__.tag_field
         self.max_event_bytes = max_event_bytes
         self.max_future_skew_ms = max_future_skew_ms
         self.site_allowlist = frozenset(site_allowlist)
@@ -157,7 +161,7 @@ class EventDecoder(Generic[E]):
             site = getattr(event, "site", None)
             if site is not None and site not in self.site_allowlist:
                 return Rejection("unknown_site", f"site {site!r} is not in the allowlist", "$.site")
-        for name in ("visitor_id", "session_id"):
+        for name in ("visitor_id", "session_id", "customer_id"):
             given = getattr(event, name, None)
             if given is not None and (kind := personal_id(given)) is not None:
                 # The detail never repeats the value: it is what must not be kept.

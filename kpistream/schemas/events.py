@@ -214,6 +214,44 @@ SOCIAL_TYPES: tuple[type[SocialEvent], ...] = (
 )
 
 
+class OrderItem(msgspec.Struct, kw_only=True, frozen=True, gc=False):
+    """A line of an order: a product (``category`` if given, else ``item_id``, is what the
+    upselling ratio counts as distinct) and optionally how many and at what unit price."""
+
+    item_id: Id
+    category: Name | None = None
+    quantity: Quantity = 1
+    price: Money | None = None
+
+
+#: Lines per order at the most: more is a data error, not a basket.
+MAX_ORDER_ITEMS = 200
+
+
+class OrderEvent(msgspec.Struct, tag_field="type", kw_only=True, frozen=True, gc=False):
+    """Envelope of the orders topic: one customer's order, from a tracker's purchase in the
+    customer zone, the collector's order API or ``kpistream import orders``. Site and
+    ``order_id`` are the order's identity: the same order from any path counts once."""
+
+    order_id: Id
+    ts: EpochMs
+    site: Name
+    #: the customer zone's keyed hash of the shop's customer id (``c-...``), never the id
+    customer_id: Id
+
+
+class Order(OrderEvent, tag="order", frozen=True):
+    value: Money
+    currency: Currency
+    items: Annotated[list[OrderItem], msgspec.Meta(max_length=MAX_ORDER_ITEMS)] = msgspec.field(
+        default_factory=list
+    )
+
+
+Orders = Order
+ORDER_TYPES: tuple[type[OrderEvent], ...] = (Order,)
+
+
 def type_name(cls: type[msgspec.Struct]) -> str:
     """The wire ``type`` of an event class."""
     tag = cls.__struct_config__.tag

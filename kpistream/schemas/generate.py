@@ -12,7 +12,7 @@ from typing import Any
 
 import msgspec
 
-from kpistream.schemas.events import SCHEMA_VERSION, SURVEY_SCALES, Clickstream, Social
+from kpistream.schemas.events import SCHEMA_VERSION, SURVEY_SCALES, Clickstream, Orders, Social
 
 SCHEMA_DIR = Path(__file__).parent / f"v{SCHEMA_VERSION}"
 
@@ -43,6 +43,7 @@ def documents() -> dict[str, dict[str, Any]]:
     return {
         "clickstream": _document(Clickstream, "clickstream", "kpistream clickstream event v1"),
         "social": _document(Social, "social", "kpistream social event v1"),
+        "orders": _document(Orders, "orders", "kpistream order v1"),
     }
 
 

@@ -9,7 +9,7 @@ import jsonschema
 import pytest
 
 from kpistream.schemas.decoder import EventDecoder, Rejection
-from kpistream.schemas.events import Clickstream, Social
+from kpistream.schemas.events import Clickstream, Orders, Social
 from kpistream.schemas.generate import SCHEMA_DIR, documents, render
 
 NOW = 1_763_800_000_000
@@ -86,12 +86,41 @@ SOCIAL_TABLE: list[tuple[dict[str, Any], str | None]] = [
     (so(type="page_view", path="/"), "unknown_type"),
 ]
 
+ORDER = {
+    "type": "order",
+    "order_id": "A-17",
+    "ts": NOW - 1000,
+    "site": "shop",
+    "customer_id": "c-0123456789abcdef",
+    "value": 59.9,
+    "currency": "EUR",
+}
+
+
+def order(**fields: Any) -> dict[str, Any]:
+    return {**ORDER, **fields}
+
+
+ORDERS_TABLE: list[tuple[dict[str, Any], str | None]] = [
+    (order(), None),
+    (order(items=[{"item_id": "sku-1", "category": "shoes", "quantity": 2, "price": 20}]), None),
+    (order(items=[{"category": "shoes"}]), "missing_field"),
+    (order(items=[{"item_id": "sku-1", "quantity": 0}]), "invalid_value"),
+    (order(items=[{"item_id": "x"}] * 201), "invalid_value"),
+    (order(value=-1), "invalid_value"),
+    (order(currency="eur"), "invalid_value"),
+    ({k: v for k, v in ORDER.items() if k != "customer_id"}, "missing_field"),
+    (order(order_id=17), "wrong_type"),
+    (order(type="purchase"), "unknown_type"),
+]
+
 
 @pytest.mark.parametrize(
     ("union", "name", "table"),
     [
         (Clickstream, "clickstream", CLICKSTREAM_TABLE),
         (Social, "social", SOCIAL_TABLE),
+        (Orders, "orders", ORDERS_TABLE),
     ],
 )
 def test_schema_and_decoder_agree(
@@ -195,6 +224,11 @@ def test_ids_that_are_email_or_ip_addresses_are_rejected_without_repeating_them(
             assert result.field == f"$.{name}" and bad not in result.detail
     for fine in ("3f2a9c1e-77b1-4c1e-9b1a-0d6f5e2c8a11", "v@1", "1.2.3", "cafe", "12:30"):
         assert not isinstance(decoder.decode(_pv(visitor_id=fine), now_ms=NOW), Rejection), fine
+    orders: EventDecoder[Any] = EventDecoder(Orders)
+    for bad in ("jane@example.com", "10.0.0.1"):
+        result = orders.decode(json.dumps(order(customer_id=bad)).encode(), now_ms=NOW)
+        assert isinstance(result, Rejection) and result.reason == "pii_id", (bad, result)
+        assert result.field == "$.customer_id" and bad not in result.detail
 
 
 #: Bad values with two faults each, whose reason must not depend on field order or topic.
