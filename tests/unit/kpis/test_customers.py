@@ -251,3 +251,28 @@ def test_a_mistyped_period_or_zone_says_how_to_write_it() -> None:
         C.parse("month", "2026-13")
     with pytest.raises(C.UnknownZone, match="did you mean 'Europe/Berlin'"):
         C.zone("europe/berlin")
+
+
+def test_the_worked_example_of_docs_kpis_md() -> None:
+    """docs/kpis.md, "Customers": H = 30 days, three customers over January and February."""
+
+    def day(text: str) -> int:
+        return C.parse("day", text)
+
+    orders = [
+        Order("A", "a1", day("2026-01-05"), "shoes"),
+        Order("A", "a2", day("2026-02-20"), "shoes"),
+        Order("B", "b1", day("2026-01-10"), "shoes"),
+        Order("B", "b2", day("2026-01-25"), "hats"),
+        Order("C", "c1", day("2026-02-03"), "shoes"),
+        Order("C", "c2", day("2026-02-03"), "socks"),
+        Order("C", "c3", day("2026-02-17"), "shoes"),
+    ]
+    site = site_of(orders, 30)
+    feb = measured(site, "month", C.parse("month", "2026-02"))
+    assert (feb.start, feb.new, feb.reactivated, feb.lost, feb.end) == (2, 1, 1, 2, 2)
+    assert (feb.ordering, feb.repeat, feb.returning, feb.upsold_end) == (2, 1, 1, 1)
+    assert (feb.end - feb.new) / feb.start == 0.5  # retention
+    assert feb.lost / ((feb.start + feb.end) / 2) == 1.0  # churn
+    march = measured(site, "month", C.parse("month", "2026-03"))
+    assert (march.start, march.lost, march.end, march.dormant) == (2, 2, 0, 2)
