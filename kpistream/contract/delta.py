@@ -26,6 +26,10 @@ class BatchDelta:
     state_set: dict[bytes, bytes] = field(default_factory=dict)
     state_del: set[bytes] = field(default_factory=set)
     visitors: dict[VisitorKey, Visitor | None] = field(default_factory=dict)  # None: erase
+    #: records kept without expiry (a customer's), encoded by their processor; None: erase
+    records: dict[VisitorKey, bytes | None] = field(default_factory=dict)
+    #: day counters kept without expiry (the customer counters): (day, field)
+    kept: Counter[tuple[int, str]] = field(default_factory=Counter)
     #: current values that can go down (an account's followers), replaced, not added
     gauges: dict[str, int] = field(default_factory=dict)
     watermark_ms: int = 0

@@ -41,6 +41,10 @@ class PartitionKeys:
     def day(self, day: int) -> str:
         return self.key(f"d:{day}")
 
+    def kept(self, day: int) -> str:
+        """Counters of a day that never expire (the customer counters)."""
+        return self.key(f"k:{day}")
+
     def uniques_minute(self, minute: int, site: str) -> str:
         return self.key(f"u:m:{minute}:{site}")
 

@@ -10,7 +10,7 @@ from typing import Any, Protocol
 
 from kpistream.contract.delta import BatchDelta
 from kpistream.contract.keys import PartitionKeys
-from kpistream.contract.visitor import Visitor, VisitorKey
+from kpistream.contract.visitor import VisitorKey
 
 
 class Fenced(Exception):
@@ -57,7 +57,8 @@ class Enrichment:
     """What a batch needs from the store before it is folded, read in one round trip."""
 
     admissions: list[Admission]  # one per request, in the requests' order
-    visitors: dict[VisitorKey, Visitor | None]
+    #: the records asked for, as stored (each processor decodes its own); None: none stored
+    visitors: dict[VisitorKey, bytes | None]
 
 
 @dataclass(slots=True)

@@ -1,17 +1,19 @@
 -- Apply one partition batch atomically: fence check, offset check, gap check, counters,
 -- sessions, visitor state, HyperLogLogs, offset.
 -- KEYS: 1 epoch, 2 meta, 3 state, 4 totals, 5 gauges, 6 health, then ARGV[7] counter hashes
---       (buckets), then ARGV[8] HyperLogLogs, then ARGV[9] visitor keys.
+--       (buckets), then ARGV[8] HyperLogLogs, then ARGV[9] visitor keys, then the kept
+--       records' keys (their number: the changes' [6]).
 -- ARGV: 1 epoch, 2 expected offset ('' when none is stored yet), 3 next offset,
 --       4 watermark ms, 5 sessions ttl s, 6 visitor ttl s, 7 n buckets, 8 n hlls, 9 n visitors,
 --       10 first offset of the batch, 11 offsets before it the worker confirmed are empty,
 --       12 the batch's counters, one MessagePack array (one argument, decoded here in C):
 --         [1] totals {field, delta, ...}   [2] health {field, delta, ...}
---         [3] gauges {field, value, ...}   [4] per bucket {ttl s, {field, delta, ...}}
---         [5] per HyperLogLog {ttl s, {member, ...}}
+--         [3] gauges {field, value, ...}   [4] per bucket {ttl s (0: kept), {field, delta, ...}}
+--         [5] per HyperLogLog {ttl s, {member, ...}}   [6] n kept records
 --       (a number is an integer below 2^53, exact in Lua; a larger one comes as its text);
 --       then the binary values, as arguments of their own (Redis's cmsgpack has no binary
---       type): per visitor key its value ('' deletes it: the visitor was erased);
+--       type): per visitor key its value ('' deletes it: the visitor was erased), then per
+--       kept record its value (no expiry; '' deletes it);
 --       then: n_set, n x (state field, value); then: n_del, n x state field.
 -- Returns {1} on success, {-1, stored epoch} when fenced, {-2, stored offset} on offset
 -- mismatch, {-3, ''} when the partition has no epoch (Redis lost its data), {-4, stored
@@ -44,7 +46,8 @@ local k = 7
 for b = 1, n_buckets do
   local bucket = changes[4][b]
   incr(KEYS[k], bucket[2])
-  redis.call('EXPIRE', KEYS[k], bucket[1]); k = k + 1
+  if bucket[1] > 0 then redis.call('EXPIRE', KEYS[k], bucket[1]) end
+  k = k + 1
 end
 for h = 1, n_hlls do
   local hll = changes[5][h]
@@ -64,6 +67,14 @@ for _ = 1, n_visitors do
     redis.call('DEL', KEYS[k])
   else
     redis.call('SET', KEYS[k], ARGV[i], 'EX', ARGV[6])
+  end
+  i = i + 1; k = k + 1
+end
+for _ = 1, (changes[6] or 0) do
+  if ARGV[i] == '' then
+    redis.call('DEL', KEYS[k])
+  else
+    redis.call('SET', KEYS[k], ARGV[i])
   end
   i = i + 1; k = k + 1
 end

@@ -60,6 +60,10 @@ def buckets(
         if n:
             out.counts[keys.day(day)][name] += n
             out.ttls[keys.day(day)] = day_ttl_s
+    for (day, name), n in delta.kept.items():
+        if n:
+            out.counts[keys.kept(day)][name] += n
+            out.ttls[keys.kept(day)] = 0  # kept: never expires
     for (minute, site), visitor_ids in delta.uniques.items():
         out.hlls[keys.uniques_minute(minute, site)] |= visitor_ids
         out.hlls[keys.uniques_hour(minute // HOUR_MINUTES, site)] |= visitor_ids
@@ -113,6 +117,7 @@ def arguments(
     grouped = buckets(keys, delta, bucket_ttl_s=ttl.bucket_s, day_ttl_s=ttl.day_s)
     bucket_keys = grouped.keys
     visitor_keys = list(delta.visitors)
+    record_keys = list(delta.records)
     args: list[Any] = [
         at.epoch,
         "" if at.expected is None else at.expected,
@@ -132,6 +137,7 @@ def arguments(
                 flat(delta.gauges),
                 [(grouped.ttls[key], flat(grouped.counts[key])) for key in bucket_keys],
                 [(ttl.bucket_s, list(members)) for members in grouped.hlls.values()],
+                len(record_keys),
             )
         ),
     ]
@@ -139,6 +145,7 @@ def arguments(
         b"" if (visitor := delta.visitors[v]) is None else encode_visitor(visitor)
         for v in visitor_keys
     )
+    args += (b"" if (record := delta.records[r]) is None else record for r in record_keys)
     args.append(len(delta.state_set))
     for state_key, encoded in delta.state_set.items():
         args += (state_key, encoded)
@@ -154,5 +161,6 @@ def arguments(
         *bucket_keys,
         *grouped.hlls,
         *(keys.visitor(v) for v in visitor_keys),
+        *(keys.visitor(r) for r in record_keys),
     ]
     return script_keys, args

@@ -26,9 +26,11 @@ key                            type    holds
 ``P:{t:n}:m:<minute>``         hash    window counters of one event-time minute
 ``P:{t:n}:h:<hour>``           hash    the same counters per event-time hour
 ``P:{t:n}:d:<day>``            hash    long-window counters (leads, lead customers) per day
+``P:{t:n}:k:<day>``            hash    counters kept without expiry (the customer counters)
 ``P:{t:n}:u:m:<minute>:<site>`` HLL    visitors of a site in a minute (``u:h:<hour>:``: hour)
 ``P:{t:n}:v:<n>:<site>:<id>``  string  one visitor's state (first seen, lead, first purchase),
-                                       TTL = the visitor retention
+                                       TTL = the visitor retention; on the orders
+                                       topic a customer's record, kept without expiry
 ``P:partitions``               set     the ``t:n`` tags that have state (for the exporter)
 ``P:fenced_writes``            string  batches a stale owner tried to commit (rejected)
 ``P:state_resets``             string  partitions found without state (Redis lost its data)
@@ -39,7 +41,10 @@ key                            type    holds
 =============================  ======  ====================================================
 
 Field names inside the hashes are defined in :mod:`kpistream.kpis.fields`. Buckets and sessions
-expire (wall-clock TTL refreshed on write): no per-visitor state outlives the retention.
+expire (wall-clock TTL refreshed on write): no per-visitor state outlives the retention. The
+customer zone's records and counters (``k:``; a delta's ``records`` and ``kept``) are the
+exception: a customer's history is what retention and churn are made of; erasure removes a
+customer's record.
 """
 
 from __future__ import annotations
@@ -62,7 +67,7 @@ from kpistream.contract.store import (
     Enrichment,
     LiveStatus,
 )
-from kpistream.contract.visitor import Visitor, VisitorKey, decode_visitor
+from kpistream.contract.visitor import VisitorKey
 from kpistream.sinks.commit_args import Lifetimes, Positions, arguments, refusal
 from kpistream.sinks.redis_values import as_bytes, as_int, as_text
 
@@ -218,10 +223,10 @@ class WindowStore:
             Admission({as_text(m) for m in members}, int(freed))
             for members, freed in replies[: len(admissions)]
         ]
-        loaded: dict[VisitorKey, Visitor | None] = {}
+        loaded: dict[VisitorKey, bytes | None] = {}
         if visitors:
             for visitor, value in zip(visitors, replies[-1], strict=True):
-                loaded[visitor] = None if value is None else decode_visitor(as_bytes(value))
+                loaded[visitor] = None if value is None else as_bytes(value)
         return Enrichment(done, loaded)
 
     async def commit(

@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 from kpistream.contract.delta import BatchDelta
 from kpistream.contract.routing import Rerouted
-from kpistream.contract.visitor import Visitor, VisitorKey
+from kpistream.contract.visitor import VisitorKey
 from kpistream.schemas.decoder import EventDecoder, Rejection
 from kpistream.streams.labels import LabelBudget
 
@@ -38,7 +38,7 @@ class PartitionLogic(Protocol):
     def needs(self, events: list[Any]) -> list[VisitorKey]:
         """The visitors processing these events needs from the store (may be none)."""
 
-    def fill(self, loaded: dict[VisitorKey, Visitor | None]) -> None:
+    def fill(self, loaded: dict[VisitorKey, bytes | None]) -> None:
         """What the store answered for :meth:`needs`."""
 
     def committed(self) -> None:

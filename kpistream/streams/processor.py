@@ -24,7 +24,7 @@ from typing import cast
 from kpistream.contract import health as H
 from kpistream.contract.delta import BatchDelta
 from kpistream.contract.routing import Rerouted
-from kpistream.contract.visitor import Visitor, VisitorKey
+from kpistream.contract.visitor import VisitorKey
 from kpistream.kpis import catalogue as K
 from kpistream.kpis.fields import SiteFields
 from kpistream.kpis.windows import MINUTE_MS, minute_of
@@ -84,7 +84,7 @@ class PartitionProcessor(WatermarkedProcessor):
         """The visitors of these events the cache lacks."""
         return self.visitors.missing((e.site, e.visitor_id) for e in events)
 
-    def fill(self, loaded: dict[VisitorKey, Visitor | None]) -> None:
+    def fill(self, loaded: dict[VisitorKey, bytes | None]) -> None:
         self.visitors.fill(loaded)
 
     def committed(self) -> None:

@@ -21,7 +21,7 @@ from kpistream.config.settings import Settings
 from kpistream.contract import health as H
 from kpistream.contract.delta import BatchDelta
 from kpistream.contract.routing import Rerouted, social_key
-from kpistream.contract.visitor import Visitor, VisitorKey
+from kpistream.contract.visitor import VisitorKey
 from kpistream.kpis import catalogue as K
 from kpistream.kpis import fields
 from kpistream.kpis.windows import minute_of
@@ -129,7 +129,7 @@ class SocialProcessor(WatermarkedProcessor):
         """Nothing to load: an account's state is the partition's own."""
         return []
 
-    def fill(self, loaded: dict[VisitorKey, Visitor | None]) -> None:
+    def fill(self, loaded: dict[VisitorKey, bytes | None]) -> None:
         """Nothing was loaded."""
 
     def held(self) -> int:

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from itertools import islice
 
-from kpistream.contract.visitor import Visitor, VisitorKey
+from kpistream.contract.visitor import Visitor, VisitorKey, decode_visitor
 
 #: Visitors cached per partition between batches by default; the least recently seen go
 #: first (correctness does not depend on it: a miss is one more key in the batch's MGET).
@@ -35,8 +35,11 @@ class VisitorBook:
     def missing(self, keys: Iterable[VisitorKey]) -> list[VisitorKey]:
         return [k for k in set(keys) if k not in self.known]
 
-    def fill(self, loaded: dict[VisitorKey, Visitor | None]) -> None:
-        self.known.update(loaded)
+    def fill(self, loaded: dict[VisitorKey, bytes | None]) -> None:
+        """Visitors read from the store (None: not stored)."""
+        self.known.update(
+            (key, None if raw is None else decode_visitor(raw)) for key, raw in loaded.items()
+        )
 
     def get(self, key: VisitorKey) -> Visitor | None:
         """The visitor's state; None for a visitor never seen (or forgotten after retention)."""

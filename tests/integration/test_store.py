@@ -69,3 +69,34 @@ async def test_one_step_writes_every_part_of_the_delta_exactly(settings_factory)
     await store.commit(keys, epoch=claim.epoch, expected_offset=9, next_offset=10, delta=again)
     assert await client.hget(keys.key("totals"), "rev\x1fshop\x1fEUR") == str(2 * HUGE).encode()
     await client.aclose()
+
+
+async def test_kept_records_and_counters_never_expire_and_erase(settings_factory) -> None:  # type: ignore[no-untyped-def]
+    """The customer family's records and day counters: stored without expiry beside the
+    expiring ones of the same step, read back as stored, an erased record deleted."""
+    settings = settings_factory()
+    client = aioredis.Redis.from_url(settings.redis)
+    store = WindowStore.from_settings(client, settings)
+    keys = store.keys("orders", 0)
+    claim = await store.claim(keys)
+    erased = ("shop", "c-gone")
+    await client.set(keys.visitor(erased), b"old")
+    delta = BatchDelta(
+        records={("shop", "c-1"): b"\x93\x81\x01\x01\x90\x90", erased: None},
+        kept=Counter({(20_514, "cu_sn\x1fshop"): 1, (20_544, "cu_e\x1fshop"): 1}),
+        days=Counter({(20_514, "ld\x1fshop"): 1}),
+        visitors={("shop", "v"): Visitor(1)},
+        watermark_ms=1,
+    )
+    await store.commit(keys, epoch=claim.epoch, expected_offset=None, next_offset=3, delta=delta)
+    assert await client.get(keys.visitor(("shop", "c-1"))) == b"\x93\x81\x01\x01\x90\x90"
+    assert await client.ttl(keys.visitor(("shop", "c-1"))) == -1  # no expiry
+    assert await client.exists(keys.visitor(erased)) == 0
+    assert await client.hgetall(keys.kept(20_514)) == {b"cu_sn\x1fshop": b"1"}
+    assert await client.hgetall(keys.kept(20_544)) == {b"cu_e\x1fshop": b"1"}
+    assert await client.ttl(keys.kept(20_514)) == -1
+    assert 0 < await client.ttl(keys.day(20_514)) <= settings.day_ttl_s
+    assert 0 < await client.ttl(keys.visitor(("shop", "v"))) <= settings.visitor_ttl_s
+    found = await store.enrich(keys, [], [("shop", "c-1"), ("shop", "c-2")], now_ms=1, idle_ms=1)
+    assert found.visitors == {("shop", "c-1"): b"\x93\x81\x01\x01\x90\x90", ("shop", "c-2"): None}
+    await client.aclose()

@@ -17,7 +17,7 @@ from kpistream.contract.delta import BatchDelta
 from kpistream.contract.keys import PartitionKeys
 from kpistream.contract.routing import FORWARDED_HEADER, REROUTED, owner, ownership_key
 from kpistream.contract.store import Admission, AdmitRequest, Enrichment
-from kpistream.contract.visitor import Visitor, VisitorKey
+from kpistream.contract.visitor import Visitor, VisitorKey, encode_visitor
 from kpistream.kpis import catalogue as K
 from kpistream.kpis.fields import field
 from kpistream.schemas.decoder import Rejection
@@ -88,7 +88,8 @@ class Store:
     ) -> Enrichment:
         """Admits every value; knows visitor "old" (first seen a day earlier)."""
         self.enriched.append((admissions, visitors))
-        known = {v: Visitor(NOW_MS - 86_400_000) if v[1] == "old" else None for v in visitors}
+        old = encode_visitor(Visitor(NOW_MS - 86_400_000))
+        known = {v: old if v[1] == "old" else None for v in visitors}
         return Enrichment([Admission(set(r.values), 0) for r in admissions], known)
 
     async def commit(self, keys: PartitionKeys, **step: Any) -> None:

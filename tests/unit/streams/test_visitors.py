@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from kpistream.contract.visitor import Visitor
+from kpistream.contract.visitor import Visitor, encode_visitor
 from kpistream.kpis import catalogue as K
 from kpistream.kpis import fields
 from kpistream.kpis.windows import day_of
@@ -22,7 +22,7 @@ def test_a_visitor_is_new_once_across_sessions() -> None:
 
 def test_a_visitor_known_from_redis_is_returning() -> None:
     p = processor()
-    p.visitors.fill({("shop", "v1"): Visitor(T0 - 40 * 86_400_000)})
+    p.visitors.fill({("shop", "v1"): encode_visitor(Visitor(T0 - 40 * 86_400_000))})
     _, t = run(p, [pv(T0)])
     assert t[NV] == 0
     kept = p.visitors.take_dirty()[("shop", "v1")]
