@@ -33,6 +33,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from kpistream.kpis.calendar import KINDS, Kind, bounds, following, period_of, previous
+from kpistream.kpis.fields import field, split
 
 #: What a customer contributes to: ("start_new" | "start_re" | "end" | "up_start" |
 #: "up_end", day) or (counter, kind, period) for the per-period counters.
@@ -190,4 +191,136 @@ def period_counts(
         returning=of("returning"),
         resurrecting=of("resurrecting"),
         dormant=of("dormant"),
+    )
+
+
+# -- where the site's counters are kept ------------------------------------------------------
+
+#: Revenue is kept in millionths of the currency unit: exact, unlike floats.
+MICROS = 1_000_000
+#: The codes of the kept counters (fields of the ``k:<day>`` hashes): a day counter of the
+#: spells at its day; a per-period counter at the first day of its period, its field naming
+#: the period's kind; orders and revenue (in millionths, per currency) at the order's day.
+DAY_CODES = {
+    "start_new": "cus",
+    "start_re": "cur",
+    "end": "cue",
+    "up_start": "cuus",
+    "up_end": "cuue",
+}
+PERIOD_CODES = {
+    "ordering": "cuo",
+    "repeat": "curp",
+    "new": "cun",
+    "returning": "curt",
+    "resurrecting": "curs",
+    "dormant": "cud",
+}
+ORDERS_CODE, REVENUE_CODE = "cuor", "curv"
+#: Totals (monotonic, for ``_total`` counters): orders counted, new customers.
+ORDERS_TOTAL, NEW_CUSTOMERS_TOTAL = "cuort", "cunt"
+_NAMES = {code: name for name, code in (*DAY_CODES.items(), *PERIOD_CODES.items())}
+
+
+def kept_slot(key: Key, site: str) -> tuple[int, str]:
+    """Where a customer counter is kept: (day, field)."""
+    if len(key) == 2:
+        name, day = key
+        return int(day), field(DAY_CODES[str(name)], site)
+    name, kind, period = key
+    return bounds(kind, period)[0], field(PERIOD_CODES[name], site, kind)
+
+
+@dataclass(slots=True)
+class SiteCounters:
+    """One site's kept counters, read back: the customer counters by :data:`Key`, and
+    orders and revenue (millionths) per day and currency."""
+
+    counters: Counter[Key]
+    orders: Counter[tuple[int, str]]
+    revenue: Counter[tuple[int, str]]
+
+
+def read_kept(kept: Mapping[tuple[int, str], int], site: str) -> SiteCounters:
+    """A site's counters from the kept (day, field) counts of every partition, summed."""
+    out = SiteCounters(Counter(), Counter(), Counter())
+    for (day, name), n in kept.items():
+        parts = split(name)
+        if len(parts) < 2 or parts[1] != site:
+            continue
+        code = parts[0]
+        if code == ORDERS_CODE and len(parts) == 3:
+            out.orders[day, parts[2]] += n
+        elif code == REVENUE_CODE and len(parts) == 3:
+            out.revenue[day, parts[2]] += n
+        elif code in DAY_CODES.values():
+            out.counters[_NAMES[code], day] += n
+        elif code in PERIOD_CODES.values() and len(parts) == 3 and parts[2] in KINDS:
+            kind: Kind = parts[2]
+            out.counters[_NAMES[code], kind, period_of(kind, day)] += n
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class CustomerKpis:
+    """One period's customer KPIs (docs/kpis.md); None where the denominator is 0. Money
+    per currency."""
+
+    counts: PeriodCounts
+    retention_rate: float | None
+    churn_rate: float | None
+    repeat_purchase_rate: float | None
+    returning_customer_rate: float | None
+    upselling_ratio: float | None
+    orders: dict[str, int]
+    revenue: dict[str, float]
+    average_order_value: dict[str, float]
+    purchase_frequency: float | None
+    historic_clv: dict[str, float]
+    predicted_clv: dict[str, float]
+
+
+def _ratio(numerator: float, denominator: float) -> float | None:
+    return numerator / denominator if denominator else None
+
+
+def kpis(site: SiteCounters, kind: Kind, period: int, *, margin: float = 1.0) -> CustomerKpis:
+    """The customer KPIs of one period of a site."""
+    first, last = bounds(kind, period)
+    days = DayCounters(site.counters)
+    c = period_counts(days, site.counters, kind, period)
+    orders: Counter[str] = Counter()
+    revenue: Counter[str] = Counter()
+    lifetime: Counter[str] = Counter()
+    for (day, currency), n in site.orders.items():
+        if first <= day <= last:
+            orders[currency] += n
+    for (day, currency), micros in site.revenue.items():
+        if first <= day <= last:
+            revenue[currency] += micros
+        if day <= last:
+            lifetime[currency] += micros
+    churn = _ratio(c.lost, (c.start + c.end) / 2)
+    frequency = _ratio(sum(orders.values()), c.ordering)
+    aov = {cur: revenue[cur] / MICROS / n for cur, n in orders.items() if n}
+    customers_ever = days.upto("start_new", last)
+    historic = {cur: m / MICROS / customers_ever for cur, m in lifetime.items() if customers_ever}
+    predicted = {
+        cur: value * frequency / churn * margin
+        for cur, value in aov.items()
+        if frequency is not None and churn
+    }
+    return CustomerKpis(
+        counts=c,
+        retention_rate=_ratio(c.end - c.new, c.start),
+        churn_rate=churn,
+        repeat_purchase_rate=_ratio(c.repeat, c.ordering),
+        returning_customer_rate=_ratio(c.returning + c.resurrecting, c.ordering),
+        upselling_ratio=_ratio(c.upsold_end, c.end),
+        orders=dict(orders),
+        revenue={cur: m / MICROS for cur, m in revenue.items()},
+        average_order_value=aov,
+        purchase_frequency=frequency,
+        historic_clv=historic,
+        predicted_clv=predicted,
     )

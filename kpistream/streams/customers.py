@@ -7,10 +7,8 @@ counts in last year's periods), so the watermark only records the newest order s
 customer's record is read from the store with the batch and written back with it: nothing
 of a customer stays in the worker between batches.
 
-Where the counters are kept (``k:<day>`` hashes of the partition): a day counter of the
-spells (:data:`DAY_CODES`) at its day; a per-period counter (:data:`PERIOD_CODES`) at the
-first day of its period, its field naming the period's kind; orders and revenue (in
-millionths, per currency) at the order's day.
+Where the counters are kept (``k:<day>`` hashes of the partition):
+:func:`kpistream.kpis.customers.kept_slot`.
 """
 
 from __future__ import annotations
@@ -23,43 +21,19 @@ from zoneinfo import ZoneInfo
 from kpistream.contract import health as H
 from kpistream.contract.delta import BatchDelta
 from kpistream.contract.visitor import VisitorKey
-from kpistream.kpis.calendar import bounds
-from kpistream.kpis.customers import Key
+from kpistream.kpis.customers import (
+    MICROS,
+    NEW_CUSTOMERS_TOTAL,
+    ORDERS_CODE,
+    ORDERS_TOTAL,
+    REVENUE_CODE,
+    kept_slot,
+)
 from kpistream.kpis.fields import field
 from kpistream.schemas.events import Order
 from kpistream.streams.customer_kpis import CustomerRecord, apply, decode_record, encode_record
 from kpistream.streams.labels import LabelBudget
 from kpistream.streams.watermarked import WatermarkedProcessor
-
-#: Revenue is kept in millionths of the currency unit: exact, unlike floats.
-MICROS = 1_000_000
-DAY_CODES = {
-    "start_new": "cus",
-    "start_re": "cur",
-    "end": "cue",
-    "up_start": "cuus",
-    "up_end": "cuue",
-}
-PERIOD_CODES = {
-    "ordering": "cuo",
-    "repeat": "curp",
-    "new": "cun",
-    "returning": "curt",
-    "resurrecting": "curs",
-    "dormant": "cud",
-}
-ORDERS_CODE, REVENUE_CODE = "cuor", "curv"
-#: Totals (monotonic, for ``_total`` counters): orders counted, new customers.
-ORDERS_TOTAL, NEW_CUSTOMERS_TOTAL = "cuort", "cunt"
-
-
-def kept_slot(key: Key, site: str) -> tuple[int, str]:
-    """Where a customer counter is kept: (day, field)."""
-    if len(key) == 2:
-        name, day = key
-        return int(day), field(DAY_CODES[str(name)], site)
-    name, kind, period = key
-    return bounds(kind, period)[0], field(PERIOD_CODES[name], site, kind)
 
 
 class CustomerProcessor(WatermarkedProcessor):
@@ -126,7 +100,7 @@ class CustomerProcessor(WatermarkedProcessor):
         for change, n in applied.changes.items():
             kept[kept_slot(change, label)] += n
         for day, order in applied.counted:
-            kept[day, field(ORDERS_CODE, label)] += 1
+            kept[day, field(ORDERS_CODE, label, order.currency)] += 1
             kept[day, field(REVENUE_CODE, label, order.currency)] += round(order.value * MICROS)
         delta.totals[field(ORDERS_TOTAL, label)] += len(applied.counted)
         if before is None or not before.days:

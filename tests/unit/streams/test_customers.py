@@ -10,6 +10,7 @@ from typing import Any
 from kpistream.contract import health as H
 from kpistream.contract.delta import BatchDelta
 from kpistream.kpis import calendar as C
+from kpistream.kpis.customers import kpis, read_kept
 from kpistream.kpis.fields import field
 from kpistream.schemas.decoder import Rejection
 from kpistream.schemas.events import Order, OrderItem
@@ -74,7 +75,7 @@ def test_orders_move_the_kept_counters_at_their_days_and_periods() -> None:
     assert kept[feb_1, field("cuo", "shop", "month")] == 1
     assert kept[feb_1, field("curt", "shop", "month")] == 1  # ordered in January too
     assert kept[JAN_5, field("curv", "shop", "EUR")] == 20_500_000
-    assert kept[JAN_5, field("cuor", "shop")] == 1
+    assert kept[JAN_5, field("cuor", "shop", "EUR")] == 1
     assert store.totals == Counter({field("cuort", "shop"): 2, field("cunt", "shop"): 1})
 
 
@@ -98,3 +99,49 @@ def test_a_late_order_moves_the_first_spell_and_counts_no_new_customer_twice() -
     assert kept[JAN_5 + 10, field("cur", "shop")] == 1
     assert (JAN_5 + 10, field("cus", "shop")) not in kept
     assert store.totals[field("cunt", "shop")] == 1
+
+
+def test_the_worked_example_through_the_processor_and_back_from_the_kept_counters() -> None:
+    """docs/kpis.md's example (H = 30), with values, in two batches out of order, read back
+    from the kept counters as the report will read them."""
+
+    def day(text: str) -> int:
+        return C.parse("day", text)
+
+    def bought(order_id: str, customer: str, when: str, value: float, *products: str) -> Order:
+        items = [OrderItem(item_id=p, category=p) for p in products]
+        return order(order_id, customer, day(when), value, items=items)
+
+    store, p = Store(), processor(horizon=30)
+    store.run(
+        p,
+        [
+            bought("c1", "c-C", "2026-02-03", 50, "shoes"),
+            bought("a2", "c-A", "2026-02-20", 20, "shoes"),
+            bought("c2", "c-C", "2026-02-03", 60, "socks"),
+            bought("b2", "c-B", "2026-01-25", 40, "hats"),
+        ],
+    )
+    store.run(
+        p,
+        [
+            bought("a1", "c-A", "2026-01-05", 10, "shoes"),
+            bought("c3", "c-C", "2026-02-17", 70, "shoes"),
+            bought("b1", "c-B", "2026-01-10", 30, "shoes"),
+            bought("c1", "c-C", "2026-02-03", 50, "shoes"),  # again, from another path
+        ],
+    )
+    feb = kpis(read_kept(store.kept, "shop"), "month", C.parse("month", "2026-02"))
+    c = feb.counts
+    assert (c.start, c.new, c.reactivated, c.lost, c.end) == (2, 1, 1, 2, 2)
+    assert (feb.retention_rate, feb.churn_rate) == (0.5, 1.0)
+    assert (feb.repeat_purchase_rate, feb.returning_customer_rate, feb.upselling_ratio) == (
+        0.5,
+        0.5,
+        0.5,
+    )
+    assert feb.orders == {"EUR": 4} and feb.revenue == {"EUR": 200.0}
+    assert feb.average_order_value == {"EUR": 50.0} and feb.purchase_frequency == 2.0
+    assert feb.historic_clv == {"EUR": 280 / 3}
+    assert feb.predicted_clv == {"EUR": 100.0}  # 50 x 2 x (1 / 1.0) x margin 1
+    assert store.health[H.DUPLICATE] == 1
