@@ -12,9 +12,11 @@ import logging
 import os
 from collections.abc import Mapping
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import msgspec
 
+from kpistream.kpis.calendar import UnknownZone, zone
 from kpistream.kpis.windows import parse_window
 from kpistream.schemas.events import ACTIVITY_TYPES, type_name
 
@@ -41,6 +43,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     kafka_ssl_keyfile: str = ""
     clickstream_topic: str = "clickstream"
     social_topic: str = "social"
+    orders_topic: str = "orders"
     deadletter_topic: str = "deadletter"
     partitions: int = 6
     consumer_group: str = "kpistream-workers"
@@ -62,6 +65,9 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     max_accounts: int = 50
     label_idle_days: int = 30
     conversion_goals: str = "lead,purchase"
+    site_zones: str = ""
+    customer_horizon_days: int = 365
+    customer_horizons: str = ""
     idle_after_s: int = 5
     max_event_bytes: int = 65536
     batch_max_records: int = 5000
@@ -159,11 +165,31 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
             raise SettingsError(
                 f"{env_name('id_secret')}: at least 16 bytes (e.g. `openssl rand -hex 32`)"
             )
-        for name in ("collector_origins", "collector_write_keys", "collector_query_params"):
+        for name in (
+            "collector_origins",
+            "collector_write_keys",
+            "collector_query_params",
+            "site_zones",
+            "customer_horizons",
+        ):
             try:
                 _site_map(getattr(self, name))
             except ValueError as exc:
                 raise SettingsError(f"{env_name(name)}: {exc}") from None
+        for site, name in _site_map(self.site_zones).items():
+            try:
+                zone(name)
+            except UnknownZone as exc:
+                raise SettingsError(f"{env_name('site_zones')}: {site}: {exc}") from None
+        for site, days in {
+            "(default)": str(self.customer_horizon_days),
+            **_site_map(self.customer_horizons),
+        }.items():
+            if not days.isdigit() or int(days) < 1:
+                raise SettingsError(
+                    f"{env_name('customer_horizons')}: {site}: the churn horizon is a whole "
+                    f"number of days, at least 1, got {days!r}"
+                )
 
     @property
     def site_origins(self) -> dict[str, list[str]]:
@@ -177,6 +203,14 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
             site: frozenset(value.split())
             for site, value in _site_map(self.collector_query_params).items()
         }
+
+    def site_zone(self, site: str) -> ZoneInfo:
+        """The site's time zone (its calendar days and periods); UTC unless set."""
+        return zone(_site_map(self.site_zones).get(site, "UTC"))
+
+    def customer_horizon(self, site: str) -> int:
+        """The site's churn horizon in days."""
+        return int(_site_map(self.customer_horizons).get(site, self.customer_horizon_days))
 
     @property
     def write_keys(self) -> dict[str, str]:
@@ -253,6 +287,7 @@ HELP: dict[str, str] = {
     "kafka_ssl_keyfile": "the client certificate's private key",
     "clickstream_topic": "topic of website events",
     "social_topic": "topic of social-network events",
+    "orders_topic": "topic of customers' orders (the customer KPIs)",
     "deadletter_topic": "topic that receives invalid events with a reason",
     "partitions": "partitions of the clickstream topic when kpistream creates it",
     "consumer_group": "Kafka consumer group of the stream workers",
@@ -277,6 +312,11 @@ HELP: dict[str, str] = {
     "label_idle_days": "a label value unseen this long gives its budget slot up (0: never)",
     "conversion_goals": "conversion goals (not SMART goals): clickstream event types, "
     "comma-separated; KPISTREAM_GOALS is its deprecated name",
+    "site_zones": "each site's IANA time zone for calendar days and periods "
+    "(`site=Europe/Berlin;...`); UTC for the others",
+    "customer_horizon_days": "churn horizon in days: a customer is active while their last "
+    "order is this recent",
+    "customer_horizons": "a churn horizon per site (`site=90;...`), in days",
     "idle_after_s": "seconds without records after which a partition's watermark follows the clock",
     "max_event_bytes": "largest accepted event",
     "batch_max_records": "most records fetched per batch",

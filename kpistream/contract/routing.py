@@ -44,6 +44,10 @@ def social_key(event: Any) -> str:
     return ownership_key(event.network, event.account)
 
 
+def orders_key(event: Any) -> str:
+    return ownership_key(event.site, event.customer_id)
+
+
 class Rerouted:
     """Marker in a decoded batch: this record was forwarded to its owning partition."""
 

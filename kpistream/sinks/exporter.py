@@ -50,7 +50,8 @@ def build_registry(
 
 def serve(settings: Settings, *, host: str = "127.0.0.1", port: int | None = None) -> Exporter:
     """Start the HTTP server in a daemon thread, and the reader of the broker's log ends."""
-    log_ends = LogEnds(settings, [settings.clickstream_topic, settings.social_topic]).start()
+    topics = [settings.clickstream_topic, settings.social_topic, settings.orders_topic]
+    log_ends = LogEnds(settings, topics).start()
     registry = build_registry(settings, log_ends=log_ends)
     server, _thread = start_http_server(port or settings.metrics_port, addr=host, registry=registry)
     return Exporter(server, log_ends)

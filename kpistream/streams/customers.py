@@ -18,8 +18,10 @@ from collections.abc import Callable, Iterable
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from kpistream.config.settings import Settings
 from kpistream.contract import health as H
 from kpistream.contract.delta import BatchDelta
+from kpistream.contract.routing import orders_key
 from kpistream.contract.visitor import VisitorKey
 from kpistream.kpis.customers import (
     MICROS,
@@ -30,7 +32,8 @@ from kpistream.kpis.customers import (
     kept_slot,
 )
 from kpistream.kpis.fields import field
-from kpistream.schemas.events import Order
+from kpistream.schemas.decoder import EventDecoder
+from kpistream.schemas.events import Order, Orders
 from kpistream.streams.customer_kpis import CustomerRecord, apply, decode_record, encode_record
 from kpistream.streams.labels import LabelBudget
 from kpistream.streams.watermarked import WatermarkedProcessor
@@ -109,3 +112,37 @@ class CustomerProcessor(WatermarkedProcessor):
 
     def _settle(self, delta: BatchDelta, touched: set[Any]) -> None:
         delta.watermark_ms = self.watermark_ms
+
+
+class CustomerLogic:
+    """The orders topic's :class:`kpistream.streams.logic.StreamLogic`."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.topic = settings.orders_topic
+        self.decoder: EventDecoder[Any] = EventDecoder(
+            Orders,
+            max_event_bytes=settings.max_event_bytes,
+            max_future_skew_ms=settings.max_future_skew_s * 1000,
+            site_allowlist=settings.site_allowlist,
+        )
+        self.sites = LabelBudget(allowlist=settings.site_allowlist, max_values=settings.max_sites)
+
+    def new_partition(self) -> CustomerProcessor:
+        return CustomerProcessor(
+            sites=self.sites,
+            horizon_days=self.settings.customer_horizon,
+            zone=self.settings.site_zone,
+        )
+
+    def ownership_key(self, event: Any) -> str:
+        return orders_key(event)
+
+    def budget(self, dimension: str) -> LabelBudget:
+        return self.sites
+
+    def budgets(self) -> dict[str, LabelBudget]:
+        return {"site": self.sites}
+
+    def dimension_values(self, events: Iterable[Any]) -> dict[str, set[str]]:
+        return {"site": {event.site for event in events}}

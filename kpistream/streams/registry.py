@@ -10,8 +10,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from kpistream.config.settings import Settings
-from kpistream.schemas.events import CLICKSTREAM_TYPES, SOCIAL_TYPES, type_name
+from kpistream.schemas.events import CLICKSTREAM_TYPES, ORDER_TYPES, SOCIAL_TYPES, type_name
 from kpistream.streams.clickstream import ClickstreamLogic
+from kpistream.streams.customers import CustomerLogic
 from kpistream.streams.logic import StreamLogic
 from kpistream.streams.social import SocialLogic
 
@@ -54,7 +55,18 @@ SOCIAL = Stream(
     logic=SocialLogic,
     client_id="kpistream-social",
 )
-STREAMS: tuple[Stream, ...] = (CLICKSTREAM, SOCIAL)
+ORDERS = Stream(
+    name="orders",
+    topic=lambda s: s.orders_topic,
+    # Customers' orders are far fewer than page views: half the partitions.
+    partitions=lambda s: max(1, s.partitions // 2),
+    group=lambda s: f"{s.consumer_group}-orders",
+    types=frozenset(type_name(t) for t in ORDER_TYPES),
+    routed_by=("site", "customer_id"),
+    logic=CustomerLogic,
+    client_id="kpistream-orders",
+)
+STREAMS: tuple[Stream, ...] = (CLICKSTREAM, SOCIAL, ORDERS)
 #: Where a line of no known type goes: its workers dead-letter it with the reason.
 FALLBACK = CLICKSTREAM
 _BY_TYPE = {name: stream for stream in STREAMS for name in stream.types}

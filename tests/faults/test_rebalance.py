@@ -35,9 +35,9 @@ async def test_scaling_one_to_three_to_one_while_events_flow_ends_exact(  # type
     click_parts, social_parts = settings.partitions, settings.partitions // 2
     first = await start_streams(workers, settings)
 
-    def spread(group: list[tuple[BatchConsumer, BatchConsumer]]) -> bool:
+    def spread(group: list[tuple[BatchConsumer, ...]]) -> bool:
         """Every worker owns partitions of both topics, and every partition has an owner."""
-        clicks, posts = [c for c, _ in group], [s for _, s in group]
+        clicks, posts = [c[0] for c in group], [c[1] for c in group]
         return (
             all(c.owned for c in clicks)
             and all(s.owned for s in posts)

@@ -70,6 +70,7 @@ def settings_factory(broker: str, redis_url: str):  # type: ignore[no-untyped-de
             "redis_prefix": f"t{tag}",
             "clickstream_topic": f"clicks-{tag}",
             "social_topic": f"social-{tag}",
+            "orders_topic": f"orders-{tag}",
             "deadletter_topic": f"dlq-{tag}",
             "consumer_group": f"g-{tag}",
             "partitions": 2,
@@ -124,11 +125,13 @@ async def workers() -> AsyncIterator[Callable[[Settings], Any]]:
 
 async def start_streams(
     workers: Any, settings: Settings, **options: Any
-) -> tuple[BatchConsumer, BatchConsumer]:
-    """In-process, what one `kpistream worker` runs: a clickstream and a social consumer,
-    each in its own group (``workers`` is the conftest fixture)."""
-    clicks, posts = [
-        await workers(settings, logic=s.logic(settings), group_id=s.group(settings), **options)
-        for s in STREAMS
-    ]
-    return clicks, posts
+) -> tuple[BatchConsumer, ...]:
+    """In-process, what one `kpistream worker` runs: one consumer per stream of the
+    registry (clickstream, social, orders, in that order), each in its own group
+    (``workers`` is the conftest fixture)."""
+    return tuple(
+        [
+            await workers(settings, logic=s.logic(settings), group_id=s.group(settings), **options)
+            for s in STREAMS
+        ]
+    )

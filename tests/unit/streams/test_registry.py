@@ -10,9 +10,17 @@ from kpistream.produce import route
 from kpistream.schemas.events import CLICKSTREAM_TYPES, SOCIAL_TYPES, type_name
 from kpistream.sources import Source, encode
 from kpistream.sources.files import JsonLines
-from kpistream.streams.registry import CLICKSTREAM, FALLBACK, SOCIAL, STREAMS, stream_of
+from kpistream.streams.registry import CLICKSTREAM, FALLBACK, ORDERS, SOCIAL, STREAMS, stream_of
 
-SETTINGS = load({"clickstream_topic": "clicks", "social_topic": "posts", "partitions": 5}, env={})
+SETTINGS = load(
+    {
+        "clickstream_topic": "clicks",
+        "social_topic": "posts",
+        "orders_topic": "buys",
+        "partitions": 5,
+    },
+    env={},
+)
 
 
 def test_every_event_type_belongs_to_exactly_one_stream() -> None:
@@ -20,10 +28,13 @@ def test_every_event_type_belongs_to_exactly_one_stream() -> None:
         assert stream_of(type_name(cls)) is CLICKSTREAM
     for social in SOCIAL_TYPES:
         assert stream_of(type_name(social)) is SOCIAL
-    assert not CLICKSTREAM.types & SOCIAL.types
+    assert stream_of("order") is ORDERS
+    assert not CLICKSTREAM.types & SOCIAL.types and not ORDERS.types & (
+        CLICKSTREAM.types | SOCIAL.types
+    )
     assert stream_of("teleport") is FALLBACK and stream_of(None) is FALLBACK
-    assert [s.topic(SETTINGS) for s in STREAMS] == ["clicks", "posts"]
-    assert [s.partitions(SETTINGS) for s in STREAMS] == [5, 2]
+    assert [s.topic(SETTINGS) for s in STREAMS] == ["clicks", "posts", "buys"]
+    assert [s.partitions(SETTINGS) for s in STREAMS] == [5, 2, 2]
     assert len({s.group(SETTINGS) for s in STREAMS}) == len(STREAMS)
 
 
@@ -33,6 +44,8 @@ def test_produce_routes_by_the_registry() -> None:
     assert route(encode(like), SETTINGS) == ("posts", b"acme", ownership_key("x", "acme"))
     assert route(encode(view), SETTINGS) == ("clicks", b"v1", ownership_key("shop", "v1"))
     assert route(b"not json", SETTINGS) == ("clicks", None, None)
+    buy = {"type": "order", "site": "shop", "customer_id": "c-1", "order_id": "A-1"}
+    assert route(encode(buy), SETTINGS) == ("buys", b"c-1", ownership_key("shop", "c-1"))
     assert route(encode({**like, "network": 7}), SETTINGS) == ("posts", b"acme", None)
 
 
