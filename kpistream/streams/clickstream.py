@@ -8,10 +8,10 @@ from typing import Any, cast
 
 from kpistream.config.settings import Settings
 from kpistream.contract.routing import clickstream_key
-from kpistream.schemas.decoder import EventDecoder
 from kpistream.schemas.events import Clickstream, ClickstreamEvent, ItemEvent, PageView, Purchase
 from kpistream.streams.event_kpis import ITEMS
 from kpistream.streams.labels import Dimensions, LabelBudget
+from kpistream.streams.logic import decoder_of
 from kpistream.streams.processor import PartitionProcessor
 from kpistream.streams.session_kpis import channel_of, landing_path
 
@@ -20,12 +20,7 @@ class ClickstreamLogic:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.topic = settings.clickstream_topic
-        self.decoder: EventDecoder[Any] = EventDecoder(
-            Clickstream,
-            max_event_bytes=settings.max_event_bytes,
-            max_future_skew_ms=settings.max_future_skew_s * 1000,
-            site_allowlist=settings.site_allowlist,
-        )
+        self.decoder = decoder_of(settings, Clickstream)
         self.dims = Dimensions(
             sites=settings.site_allowlist,
             campaigns=settings.campaign_allowlist,

@@ -32,10 +32,10 @@ from kpistream.kpis.customers import (
     kept_slot,
 )
 from kpistream.kpis.fields import field
-from kpistream.schemas.decoder import EventDecoder
 from kpistream.schemas.events import Order, Orders
 from kpistream.streams.customer_kpis import CustomerRecord, apply, decode_record, encode_record
 from kpistream.streams.labels import LabelBudget
+from kpistream.streams.logic import decoder_of
 from kpistream.streams.watermarked import WatermarkedProcessor
 
 
@@ -120,12 +120,7 @@ class CustomerLogic:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.topic = settings.orders_topic
-        self.decoder: EventDecoder[Any] = EventDecoder(
-            Orders,
-            max_event_bytes=settings.max_event_bytes,
-            max_future_skew_ms=settings.max_future_skew_s * 1000,
-            site_allowlist=settings.site_allowlist,
-        )
+        self.decoder = decoder_of(settings, Orders)
         self.sites = LabelBudget(allowlist=settings.site_allowlist, max_values=settings.max_sites)
 
     def new_partition(self) -> CustomerProcessor:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any, Protocol
 
+from kpistream.config.settings import Settings
 from kpistream.contract.delta import BatchDelta
 from kpistream.contract.routing import Rerouted
 from kpistream.contract.visitor import VisitorKey
@@ -77,3 +78,14 @@ def valid(decoded: Iterable[Any]) -> list[Any]:
 
 #: exact classes (both are leaves): isinstance on a struct class is slow
 _NOT_EVENTS = frozenset((Rejection, Rerouted))
+
+
+def decoder_of(settings: Settings, events: Any, *, by_site: bool = True) -> EventDecoder[Any]:
+    """A topic's decoder on the settings: event size, clock skew and, for events of a site
+    (``by_site``), the site allowlist."""
+    return EventDecoder(
+        events,
+        max_event_bytes=settings.max_event_bytes,
+        max_future_skew_ms=settings.max_future_skew_s * 1000,
+        site_allowlist=settings.site_allowlist if by_site else (),
+    )

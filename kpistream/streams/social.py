@@ -25,7 +25,7 @@ from kpistream.contract.visitor import VisitorKey
 from kpistream.kpis import catalogue as K
 from kpistream.kpis import fields
 from kpistream.kpis.windows import minute_of
-from kpistream.schemas.decoder import EventDecoder, Rejection
+from kpistream.schemas.decoder import Rejection
 from kpistream.schemas.events import (
     Comment,
     Follow,
@@ -39,6 +39,7 @@ from kpistream.schemas.events import (
     fingerprint,
 )
 from kpistream.streams.labels import OTHER, LabelBudget
+from kpistream.streams.logic import decoder_of
 from kpistream.streams.watermarked import WatermarkedProcessor
 
 AccountKey = tuple[str, str]  # (network, account)
@@ -187,11 +188,7 @@ class SocialLogic:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.topic = settings.social_topic
-        self.decoder: EventDecoder[Any] = EventDecoder(
-            Social,
-            max_event_bytes=settings.max_event_bytes,
-            max_future_skew_ms=settings.max_future_skew_s * 1000,
-        )
+        self.decoder = decoder_of(settings, Social, by_site=False)
         self.networks = LabelBudget(max_values=settings.max_networks)
         self.accounts = LabelBudget(max_values=settings.max_accounts)
 
