@@ -270,9 +270,11 @@ CLICKS = Count(
     "clicks", "c", ITEM, At.EVENT, "click events (CTR numerator)", paired_with=IMPRESSIONS,
     tier=Tier.INTERACTION,
 )
+#: Money is counted in integer millionths of the currency unit: exact, unlike floats.
+MICROS = 1_000_000
 REVENUE = Count(
     "revenue", "rev", MONEY, At.EVENT, "Sum of purchase values, in the currency", unit="currency",
-    scale=1e-6, tier=Tier.TRANSACTION,
+    scale=1 / MICROS, tier=Tier.TRANSACTION,
 )
 ORDERS = Count(
     "orders", "ord", MONEY, At.EVENT, "purchase events", paired_with=REVENUE, tier=Tier.TRANSACTION,

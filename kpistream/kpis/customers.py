@@ -33,6 +33,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from kpistream.kpis.calendar import KINDS, Kind, bounds, following, period_of, previous
+from kpistream.kpis.catalogue import MICROS
 from kpistream.kpis.fields import field, split
 
 #: What a customer contributes to: ("start_new" | "start_re" | "end" | "up_start" |
@@ -54,13 +55,19 @@ def spells(order_days: Iterable[int], horizon: int) -> list[tuple[int, int]]:
     return out
 
 
-def upsold_day(products: Iterable[tuple[str, int]]) -> int | None:
-    """The day a customer had bought two distinct products: the second earliest of the
-    products' first days (None with fewer than two products)."""
+def _first_days(products: Iterable[tuple[str, int]]) -> dict[str, int]:
+    """Each product's first day, from (product, day) purchases."""
     first: dict[str, int] = {}
     for product, day in products:
         if product not in first or day < first[product]:
             first[product] = day
+    return first
+
+
+def upsold_day(products: Iterable[tuple[str, int]]) -> int | None:
+    """The day a customer had bought two distinct products: the second earliest of the
+    products' first days (None with fewer than two products)."""
+    first = _first_days(products)
     if len(first) < 2:
         return None
     return sorted(first.values())[1]
@@ -70,11 +77,7 @@ def earliest_two(products: Iterable[tuple[str, int]]) -> list[tuple[str, int]]:
     """The two products a customer bought first, with their first days: all that
     :func:`upsold_day` needs to stay exact whatever comes later (a product's first day only
     moves earlier, with an order that names it)."""
-    first: dict[str, int] = {}
-    for product, day in products:
-        if product not in first or day < first[product]:
-            first[product] = day
-    return sorted(first.items(), key=lambda pd: (pd[1], pd[0]))[:2]
+    return sorted(_first_days(products).items(), key=lambda pd: (pd[1], pd[0]))[:2]
 
 
 def contributions(
@@ -196,8 +199,6 @@ def period_counts(
 
 # -- where the site's counters are kept ------------------------------------------------------
 
-#: Revenue is kept in millionths of the currency unit: exact, unlike floats.
-MICROS = 1_000_000
 #: The codes of the kept counters (fields of the ``k:<day>`` hashes): a day counter of the
 #: spells at its day; a per-period counter at the first day of its period, its field naming
 #: the period's kind; orders and revenue (in millionths, per currency) at the order's day.

@@ -79,8 +79,8 @@ def _csv_rows(handle: io.TextIOBase) -> Iterator[tuple[int, dict[str, Any] | Ref
         number = reader.line_num
         fields = {k.strip(): (v or "").strip() for k, v in row.items() if k is not None}
         item = {k: fields.pop(k) for k in ITEM_COLUMNS if k in fields}
-        same = current is not None and fields.get("order_id") == current.get("order_id")
-        if current is not None and same and fields.get("order_id"):
+        order_id = fields.get("order_id")
+        if current is not None and order_id and order_id == current.get("order_id"):
             if item.get("item_id"):
                 current["items"].append(item)
             continue

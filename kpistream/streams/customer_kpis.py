@@ -90,16 +90,15 @@ def apply(
     for order in orders:
         digest = order_digest(order.order_id)
         day = local_day(order.ts, tz)
+        # An order again still adds its products: another path may know its lines better.
+        products = earliest_two([*products, *((p, day) for p in products_of(order))])
         if digest in seen:
             duplicates += 1
-            # Another path may know the order's lines better: its products still count.
-            products = earliest_two([*products, *((p, day) for p in products_of(order))])
             continue
         seen.add(digest)
         if len(ids) < MAX_ORDER_IDS:
             ids.append(digest)
         days[day] = days.get(day, 0) + 1
-        products = earliest_two([*products, *((p, day) for p in products_of(order))])
         counted.append((day, order))
     after = CustomerRecord(days, ids, products)
     moved = changes(

@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import cast
 
 from kpistream.kpis import catalogue as K
+from kpistream.kpis.catalogue import MICROS
 from kpistream.kpis.fields import SiteFields
 from kpistream.schemas.events import (
     Click,
@@ -20,8 +21,6 @@ from kpistream.schemas.events import (
 from kpistream.streams.labels import Dimensions
 from kpistream.streams.tally import Tally
 
-#: Revenue is summed as integer millionths of the currency unit: exact, unlike floats.
-MICROS = 1_000_000
 #: Impressions and clicks (events are told apart by exact class: ``isinstance`` on a struct
 #: class is slow).
 ITEMS = frozenset((Impression, Click))

@@ -28,16 +28,19 @@ class WatermarkedProcessor:
         self.watermark_ms = 0
 
     def screen(
-        self, event: E | Rejection | Rerouted, watermark_ms: int, health: Counter[str]
+        self, event: E | Rejection | Rerouted, watermark_ms: int | None, health: Counter[str]
     ) -> TypeGuard[E]:
-        """Count a rejection, a re-routed event or an event later than the allowed lateness;
-        True when the event goes on to be processed."""
+        """Count a rejection, a re-routed event or an event later than the allowed lateness
+        behind ``watermark_ms`` (None: a stream where nothing is late); True when the event
+        goes on to be processed."""
         if isinstance(event, Rejection):
             health[fields.field(H.REJECTED, event.reason)] += 1
             return False
         if isinstance(event, Rerouted):
             health[H.REROUTED] += 1
             return False
+        if watermark_ms is None:
+            return True
         ts: int = getattr(event, "ts")  # noqa: B009 - every event struct has `ts`
         if ts < watermark_ms - self.allowed_lateness_ms:
             health[H.LATE] += 1
